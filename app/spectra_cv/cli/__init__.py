@@ -1,0 +1,66 @@
+"""The ``spectra-cv`` command line: a click group whose subcommands load lazily.
+
+The CLI is the edge: every ``SpectraCVError`` becomes a click error here (exit 1, one message),
+and nothing in the package imports this module. Subcommands are imported only when invoked, so
+``spectra-cv -h`` and the data commands start without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from spectra_cv import __version__
+from spectra_cv import log as log_mod
+from spectra_cv.errors import SpectraCVError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are ``"module:attribute"`` strings imported on first use.
+
+    Every invocation runs inside a guard that turns project errors into ``click.ClickException``.
+    """
+
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = dict(lazy_subcommands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_subcommands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            module_name, attr = self.lazy_subcommands[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command):  # pragma: no cover - wiring error
+                raise TypeError(f"{module_name}:{attr} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpectraCVError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings=CONTEXT_SETTINGS,
+    lazy_subcommands={
+        "data": "spectra_cv.cli.data:data",
+        "manifests": "spectra_cv.cli.manifests:manifests",
+    },
+)
+@click.version_option(__version__, prog_name="spectra-cv")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for more).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Five-fold cross-validation of a Mamba denoiser of UV reflectance spectra."""
+    log_mod.configure(-1 if quiet else verbose)
+    ctx.ensure_object(dict)

@@ -1,0 +1,27 @@
+"""Project exceptions. The CLI edge turns every ``SpectraCVError`` into a click error (exit 1)."""
+
+from __future__ import annotations
+
+
+class SpectraCVError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class DataContractError(SpectraCVError):
+    """Input data break the data contract; the message names the file or row and the fix.
+
+    ``problems`` holds every problem found (a check reports them all, capped), so a caller
+    can show the whole list rather than the first failure.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems) if problems else [message]
+
+
+class FoldError(SpectraCVError):
+    """A fold definition is invalid or a split leaks (a sample in two roles)."""
+
+
+class ConfigError(SpectraCVError):
+    """A configuration value or combination of flags is invalid; names the flag to change."""

@@ -1,0 +1,26 @@
+"""The package's one logger. Library code logs; only the CLI configures handlers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LOGGER_NAME = "spectra_cv"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """Child logger of the package logger (``spectra_cv.<name>``)."""
+    return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
+
+
+def configure(verbosity: int = 0) -> None:
+    """Send package logs to stderr: INFO by default, DEBUG with ``-v``, WARNING with ``-q``."""
+    level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(level)
+    if not any(getattr(h, "_spectra_cv", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        handler._spectra_cv = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False

@@ -1,0 +1,81 @@
+"""Paths from one place: the runbook's layout, relative to the run's working directory.
+
+Every default can be overridden by an environment variable (the same names compose.yaml sets),
+and every CLI option that takes one of these paths falls back to that variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Environment variables read for path defaults (compose.yaml sets the same names).
+ENV_DATA_ROOT = "SPECTRA_CV_DATA_ROOT"
+ENV_METADATA_DIR = "SPECTRA_CV_METADATA_DIR"
+ENV_RUN_ROOT = "SPECTRA_CV_RUN_ROOT"
+
+DEFAULT_DATA_ROOT = Path("data/spectra_for_fold")
+DEFAULT_METADATA_DIR = Path("data/metadata")
+
+
+def data_root() -> Path:
+    """Directory holding spectra, ``manifest.csv``, ``wavelength_grid.npy``, ``lambda_stats.npz``."""
+    return Path(os.environ.get(ENV_DATA_ROOT, DEFAULT_DATA_ROOT))
+
+
+def metadata_dir() -> Path:
+    """Directory holding ``dose_features.csv``, ``dose_sampling_weights.csv``, ``dose_stats.json``."""
+    return Path(os.environ.get(ENV_METADATA_DIR, DEFAULT_METADATA_DIR))
+
+
+def fold_tag(fold: int) -> str:
+    """``fold_03`` for fold 3 (the runbook's two-digit tag)."""
+    return f"fold_{fold:02d}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPaths:
+    """The runbook's per-fold output paths under one run root (the working directory by default)."""
+
+    root: Path = Path(".")
+    """Run root; every output lies under it."""
+
+    @classmethod
+    def from_env(cls) -> "RunPaths":
+        return cls(root=Path(os.environ.get(ENV_RUN_ROOT, ".")))
+
+    def manifests(self, fold: int) -> Path:
+        return self.root / "manifests" / fold_tag(fold)
+
+    def manifest(self, fold: int, role: str) -> Path:
+        return self.manifests(fold) / f"{role}_manifest.csv"
+
+    def log_dir(self, fold: int) -> Path:
+        return self.root / "logs" / f"Track_H_{fold_tag(fold)}"
+
+    def train_log(self, fold: int) -> Path:
+        return self.log_dir(fold) / "train.log"
+
+    def audit_log(self, fold: int) -> Path:
+        return self.log_dir(fold) / "auditing_manifest.log"
+
+    def checkpoint_dir(self, fold: int) -> Path:
+        return self.root / "checkpoints" / f"Track_H_{fold_tag(fold)}"
+
+    def best_checkpoint(self, fold: int, model: str = "mamba_tiny_uv") -> Path:
+        return self.checkpoint_dir(fold) / f"{model}_best.pt"
+
+    def denoised(self, fold: int, role: str) -> Path:
+        return self.root / "denoised" / "folds" / fold_tag(fold) / role
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts" / "cross_validation"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.artifacts / "fold_summary.csv"
+
+    def speed_log(self, fold: int) -> Path:
+        return self.artifacts / f"{fold_tag(fold)}_speed.json"

@@ -1,0 +1,40 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectra_cv import io
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    io.atomic_write_json(target, {"a": 1})
+    io.atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["a.json"]
+
+
+def test_atomic_write_failure_keeps_old_content(tmp_path):
+    target = tmp_path / "a.txt"
+    io.atomic_write_text(target, "old")
+
+    def boom(handle):
+        handle.write(b"partial")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write(target, boom)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_npy_npz_csv_roundtrip(tmp_path):
+    arr = np.arange(5, dtype=np.float32)
+    io.atomic_save_npy(tmp_path / "x_denoised.npy", arr)
+    np.testing.assert_array_equal(np.load(tmp_path / "x_denoised.npy"), arr)
+    io.atomic_save_npz(tmp_path / "s.npz", weights=arr)
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npz")["weights"], arr)
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    io.atomic_write_csv(tmp_path / "f.csv", frame)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "f.csv"), frame)
