@@ -38,3 +38,13 @@ def test_atomic_npy_npz_csv_roundtrip(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     io.atomic_write_csv(tmp_path / "f.csv", frame)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "f.csv"), frame)
+
+
+def test_atomic_write_uses_umask_mode_not_0600(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        path = io.atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
