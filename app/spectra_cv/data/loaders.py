@@ -7,7 +7,6 @@ returned as float32 arrays on the wavelength grid, clipped to [0, 1] unless ``cl
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,18 @@ import pandas as pd
 
 from spectra_cv.data import contract
 from spectra_cv.errors import DataContractError
+
+
+class SpectrumError(DataContractError):
+    """One spectrum file breaks the contract. ``reason`` is the message without the path.
+
+    ``check_dataset`` catches it to name the manifest row instead of the bare path.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_LENGTH) -> np.ndarray:
@@ -38,8 +49,16 @@ def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_
             f"{path}: {grid.shape[0]} points, expected {expected_length} "
             f"(--sequence_length); fix the grid or pass the matching sequence length"
         )
-    if not np.all(np.isfinite(grid)) or np.any(np.diff(grid) <= 0):
-        raise DataContractError(f"{path}: wavelengths must be finite and strictly increasing")
+    if not np.all(np.isfinite(grid)):
+        bad = int(np.flatnonzero(~np.isfinite(grid))[0])
+        raise DataContractError(f"{path}: non-finite wavelength at index {bad}; regenerate the grid")
+    steps = np.diff(grid)
+    if np.any(steps <= 0):
+        i = int(np.flatnonzero(steps <= 0)[0])
+        raise DataContractError(
+            f"{path}: wavelengths not strictly increasing at index {i + 1} "
+            f"({grid[i]:g} nm then {grid[i + 1]:g} nm); the grid must ascend, e.g. 300.0, 300.5, … 600.0"
+        )
     return grid
 
 
@@ -61,78 +80,102 @@ def read_manifest(
             f"a manifest needs {', '.join(required)}"
         )
     if frame.empty:
-        raise DataContractError(f"{path}: manifest has no rows")
+        raise DataContractError(f"{path}: manifest has no rows; list one spectrum per row")
     return frame
 
 
 def _resample_table(path: Path, grid: np.ndarray) -> np.ndarray:
+    """Reflectance of a ``wavelength_nm,reflectance`` table, linearly resampled onto ``grid``."""
     try:
         table = pd.read_csv(path, sep=None, engine="python")
     except Exception as exc:  # noqa: BLE001
-        raise DataContractError(f"{path}: unreadable table ({exc})") from exc
+        raise SpectrumError(path, f"unreadable table ({exc}); write a CSV with a header line") from exc
     missing = [c for c in contract.TABLE_COLUMNS if c not in table.columns]
     if missing:
-        raise DataContractError(
-            f"{path}: missing column(s) {', '.join(missing)}; a .csv/.txt spectrum needs a header "
-            f"with {' and '.join(contract.TABLE_COLUMNS)}"
+        raise SpectrumError(
+            path,
+            f"missing column(s) {', '.join(missing)} (has {', '.join(map(str, table.columns))}); "
+            f"a .csv/.txt spectrum needs a header with {' and '.join(contract.TABLE_COLUMNS)}",
         )
     wl = pd.to_numeric(table["wavelength_nm"], errors="coerce").to_numpy(dtype=np.float64)
     refl = pd.to_numeric(table["reflectance"], errors="coerce").to_numpy(dtype=np.float64)
     if wl.size < 2 or not np.all(np.isfinite(wl)) or np.any(np.diff(wl) <= 0):
-        raise DataContractError(f"{path}: wavelength_nm must be numeric and strictly increasing (≥ 2 rows)")
+        raise SpectrumError(path, "wavelength_nm must be numeric and strictly increasing (≥ 2 rows); sort the rows")
     if wl.shape == grid.shape and np.allclose(wl, grid):
         return refl
     if wl[0] > grid[0] + 1e-9 or wl[-1] < grid[-1] - 1e-9:
-        raise DataContractError(
-            f"{path}: covers {wl[0]:.1f}–{wl[-1]:.1f} nm but the grid needs {grid[0]:.1f}–{grid[-1]:.1f} nm; "
-            "resampling would extrapolate"
+        raise SpectrumError(
+            path,
+            f"covers {wl[0]:.1f}–{wl[-1]:.1f} nm but the grid needs {grid[0]:.1f}–{grid[-1]:.1f} nm; "
+            "resampling would extrapolate: export the full range",
         )
     return np.interp(grid, wl, refl)
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a contract error
+        raise SpectrumError(path, f"corrupt or unreadable .npy ({exc}); re-export the spectrum") from exc
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if contract.NPZ_KEY not in archive.files:
+                raise SpectrumError(
+                    path,
+                    f".npz has keys {sorted(archive.files)} but no '{contract.NPZ_KEY}'; "
+                    f"save the spectrum under the key '{contract.NPZ_KEY}'",
+                )
+            return archive[contract.NPZ_KEY]
+    except SpectrumError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SpectrumError(path, f"corrupt or unreadable .npz ({exc}); re-export the spectrum") from exc
+
+
 def load_spectrum(path: str | Path, grid: np.ndarray, clip: bool = True) -> np.ndarray:
-    """One spectrum as float32 (L,) on ``grid``; .csv/.txt are linearly resampled onto it."""
+    """One spectrum as float32 (L,) on ``grid`` (L,); .csv/.txt are linearly resampled onto it.
+
+    Raises ``SpectrumError`` (a ``DataContractError``) naming the file and the fix for a missing
+    or unreadable file, a wrong shape or length, non-numeric or NaN/inf values.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataContractError(f"{path}: spectrum file not found; fix the manifest row or restore the file")
-    if suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise DataContractError(f"{path}: corrupt or unreadable .npy ({exc}); re-export the spectrum") from exc
-    elif suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if contract.NPZ_KEY not in archive.files:
-                    raise DataContractError(
-                        f"{path}: .npz has keys {sorted(archive.files)} but no '{contract.NPZ_KEY}'; "
-                        f"save the spectrum under the key '{contract.NPZ_KEY}'"
-                    )
-                values = archive[contract.NPZ_KEY]
-        except DataContractError:
-            raise
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise DataContractError(f"{path}: corrupt or unreadable .npz ({exc})") from exc
-    elif suffix in (".csv", ".txt"):
-        values = _resample_table(path, grid)
-    else:
-        raise DataContractError(
-            f"{path}: unsupported spectrum type '{suffix}'; use one of {', '.join(contract.SPECTRUM_SUFFIXES)}"
+    if suffix not in contract.SPECTRUM_SUFFIXES:
+        raise SpectrumError(
+            path, f"unsupported spectrum type '{suffix}'; use one of {', '.join(contract.SPECTRUM_SUFFIXES)}"
         )
+    if not path.is_file():
+        raise SpectrumError(path, "spectrum file not found; fix the manifest row or restore the file")
+    if suffix == ".npy":
+        values = _read_npy(path)
+    elif suffix == ".npz":
+        values = _read_npz(path)
+    else:
+        values = _resample_table(path, grid)
     values = np.asarray(values)
     if values.ndim != 1:
-        raise DataContractError(f"{path}: array of shape {values.shape}, expected 1-D ({grid.shape[0]},)")
-    if values.shape[0] != grid.shape[0]:
-        raise DataContractError(
-            f"{path}: has {values.shape[0]} points, expected {grid.shape[0]} ({contract.GRID_FILE})"
+        raise SpectrumError(
+            path, f"array of shape {values.shape}, expected 1-D ({grid.shape[0]},); save one spectrum per file"
         )
-    if not np.issubdtype(values.dtype, np.number):
-        raise DataContractError(f"{path}: dtype {values.dtype} is not numeric")
+    if values.shape[0] != grid.shape[0]:
+        raise SpectrumError(
+            path,
+            f"has {values.shape[0]} points, expected {grid.shape[0]} ({contract.GRID_FILE}); resample or re-export it",
+        )
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        raise SpectrumError(path, f"dtype {values.dtype} is not numeric; save float32 reflectance")
     values = values.astype(np.float32)
-    if not np.all(np.isfinite(values)):
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        raise DataContractError(f"{path}: {bad} NaN/inf value(s); re-export or drop this spectrum from the manifest")
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise SpectrumError(
+            path,
+            f"{bad.size} NaN/inf value(s) (first at {grid[bad[0]]:g} nm); "
+            "re-export the spectrum or drop it from the manifest",
+        )
     if clip:
         np.clip(values, *contract.CLIP_RANGE, out=values)
     return values
@@ -159,7 +202,10 @@ def read_lambda_weights(path: str | Path, length: int) -> np.ndarray:
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 if "weights" not in loaded.files:
-                    raise DataContractError(f"{path}: no 'weights' key (has {sorted(loaded.files)})")
+                    raise DataContractError(
+                        f"{path}: no 'weights' key (has {sorted(loaded.files)}); "
+                        "recompute with `spectra-cv data stats`"
+                    )
                 weights = loaded["weights"]
         else:
             weights = loaded
@@ -169,7 +215,15 @@ def read_lambda_weights(path: str | Path, length: int) -> np.ndarray:
         raise DataContractError(f"{path}: unreadable λ-weights ({exc})") from exc
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (length,):
-        raise DataContractError(f"{path}: weights of shape {weights.shape}, expected ({length},)")
-    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-        raise DataContractError(f"{path}: weights must be finite and positive; recompute with `spectra-cv data stats`")
+        raise DataContractError(
+            f"{path}: weights of shape {weights.shape}, expected ({length},) (one per wavelength of "
+            f"{contract.GRID_FILE}); recompute with `spectra-cv data stats`"
+        )
+    bad = ~np.isfinite(weights) | (weights <= 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataContractError(
+            f"{path}: {int(bad.sum())} weight(s) not finite and positive (first at index {first}: "
+            f"{weights[first]:g}); recompute with `spectra-cv data stats`"
+        )
     return weights
