@@ -1,0 +1,32 @@
+"""Evaluation metrics (per spectrum, against the LOO mean) and classical baselines; NumPy only."""
+
+from __future__ import annotations
+
+from spectra_cv.metrics.baselines import FittedBaseline, fit_baselines
+from spectra_cv.metrics.dips import DipMetricConfig, dip_metrics, find_minima
+from spectra_cv.metrics.spectral import (
+    aggregate,
+    evaluate,
+    loo_means,
+    per_spectrum_metrics,
+    psnr,
+    rmse,
+    roi_psnr,
+    sam_deg,
+)
+
+__all__ = [
+    "DipMetricConfig",
+    "FittedBaseline",
+    "aggregate",
+    "dip_metrics",
+    "evaluate",
+    "find_minima",
+    "fit_baselines",
+    "loo_means",
+    "per_spectrum_metrics",
+    "psnr",
+    "rmse",
+    "roi_psnr",
+    "sam_deg",
+]

@@ -1,0 +1,1 @@
+"""Model layer: selective scans (reference and fast PyTorch), the Mamba mixer and MambaUV (torch only)."""

@@ -1,0 +1,245 @@
+"""MambaUV: the spectral denoiser (Conv1d stem → n × [LayerNorm → FiLM → Mamba → residual] → head).
+
+Input ``x: (B, 3, L)`` holds [reflectance, λ normalised to [−1, 1], cos θ]; ``cond: (B, cond_dim)``
+the normalised FiLM features. Output ``(B, 1, L)`` is the denoised reflectance.
+
+Two output paths (``ModelConfig.residual``):
+
+* ``residual=False`` — the original Track H model: the head rebuilds the whole spectrum,
+  ``out = act(head(h))`` with ``act`` = sigmoid (original default), clamp to [0, 1] or none.
+* ``residual=True`` — the network predicts a correction to the input reflectance,
+  ``out = act(x[:, 0] + head(h))``, with the head zero-initialised so the untrained model is the
+  identity on the reflectance channel. ``act`` is clamp to [0, 1] or none; a sigmoid of
+  ``input + correction`` is not the identity at start, so that combination is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spectra_cv.errors import ConfigError
+from spectra_cv.model.backends import BACKENDS
+from spectra_cv.model.mixer import Mamba
+
+OUT_ACTIVATIONS = ("sigmoid", "clamp", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture of a MambaUV model; stored in every checkpoint and rebuilt from it alone.
+
+    Each field maps onto the training flag ``--<field>`` (``cond_dim`` follows the number of
+    ``--film_features``).
+    """
+
+    name: str
+    """Zoo name the config came from (e.g. ``mamba_tiny_uv``); kept for provenance only."""
+    sequence_length: int = 601
+    """Samples per spectrum L; inputs must be (B, in_channels, L)."""
+    in_channels: int = 3
+    """Input channels: reflectance, normalised λ, cos θ (channel 0 must be reflectance)."""
+    d_model: int = 128
+    """Width D of the residual stream."""
+    n_layers: int = 4
+    """Number of [LayerNorm → FiLM → Mamba → residual] blocks."""
+    d_state: int = 16
+    """SSM state size N per channel."""
+    d_conv: int = 4
+    """Kernel of the mixer's causal depthwise convolution."""
+    expand: int = 2
+    """Mixer inner width = expand · d_model."""
+    dropout: float = 0.0
+    """Dropout on each mixer output before the residual add."""
+    film: bool = False
+    """Condition each block on ``cond`` through FiLM (γ, β per layer from an MLP)."""
+    film_hidden_dim: int = 32
+    """Hidden width of the FiLM MLP."""
+    cond_dim: int = 1
+    """Length of the conditioning vector (number of FiLM features)."""
+    film_dropout: float = 0.0
+    """Dropout inside the FiLM MLP."""
+    out_activation: str = "sigmoid"
+    """Output activation: 'sigmoid' (original), 'clamp' to [0, 1], or 'none'."""
+    residual: bool = False
+    """Predict a correction added to the input reflectance (zero-init head: identity at start)."""
+    scan_backend: str = "auto"
+    """Selective-scan implementation: 'auto', 'cuda' (mamba_ssm), 'torch' or 'ref'."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        if not self.name:
+            raise ConfigError("--model: the model config needs a non-empty name")
+        for key in ("sequence_length", "in_channels", "d_model", "n_layers", "d_state", "d_conv",
+                    "expand", "film_hidden_dim", "cond_dim"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"--{key} must be >= 1; got {getattr(self, key)}")
+        for key in ("dropout", "film_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"--{key} must lie in [0, 1); got {getattr(self, key)}")
+        if self.out_activation not in OUT_ACTIVATIONS:
+            raise ConfigError(
+                f"--out_activation must be one of {', '.join(OUT_ACTIVATIONS)}; "
+                f"got {self.out_activation!r}"
+            )
+        if self.residual and self.out_activation == "sigmoid":
+            raise ConfigError(
+                "--out_activation sigmoid cannot be combined with --residual: sigmoid(input + "
+                "correction) is not the identity at start; use --out_activation clamp or none"
+            )
+        if self.scan_backend not in BACKENDS:
+            raise ConfigError(
+                f"--scan_backend must be one of {', '.join(BACKENDS)}; got {self.scan_backend!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (what a checkpoint stores)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "model config") -> ModelConfig:
+        """Build from ``to_dict()`` output; unknown or missing keys raise ``ConfigError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown model config keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _check_type(name: str, value: object, annotation: object) -> None:
+    """Reject mistyped values (e.g. ``d_model='128'`` or ``residual=1``) naming the flag."""
+    allowed = _TYPES[str(annotation)]
+    if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
+        expected = str(annotation)
+        raise ConfigError(f"--{name} must be {expected}; got {value!r} ({type(value).__name__})")
+
+
+class FiLMHead(nn.Module):
+    """cond: (B, cond_dim) → γ, β: (B, n_layers, d_model) each, γ = 1 + slot 0, β = slot 1.
+
+    Linear(cond→hidden), SiLU, Dropout, Linear(hidden→2·n_layers·d_model) zero-initialised,
+    so γ = 1, β = 0 (the identity) for any ``cond`` at start.
+    """
+
+    def __init__(self, cond_dim: int, hidden: int, n_layers: int, d_model: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.n_layers, self.d_model = n_layers, d_model
+        self.net = nn.Sequential(
+            nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, 2 * n_layers * d_model),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cond: (B, cond_dim) → (gamma, beta): (B, n_layers, d_model) each."""
+        out = self.net(cond).view(cond.shape[0], self.n_layers, 2, self.d_model)  # (B, n, 2, D)
+        return 1.0 + out[:, :, 0], out[:, :, 1]
+
+
+class MambaBlock(nn.Module):
+    """h: (B, L, D) → h + Dropout(Mamba(FiLM(LayerNorm(h))))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.mixer = Mamba(cfg.d_model, d_state=cfg.d_state, d_conv=cfg.d_conv,
+                           expand=cfg.expand, backend=cfg.scan_backend)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, h: torch.Tensor, gamma: torch.Tensor | None = None,
+                beta: torch.Tensor | None = None) -> torch.Tensor:
+        """h: (B, L, D); gamma, beta: (B, D) | None → (B, L, D)."""
+        u = self.norm(h)
+        if gamma is not None and beta is not None:
+            u = u * gamma[:, None, :] + beta[:, None, :]
+        return h + self.dropout(self.mixer(u))
+
+
+class MambaUV(nn.Module):
+    """Spectral denoiser. forward(x: (B, C_in, L), cond: (B, cond_dim) | None) → (B, 1, L)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ConfigError(f"MambaUV needs a ModelConfig; got {type(config).__name__}")
+        self.config = config
+        d = config.d_model
+        self.input_proj = nn.Conv1d(config.in_channels, d, kernel_size=3, padding=1)
+        nn.init.kaiming_normal_(self.input_proj.weight, nonlinearity="relu")
+        nn.init.zeros_(self.input_proj.bias)
+        self.film = (
+            FiLMHead(config.cond_dim, config.film_hidden_dim, config.n_layers, d,
+                     config.film_dropout)
+            if config.film else None
+        )
+        self.blocks = nn.ModuleList(MambaBlock(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(d)
+        self.output_proj = nn.Conv1d(d, 1, kernel_size=1)
+        nn.init.zeros_(self.output_proj.bias)
+        if config.residual:
+            nn.init.zeros_(self.output_proj.weight)  # correction = 0: identity at start
+
+    def set_scan_backend(self, backend: str) -> None:
+        """Switch every mixer's scan backend (the weights are the same for all backends)."""
+        self.config = dataclasses.replace(self.config, scan_backend=backend)
+        for block in self.blocks:
+            block.mixer.backend = backend
+
+    def _check_inputs(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
+        cfg = self.config
+        want = (cfg.in_channels, cfg.sequence_length)
+        if x.dim() != 3 or tuple(x.shape[1:]) != want:
+            raise ConfigError(
+                f"{cfg.name}: input must be (batch, {want[0]}, {want[1]}) "
+                f"(--in_channels, --sequence_length); got {tuple(x.shape)}"
+            )
+        if cfg.film:
+            if cond is None:
+                raise ConfigError(
+                    f"{cfg.name} was built with FiLM (--film) and needs cond (batch, "
+                    f"{cfg.cond_dim}); none was given"
+                )
+            if tuple(cond.shape) != (x.shape[0], cfg.cond_dim):
+                raise ConfigError(
+                    f"{cfg.name}: cond must be (batch={x.shape[0]}, cond_dim={cfg.cond_dim}) "
+                    f"(one column per --film_features name); got {tuple(cond.shape)}"
+                )
+        elif cond is not None:
+            raise ConfigError(
+                f"{cfg.name} was built without FiLM but got cond {tuple(cond.shape)}; "
+                "pass --film to condition on it, or do not pass features"
+            )
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C_in, L); cond: (B, cond_dim) | None → (B, 1, L)."""
+        self._check_inputs(x, cond)
+        h = F.relu(self.input_proj(x)).transpose(1, 2)  # (B, L, D)
+        gammas = betas = None
+        if self.film is not None:
+            gammas, betas = self.film(cond)  # (B, n_layers, D) each
+        for i, block in enumerate(self.blocks):
+            if gammas is None:
+                h = block(h)
+            else:
+                h = block(h, gammas[:, i], betas[:, i])
+        h = self.final_norm(h)
+        out = self.output_proj(h.transpose(1, 2))  # (B, 1, L)
+        if self.config.residual:
+            out = x[:, :1] + out
+        act = self.config.out_activation
+        if act == "sigmoid":
+            return torch.sigmoid(out)
+        if act == "clamp":
+            return out.clamp(0.0, 1.0)
+        return out

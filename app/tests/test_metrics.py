@@ -1,0 +1,141 @@
+"""Metrics against closed forms: PSNR, SAM, RMSE, ROI PSNR, LOO means, dips, aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spectra_cv.errors import DataContractError
+from spectra_cv.metrics import (
+    DipMetricConfig,
+    aggregate,
+    dip_metrics,
+    evaluate,
+    find_minima,
+    loo_means,
+    psnr,
+    rmse,
+    roi_psnr,
+    sam_deg,
+)
+from spectra_cv.metrics import dips as metric_dips
+
+GRID = np.arange(601) * 0.5 + 300.0
+
+
+def _gauss(centre: float, sigma: float) -> np.ndarray:
+    return np.exp(-0.5 * ((GRID - centre) / sigma) ** 2)
+
+
+def test_psnr_rmse_of_constant_error():
+    ref = np.full((2, 50), 0.4)
+    pred = ref + np.array([[0.01], [0.1]])
+    np.testing.assert_allclose(psnr(pred, ref), [40.0, 20.0])
+    np.testing.assert_allclose(rmse(pred, ref), [0.01, 0.1])
+    assert psnr(ref, ref)[0] == pytest.approx(120.0)  # MSE floor 1e-12, no infinity
+
+
+def test_sam_parallel_orthogonal_and_45_degrees():
+    ref = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    pred = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    np.testing.assert_allclose(sam_deg(pred, ref), [0.0, 90.0, 45.0], atol=1e-6)
+
+
+def test_roi_psnr_only_sees_roi():
+    ref = np.full((1, 601), 0.3)
+    pred = ref.copy()
+    pred[0, GRID < 320] += 0.5  # error outside the ROI only
+    pred[0, (GRID >= 320) & (GRID <= 500)] += 0.001
+    assert roi_psnr(pred, ref, GRID)[0] == pytest.approx(60.0)
+    with pytest.raises(ValueError, match="ROI"):
+        roi_psnr(pred, ref, GRID, roi=(700.0, 800.0))
+
+
+def test_loo_means_against_direct_loop():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 4))
+    groups = np.array(["b", "a", "b", "a", "c", "c", "b"])
+    got = loo_means(x, groups)
+    for i in range(7):
+        others = [j for j in range(7) if groups[j] == groups[i] and j != i]
+        np.testing.assert_allclose(got[i], x[others].mean(axis=0), rtol=1e-12)
+
+
+def test_loo_means_refuses_singleton_groups():
+    with pytest.raises(DataContractError, match="lonely"):
+        loo_means(np.zeros((3, 2)), ["g1", "g1", "lonely"])
+
+
+def test_find_minima_finds_dip_ignores_bump_and_shallow_wiggle():
+    # gentle slope: on a steeper one the bump's right foot is a genuine minimum (prominence ≈ slope·6 nm)
+    ref = 0.4 + 0.0001 * (GRID - 300) - 0.02 * _gauss(400.0, 1.5) + 0.02 * _gauss(450.0, 1.5)
+    ref = ref - 0.0005 * _gauss(360.0, 1.0)  # below the 0.002 prominence threshold
+    ref = ref - 0.02 * _gauss(310.0, 1.5)  # outside the ROI
+    centres, valid, prom = find_minima(ref[None], GRID)
+    assert GRID[centres[valid]].tolist() == [400.0]
+    assert prom[valid][0] == pytest.approx(0.02, rel=0.1)
+
+
+def test_metric_prominence_matches_objective_detector():
+    torch = pytest.importorskip("torch")
+    from spectra_cv.objective import dips as loss_dips
+
+    rng = np.random.default_rng(1)
+    seg = rng.normal(size=(50, 17))
+    np.testing.assert_allclose(metric_dips.window_prominence(seg),
+                               loss_dips.window_prominence(torch.tensor(seg)).numpy(), rtol=1e-12)
+
+
+def test_baseline_excludes_dip_core_so_exact_copy_and_scaled_dip_are_measured():
+    continuum = 0.4 + 0.0004 * (GRID - 300)
+    triangle = 0.02 * np.maximum(1.0 - np.abs(GRID - 400.0) / 2.0, 0.0)  # inside the ±2.5 nm core
+    ref = (continuum - triangle)[None]
+    exact = dip_metrics(ref, ref, GRID)
+    assert exact["n_dips"][0] == 1.0
+    assert exact["dip_area_error_pct"][0] == pytest.approx(0.0, abs=1e-9)
+    # half the dip depth → 50 % area error: the baseline is the continuum, not a fit through the dip
+    half = dip_metrics((continuum - 0.5 * triangle)[None], ref, GRID)
+    assert half["dip_area_error_pct"][0] == pytest.approx(50.0, rel=1e-6)
+    assert half["dip_depth_mae"][0] == pytest.approx(0.5 * triangle[np.abs(GRID - 400.0) <= 6.0].mean(), rel=1e-6)
+    # the reference's area is the triangle's, 0.5 · 4 nm · 0.02
+    geo = metric_dips._geometry(GRID, DipMetricConfig())
+    window = np.abs(GRID - 400.0) <= 6.0
+    _, area, centroid = metric_dips._features(ref[:, window][None], GRID[window][None, None], geo)
+    assert area[0, 0] == pytest.approx(0.04, rel=1e-6) and centroid[0, 0] == pytest.approx(400.0)
+    # a shifted dip → centroid error ≈ the shift
+    dip = continuum - 0.02 * _gauss(400.0, 1.0)
+    shifted = dip_metrics((continuum - 0.02 * _gauss(401.0, 1.0))[None], dip[None], GRID)
+    assert shifted["dip_centroid_error_nm"][0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_original_degenerate_window_is_rejected():
+    with pytest.raises(ValueError, match="core_half_nm"):
+        DipMetricConfig(half_width_nm=2.0, core_half_nm=5.0)
+
+
+def test_dip_metrics_nan_when_no_dips_and_aggregate_ignores_nan():
+    flat = np.full((2, 601), 0.3)
+    with_dip = (0.3 - 0.02 * _gauss(420.0, 1.0))[None]
+    ref = np.vstack([flat, with_dip])
+    out = dip_metrics(ref + 0.001, ref, GRID)
+    np.testing.assert_array_equal(out["n_dips"], [0, 0, 1])
+    assert np.isnan(out["dip_area_error_pct"][:2]).all() and np.isfinite(out["dip_area_error_pct"][2])
+    agg = aggregate(out)
+    assert agg["n_dips_total"] == 1.0 and agg["n_spectra_with_dips"] == 1.0
+    assert agg["dip_depth_mae_std"] == 0.0
+    assert aggregate({"dip_depth_mae": np.array([np.nan])})["dip_depth_mae_mean"] is None
+
+
+def test_evaluate_dataset_psnr_and_mean_std():
+    ref = np.full((2, 601), 0.3)
+    pred = ref + np.array([[0.01], [0.001]])
+    out = evaluate(pred, ref, GRID)
+    assert out["psnr_mean"] == pytest.approx(50.0) and out["psnr_std"] == pytest.approx(10.0)
+    assert out["psnr_dataset"] == pytest.approx(-10 * np.log10((1e-4 + 1e-6) / 2))
+    assert out["n_spectra"] == 2.0 and out["n_dips_total"] == 0.0
+    assert {"sam_deg_mean", "rmse_mean", "roi_psnr_mean", "dip_area_error_pct_mean"} <= set(out)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="must both be"):
+        psnr(np.zeros((2, 5)), np.zeros((3, 5)))

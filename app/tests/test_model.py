@@ -1,0 +1,212 @@
+"""MambaUV and the zoo: config checks, shapes, init contracts (FiLM, residual), parameter counts."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import spectra_cv
+from spectra_cv.errors import ConfigError
+from spectra_cv.model.mamba_uv import MambaUV, ModelConfig
+from spectra_cv.model.zoo import (
+    CV_RECIPE_OVERRIDES, MODEL_ZOO, build_model, count_parameters, cv_recipe_config, model_config,
+)
+
+L = 64
+TINY = dict(d_model=16, n_layers=2, d_state=4, sequence_length=L, scan_backend="ref")
+
+
+def _inputs(batch: int = 3, cond_dim: int | None = None, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    refl = torch.rand(batch, 1, L, generator=g) * 0.9
+    lam = torch.linspace(-1, 1, L).expand(batch, 1, L)
+    cos = torch.tensor([-1.0, 1.0, -1.0][:batch]).view(batch, 1, 1).expand(batch, 1, L)
+    x = torch.cat([refl, lam, cos], dim=1)  # (B, 3, L)
+    cond = None if cond_dim is None else torch.randn(batch, cond_dim, generator=g)
+    return x, cond
+
+
+def expected_parameter_count(d: int, n: int, n_state: int, d_conv: int = 4, expand: int = 2,
+                             in_ch: int = 3, film: bool = False, cond: int = 0, hidden: int = 0) -> int:
+    """Closed form from the mamba_ssm v1 parameterisation (see the mixer's docstring)."""
+    e, r = expand * d, math.ceil(d / 16)
+    mixer = d * 2 * e + e * d_conv + e + e * (r + 2 * n_state) + r * e + e + e * n_state + e + e * d
+    blocks = n * (mixer + 2 * d)  # + LayerNorm
+    stem_head = in_ch * d * 3 + d + 2 * d + d + 1  # input conv, final LayerNorm, output conv
+    film_p = (cond * hidden + hidden + hidden * 2 * n * d + 2 * n * d) if film else 0
+    return blocks + stem_head + film_p
+
+
+@pytest.mark.parametrize(
+    ("cfg", "closed", "notes"),
+    [
+        (MODEL_ZOO["mamba_tiny_uv"], expected_parameter_count(128, 4, 16), 0.47e6),
+        (MODEL_ZOO["mamba_small_uv"], expected_parameter_count(192, 6, 32), 1.63e6),
+        (cv_recipe_config(), expected_parameter_count(384, 8, 16, film=True, cond=8, hidden=64),
+         8.12e6),
+    ],
+    ids=["tiny", "small", "recipe"],
+)
+def test_zoo_parameter_counts(cfg, closed, notes):
+    n = count_parameters(MambaUV(cfg))
+    assert n == closed
+    assert abs(n - notes) / notes < 0.005  # the notes' rounded figures
+
+
+def test_zoo_and_recipe_configs():
+    tiny = MODEL_ZOO["mamba_tiny_uv"]
+    assert (tiny.d_model, tiny.n_layers, tiny.d_state, tiny.d_conv, tiny.expand) == (128, 4, 16, 4, 2)
+    small = MODEL_ZOO["mamba_small_uv"]
+    assert (small.d_model, small.n_layers, small.d_state) == (192, 6, 32)
+    rec = cv_recipe_config()
+    assert rec.name == "mamba_tiny_uv"
+    assert {k: getattr(rec, k) for k in CV_RECIPE_OVERRIDES} == dict(CV_RECIPE_OVERRIDES)
+    assert not tiny.residual and tiny.out_activation == "sigmoid" and not tiny.film
+
+
+def test_build_model_rejects_unknown_names_and_fields():
+    with pytest.raises(ConfigError, match="--model 'mamba_huge_uv'"):
+        build_model("mamba_huge_uv")
+    with pytest.raises(ConfigError, match="d_modle"):
+        model_config("mamba_tiny_uv", d_modle=32)
+
+
+@pytest.mark.parametrize(
+    ("override", "flag"),
+    [
+        ({"d_model": 0}, "--d_model"),
+        ({"n_layers": -1}, "--n_layers"),
+        ({"d_model": "16"}, "--d_model"),
+        ({"film": 1}, "--film"),
+        ({"dropout": 1.0}, "--dropout"),
+        ({"out_activation": "relu"}, "--out_activation"),
+        ({"residual": True, "out_activation": "sigmoid"}, "--residual"),
+        ({"scan_backend": "triton"}, "--scan_backend"),
+    ],
+)
+def test_config_checks_name_the_flag(override, flag):
+    with pytest.raises(ConfigError, match=flag):
+        ModelConfig(name="t", **{**TINY, **override})
+
+
+def test_config_is_frozen_and_roundtrips_through_a_dict():
+    cfg = ModelConfig(name="t", **TINY)
+    with pytest.raises(AttributeError):
+        cfg.d_model = 32  # type: ignore[misc]
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown model config keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bidirectional": True})
+
+
+@pytest.mark.parametrize("film", [False, True])
+def test_forward_shapes_and_sigmoid_range(film):
+    model = build_model("mamba_tiny_uv", **TINY, film=film, cond_dim=5, film_hidden_dim=8)
+    x, cond = _inputs(cond_dim=5 if film else None)
+    y = model(x, cond)
+    assert y.shape == (3, 1, L)
+    assert torch.all((y > 0) & (y < 1))
+
+
+def test_input_validation_errors():
+    model = build_model("mamba_tiny_uv", **TINY)
+    x, _ = _inputs()
+    with pytest.raises(ConfigError, match="--sequence_length"):
+        model(x[..., :-1])
+    with pytest.raises(ConfigError, match="--in_channels"):
+        model(x[:, :2])
+    with pytest.raises(ConfigError, match="without FiLM"):
+        model(x, torch.zeros(3, 1))
+    film = build_model("mamba_tiny_uv", **TINY, film=True, cond_dim=4)
+    with pytest.raises(ConfigError, match="needs cond"):
+        film(x)
+    with pytest.raises(ConfigError, match="cond_dim=4"):
+        film(x, torch.zeros(3, 3))
+
+
+def test_init_contracts_of_stem_and_head():
+    torch.manual_seed(0)
+    model = build_model("mamba_tiny_uv", scan_backend="ref")  # D128: 1152 stem weights
+    w = model.input_proj.weight
+    assert abs(w.std().item() / math.sqrt(2.0 / 9.0) - 1.0) < 0.1  # Kaiming normal, ReLU gain
+    assert torch.all(model.input_proj.bias == 0) and torch.all(model.output_proj.bias == 0)
+    assert model.output_proj.weight.abs().sum() > 0  # original head: default init, not zero
+
+
+def test_film_is_identity_at_init_and_conditions_after_perturbation():
+    torch.manual_seed(0)
+    model = build_model("mamba_tiny_uv", **TINY, film=True, cond_dim=4, film_hidden_dim=8).eval()
+    x, cond = _inputs(cond_dim=4)
+    with torch.no_grad():
+        y1 = model(x, cond)
+        y2 = model(x, cond * -3.0 + 1.0)
+        plain = build_model("mamba_tiny_uv", **TINY)
+        plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                               if not k.startswith("film.")})
+        y0 = plain.eval()(x)
+        assert torch.equal(y1, y2)
+        assert torch.allclose(y1, y0, atol=1e-6)  # γ = 1, β = 0: same as no FiLM
+        model.film.net[-1].weight.normal_(0.0, 0.5)
+        y3, y4 = model(x, cond), model(x, cond * -3.0 + 1.0)
+    assert (y3 - y4).abs().max() > 1e-4
+
+
+def test_film_head_slots_are_gamma_then_beta_per_layer():
+    model = build_model("mamba_tiny_uv", **TINY, film=True, cond_dim=2)
+    bias = torch.randn(2 * 2 * 16)
+    with torch.no_grad():
+        model.film.net[-1].bias.copy_(bias)
+    gamma, beta = model.film(torch.randn(5, 2))
+    slots = bias.view(2, 2, 16)  # (n_layers, {γ, β}, D)
+    torch.testing.assert_close(gamma, (1 + slots[:, 0]).expand(5, 2, 16))
+    torch.testing.assert_close(beta, slots[:, 1].expand(5, 2, 16))
+
+
+@pytest.mark.parametrize("act", ["none", "clamp"])
+def test_residual_model_starts_as_identity_and_can_learn(act):
+    torch.manual_seed(0)
+    model = build_model("mamba_tiny_uv", **TINY, residual=True, out_activation=act)
+    x, _ = _inputs()
+    y = model(x)
+    assert torch.equal(y, x[:, :1])
+    ((y - 0.5) ** 2).mean().backward()
+    assert model.output_proj.weight.grad.abs().sum() > 0
+
+
+def test_scan_backend_can_be_switched_without_changing_outputs():
+    torch.manual_seed(0)
+    model = build_model("mamba_tiny_uv", **TINY).eval()
+    x, _ = _inputs()
+    with torch.no_grad():
+        y_ref = model(x)
+        model.set_scan_backend("torch")
+        y_torch = model(x)
+    assert model.config.scan_backend == "torch"
+    assert all(b.mixer.backend == "torch" for b in model.blocks)
+    torch.testing.assert_close(y_torch, y_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_importing_and_running_the_model_never_imports_mamba_ssm_or_triton():
+    code = textwrap.dedent("""
+        import sys, torch
+        triton_before = "triton" in sys.modules
+        from spectra_cv.model import mamba_uv, zoo, checkpoint, backends, mixer
+        m = zoo.build_model("mamba_tiny_uv", d_model=16, n_layers=1, d_state=4, sequence_length=8)
+        m(torch.rand(1, 3, 8))
+        assert "mamba_ssm" not in sys.modules, "mamba_ssm was imported"
+        assert triton_before or "triton" not in sys.modules, "triton was imported"
+        print("ok")
+    """)
+    package_parent = str(Path(spectra_cv.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
