@@ -48,3 +48,22 @@ def test_atomic_write_uses_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_staged_directory_appears_whole_or_not_at_all(tmp_path):
+    final = tmp_path / "out"
+    with io.staged_directory(final) as stage:
+        io.atomic_write_text(stage / "a" / "x.txt", "1", durable=False)
+        assert not final.exists()
+    assert (final / "a" / "x.txt").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with io.staged_directory(tmp_path / "broken") as stage:
+            io.atomic_write_text(stage / "y.txt", "2", durable=False)
+            raise RuntimeError("crash")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(FileExistsError):
+        with io.staged_directory(final):
+            pass
+    with io.staged_directory(final, replace=True) as stage:
+        io.atomic_write_text(stage / "z.txt", "3", durable=False)
+    assert sorted(p.name for p in final.iterdir()) == ["z.txt"]

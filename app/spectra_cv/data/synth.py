@@ -304,40 +304,42 @@ def generate(config: SynthConfig) -> SynthData:
 def write_synthetic(out: str | Path, config: SynthConfig, force: bool = False) -> SynthData:
     """Generate and write the full layout under ``out`` (see the module docstring).
 
-    ``out`` must be absent or empty unless ``force`` (files of the same name are then replaced;
-    other files are left alone).
+    ``out`` must be absent or empty unless ``force`` (then its old content is replaced whole).
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         raise ConfigError(f"{out}: exists and is not an empty directory; choose a new OUT or pass --force")
     start = time.perf_counter()
     data = generate(config)
-    root, meta, clean_dir = out / "spectra_for_fold", out / "metadata", out / CLEAN_DIR
-    for rel, x in zip(data.manifest["relative_path"], data.spectra):
-        io.atomic_save_npy(root / rel, x)
-    clean_paths = [f"{gid}.npy" for gid in data.groups["group_id"]]
-    for rel, x in zip(clean_paths, data.clean):
-        io.atomic_save_npy(clean_dir / rel, x)
-    io.atomic_save_npy(root / contract.GRID_FILE, data.wavelength)
-    io.atomic_write_csv(root / contract.MANIFEST_FILE, data.manifest)
-    io.atomic_write_csv(meta / contract.DOSE_FEATURES_FILE, data.dose_features, na_rep="nan")
-    clean_manifest = data.groups.assign(clean_path=clean_paths, replicates=config.replicates)
-    io.atomic_write_csv(clean_dir / CLEAN_MANIFEST, clean_manifest[
-        ["group_id", "treatment", "sample", "angle", "clean_path", "replicates", "scytonemin_depth"]])
     rel = data.manifest["relative_path"].tolist()
-    stats.write_stats(
-        stats.StatsTargets.in_layout(root, meta),
-        stats.lambda_stats(data.spectra, data.wavelength),
-        stats.sampling_weights(data.dose_features, rel),
-        stats.dose_stats(data.dose_features, rel),
-    )
-    io.atomic_write_json(out / CONFIG_FILE, {
-        "config": {**asdict(config), "treatments": list(config.treatments), "angles": list(config.angles)},
-        "physics": {"baseline": BASELINE, "dips_centre_sigma_depth": [list(d) for d in DIPS],
-                    "scytonemin_dose_depth": SCYTONEMIN_DOSE_DEPTH, "noise": NOISE, "max_clean": MAX_CLEAN},
-        "layout": {"data_root": "spectra_for_fold", "metadata_dir": "metadata",
-                   "clean_manifest": f"{CLEAN_DIR}/{CLEAN_MANIFEST}"},
-    })
+    # The tree is built in a hidden sibling and renamed into place whole: one sync for thousands
+    # of files, and a crash never leaves a half-written dataset under ``out``.
+    with io.staged_directory(out, replace=force) as stage:
+        root, meta, clean_dir = stage / "spectra_for_fold", stage / "metadata", stage / CLEAN_DIR
+        for path, x in zip(rel, data.spectra):
+            io.atomic_save_npy(root / path, x, durable=False)
+        clean_paths = [f"{gid}.npy" for gid in data.groups["group_id"]]
+        for path, x in zip(clean_paths, data.clean):
+            io.atomic_save_npy(clean_dir / path, x, durable=False)
+        io.atomic_save_npy(root / contract.GRID_FILE, data.wavelength, durable=False)
+        io.atomic_write_csv(root / contract.MANIFEST_FILE, data.manifest, durable=False)
+        io.atomic_write_csv(meta / contract.DOSE_FEATURES_FILE, data.dose_features, durable=False, na_rep="nan")
+        clean_manifest = data.groups.assign(clean_path=clean_paths, replicates=config.replicates)
+        io.atomic_write_csv(clean_dir / CLEAN_MANIFEST, clean_manifest[
+            ["group_id", "treatment", "sample", "angle", "clean_path", "replicates", "scytonemin_depth"]], durable=False)
+        stats.write_stats(
+            stats.StatsTargets.in_layout(root, meta),
+            stats.lambda_stats(data.spectra, data.wavelength),
+            stats.sampling_weights(data.dose_features, rel),
+            stats.dose_stats(data.dose_features, rel),
+        )
+        io.atomic_write_json(stage / CONFIG_FILE, {
+            "config": {**asdict(config), "treatments": list(config.treatments), "angles": list(config.angles)},
+            "physics": {"baseline": BASELINE, "dips_centre_sigma_depth": [list(d) for d in DIPS],
+                        "scytonemin_dose_depth": SCYTONEMIN_DOSE_DEPTH, "noise": NOISE, "max_clean": MAX_CLEAN},
+            "layout": {"data_root": "spectra_for_fold", "metadata_dir": "metadata",
+                       "clean_manifest": f"{CLEAN_DIR}/{CLEAN_MANIFEST}"},
+        }, durable=False)
     log.info("synthetic %s (seed %d): %d spectra in %d groups under %s in %.1f s", config.preset,
              config.seed, len(rel), len(data.groups), out, time.perf_counter() - start)
     return data
