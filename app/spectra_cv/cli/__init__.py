@@ -54,6 +54,8 @@ class LazyGroup(click.Group):
     lazy_subcommands={
         "data": "spectra_cv.cli.data:data",
         "manifests": "spectra_cv.cli.manifests:manifests",
+        "train": "spectra_cv.cli.train:train",
+        "denoise": "spectra_cv.cli.denoise:denoise",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")

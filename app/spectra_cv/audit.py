@@ -1,0 +1,45 @@
+"""Audit lines in the runbook's format: ``<ISO-8601 time> | <message>``.
+
+``AuditLog`` is a single-writer appender: each line is written with one ``write`` call on a
+file opened in append mode, then flushed and fsync'd, so a crash leaves whole lines only.
+Whoever owns an audit file (the standalone trainer, or the coordinator during a CV run) is its
+only writer.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from spectra_cv.log import get_logger
+
+log = get_logger("audit")
+
+
+def audit_line(message: str, when: datetime | None = None) -> str:
+    """One audit line (with trailing newline); the time is UTC to the second, ISO-8601."""
+    stamp = (when or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    flat = " ".join(str(message).splitlines())
+    return f"{stamp} | {flat}\n"
+
+
+class AuditLog:
+    """Append-only, fsync'd writer of one audit file; also echoes ``[audit] message`` to the log."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, message: str) -> None:
+        self.write(message)
+
+    def write(self, message: str, when: datetime | None = None) -> None:
+        line = audit_line(message, when).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info("[audit] %s", message)

@@ -1,0 +1,65 @@
+"""Click helpers shared by the command modules.
+
+``GreedyCommand`` accepts argparse-style multi-value options (``--film_features a b c`` or
+``--folds 3 4 5``) so that the runbook's commands work verbatim: before click parses, the values
+after a greedy option are rewritten into repeated options (``--folds 3 --folds 4 --folds 5``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+
+class GreedyCommand(click.Command):
+    """A command whose ``multiple=True`` options listed in ``greedy`` take several values at once."""
+
+    def __init__(self, *args: Any, greedy: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.greedy = tuple(greedy)
+
+    def _greedy_names(self) -> set[str]:
+        names: set[str] = set()
+        for param in self.params:
+            if isinstance(param, click.Option) and param.name in self.greedy:
+                names.update(param.opts)
+        return names
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_greedy(args, self._greedy_names()))
+
+
+def expand_greedy(args: Sequence[str], greedy_names: set[str]) -> list[str]:
+    """Rewrite ``--opt a b c`` into ``--opt a --opt b --opt c`` for each name in ``greedy_names``.
+
+    Values run until the next token that starts with ``-`` and is not a negative number.
+    ``--opt=a`` stays a single value.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        out.append(token)
+        i += 1
+        if token not in greedy_names:
+            continue
+        first = True
+        while i < len(args) and not _looks_like_option(args[i]):
+            if not first:
+                out.append(token)
+            out.append(args[i])
+            first = False
+            i += 1
+    return out
+
+
+def _looks_like_option(token: str) -> bool:
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False

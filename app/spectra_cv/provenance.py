@@ -1,0 +1,61 @@
+"""Provenance of a run: code version, library versions, host — plain values for records.
+
+Nothing here imports torch or mamba_ssm: versions are read from installed package metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from spectra_cv import __version__
+
+ENV_CODE_VERSION = "SPECTRA_CV_CODE_VERSION"
+"""Set by the image build (the git commit it was built from); a checkout asks git instead."""
+ENV_IMAGE = "SPECTRA_CV_IMAGE"
+"""Image reference passed in by make/compose (a container cannot see its own digest)."""
+
+LIBRARIES = ("torch", "numpy", "pandas", "click", "mamba-ssm", "causal-conv1d", "triton")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each library that shapes results (None when absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_version() -> str:
+    """``<package version>+g<commit>[.dirty]`` from git when run from a checkout, else the env/package."""
+    env = os.environ.get(ENV_CODE_VERSION)
+    if env:
+        return env
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
+def image() -> str | None:
+    """The container image reference, when the runner passed one in."""
+    return os.environ.get(ENV_IMAGE) or None
+
+
+def host() -> dict[str, str]:
+    return {"hostname": platform.node(), "platform": platform.platform()}

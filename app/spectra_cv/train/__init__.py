@@ -1,0 +1,1 @@
+"""Training: configuration, in-memory data, the loop, checkpoints and presets."""

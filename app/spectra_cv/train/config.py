@@ -1,0 +1,131 @@
+"""The trainer's configuration: one frozen dataclass, each field mapped onto a runbook flag.
+
+Model and objective settings live in their own configs (``spectra_cv.model.mamba_uv.ModelConfig``,
+``spectra_cv.objective.ObjectiveConfig``); ``RunConfig`` bundles the three and is what a
+checkpoint stores and what the config hash covers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from spectra_cv.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation, Noise2Noise, evaluation and numerics (runbook §8 flags in brackets)."""
+
+    seed: int = 0
+    """Seed of every random stream: init, epoch permutations, N2N partners [--seed]."""
+    epochs: int = 200
+    """Maximum number of epochs [--epochs]."""
+    batch_size: int = 600
+    """Spectra per optimiser step [--bs/--batch_size]."""
+    lr: float = 3e-4
+    """Peak learning rate after warm-up [--lr]."""
+    lr_min: float = 3e-5
+    """Floor of the cosine decay [--lr_min]."""
+    warmup_epochs: float = 5.0
+    """Linear warm-up length in epochs, from lr/10 (not 1e-6·lr: epoch 1 is not wasted) [--warmup_epochs]."""
+    weight_decay: float = 1e-4
+    """AdamW decay on weight matrices only (never norms, biases, A_log, D) [--weight_decay]."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables [--grad_clip]."""
+    noise2noise: bool = True
+    """Train on replicate targets instead of the input itself [--noise2noise]."""
+    noise2noise_pairwise: bool = True
+    """Target = another replicate of the group drawn per epoch; else its leave-one-out mean [--noise2noise_pairwise]."""
+    early_stop_patience: int = 21
+    """Validations without an improvement larger than sam_tolerance before stopping [--early_stop_patience]."""
+    sam_tolerance: float = 0.0
+    """Improvement of validation SAM (degrees) that resets patience; the best is saved on any improvement."""
+    val_every: int = 1
+    """Validate every this many epochs [--val_every]."""
+    ema: bool = True
+    """Keep an exponential moving average of the weights and validate/deploy it [--ema]."""
+    ema_decay: float = 0.999
+    """EMA decay; warmed up as min(decay, (1+t)/(10+t)) so early epochs are not dominated by init [--ema_decay]."""
+    amp: bool = False
+    """Autocast on CUDA (no effect on CPU) [--amp]."""
+    amp_dtype: str = "bf16"
+    """Autocast dtype: bf16 (no loss scaling needed) or fp16 [--amp_dtype]."""
+    cudnn_benchmark: bool = False
+    """torch.backends.cudnn.benchmark [--cudnn_benchmark]."""
+    tta_reverse: bool = False
+    """Accepted for runbook compatibility; not applied: the scan is causal and never saw reversed input [--tta_reverse]."""
+    time_budget_s: float = 0.0
+    """Stop after the epoch that crosses this wall-clock budget (0 = none); the best checkpoint stands [--time_budget_s]."""
+    device: str = "auto"
+    """auto (cuda if available), cpu, cuda or cuda:N [--device]."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "--epochs must be ≥ 1"),
+            (self.batch_size >= 1, "--bs must be ≥ 1"),
+            (self.lr > 0 and self.lr_min >= 0 and self.lr_min <= self.lr, "--lr must be > 0 and --lr_min in [0, lr]"),
+            (self.warmup_epochs >= 0, "--warmup_epochs must be ≥ 0"),
+            (self.weight_decay >= 0, "--weight_decay must be ≥ 0"),
+            (self.grad_clip >= 0, "--grad_clip must be ≥ 0 (0 disables)"),
+            (self.early_stop_patience >= 1, "--early_stop_patience must be ≥ 1"),
+            (self.val_every >= 1, "--val_every must be ≥ 1"),
+            (0.0 <= self.ema_decay < 1.0, "--ema_decay must be in [0, 1)"),
+            (self.amp_dtype in ("bf16", "fp16"), "--amp_dtype must be bf16 or fp16"),
+            (self.time_budget_s >= 0, "--time_budget_s must be ≥ 0"),
+            (not self.noise2noise_pairwise or self.noise2noise, "--noise2noise_pairwise needs --noise2noise"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def config_to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass config (nested allowed) as plain JSON-able dict."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: config_to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [config_to_dict(v) for v in obj]  # type: ignore[return-value]
+    if isinstance(obj, dict):
+        return {k: config_to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys by name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            value = values[f.name]
+            if isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 of the canonical JSON of a config (sorted keys), with top-level ``exclude`` keys dropped."""
+    data = config_to_dict(obj)
+    for key in exclude:
+        data.pop(key, None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that names unknown fields in a ConfigError."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown {type(cfg).__name__} field(s): {', '.join(unknown)}")
+    return dataclasses.replace(cfg, **changes)
+
+
+__all__ = ["TrainConfig", "config_to_dict", "from_dict", "config_hash", "replace", "field"]

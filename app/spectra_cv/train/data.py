@@ -1,0 +1,149 @@
+"""The dataset as tensors on the device: spectra, groups, conditioning; N2N targets by index.
+
+The whole corpus is ~20 MB, so a split lives on the device as a handful of tensors and batches
+are formed by indexing: no DataLoader, no workers. Noise2Noise partners are drawn by index
+arithmetic inside each (treatment, sample, angle) group; leave-one-out means come from group sums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from spectra_cv.data import contract, loaders
+from spectra_cv.errors import DataContractError
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitArrays:
+    """One split read from disk (numpy, host memory), rows in manifest order."""
+
+    relative_paths: tuple[str, ...]
+    noisy: np.ndarray
+    """(N, L) float32 reflectance clipped to [0, 1]."""
+    group_ids: tuple[str, ...]
+    """(N,) ``treatment/sample/angle`` of each row."""
+    cos_theta: np.ndarray
+    """(N,) float32 cos θ from the angle label (the third input channel)."""
+    cond: np.ndarray
+    """(N, F) float32 normalised conditioning features (F may be 0)."""
+    fingerprint: str
+    """sha256 of the relative paths and spectra bytes: identifies exactly the data trained on."""
+
+
+def group_ids_of(frame: pd.DataFrame, manifest_name: str) -> list[str]:
+    """Group of each row = the file's parent directory, checked against the ``group_id`` column."""
+    parents = [str(Path(p).parent.as_posix()) for p in frame["relative_path"]]
+    if "group_id" in frame.columns:
+        declared = frame["group_id"].astype(str).tolist()
+        for row, (parent, gid) in enumerate(zip(parents, declared), start=1):
+            if gid and gid != parent:
+                raise DataContractError(
+                    f"{manifest_name} row {row}: group_id {gid!r} differs from the file's directory "
+                    f"{parent!r}; fix the group_id column (groups are treatment/sample/angle)"
+                )
+    return parents
+
+
+def fingerprint(relative_paths: list[str] | tuple[str, ...], noisy: np.ndarray) -> str:
+    """sha256 over the relative paths (in order) and the float32 spectra bytes."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(relative_paths).encode("utf-8"))
+    digest.update(np.ascontiguousarray(noisy, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def read_split(
+    root: str | Path,
+    manifest: pd.DataFrame,
+    grid: np.ndarray,
+    cond: np.ndarray,
+    manifest_name: str = "manifest",
+) -> SplitArrays:
+    """Load the spectra of ``manifest`` under ``root`` with their groups and conditioning rows."""
+    rel = manifest["relative_path"].astype(str).tolist()
+    if len(set(rel)) != len(rel):
+        dup = pd.Series(rel)[pd.Series(rel).duplicated()].iloc[0]
+        raise DataContractError(f"{manifest_name}: duplicate relative_path {dup!r}; each spectrum once")
+    if cond.shape[0] != len(rel):
+        raise DataContractError(f"{manifest_name}: {cond.shape[0]} conditioning rows for {len(rel)} spectra")
+    groups = group_ids_of(manifest, manifest_name)
+    noisy = loaders.load_spectra(root, rel, grid, clip=True)
+    angles = manifest["angle"].astype(str).tolist()
+    cos = np.array([contract.angle_to_cos(a) for a in angles], dtype=np.float32)
+    return SplitArrays(
+        relative_paths=tuple(rel),
+        noisy=noisy,
+        group_ids=tuple(groups),
+        cos_theta=cos,
+        cond=np.asarray(cond, dtype=np.float32),
+        fingerprint=fingerprint(rel, noisy),
+    )
+
+
+class DeviceSplit:
+    """A split on the device with group bookkeeping for N2N partners and LOO means.
+
+    Shapes: ``noisy`` (N, L); ``cond`` (N, F); ``cos`` (N,); ``group`` (N,) int64.
+    """
+
+    def __init__(self, arrays: SplitArrays, wavelength: np.ndarray, device: torch.device) -> None:
+        self.arrays = arrays
+        self.device = device
+        self.noisy = torch.as_tensor(arrays.noisy, device=device)
+        self.cond = torch.as_tensor(arrays.cond, device=device)
+        self.cos = torch.as_tensor(arrays.cos_theta, device=device)
+        names, inverse = np.unique(np.asarray(arrays.group_ids), return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(names))
+        if counts.min(initial=2) < contract.MIN_REPLICATES_PER_GROUP:
+            small = names[counts < contract.MIN_REPLICATES_PER_GROUP][0]
+            raise DataContractError(
+                f"group {small} has {counts.min()} replicate(s); Noise2Noise needs at least "
+                f"{contract.MIN_REPLICATES_PER_GROUP} per group: add replicates or drop the group"
+            )
+        order = np.argsort(inverse, kind="stable")
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order)) - offsets[inverse[order]]
+        self.group = torch.as_tensor(inverse, dtype=torch.long, device=device)
+        self.group_names = tuple(str(n) for n in names)
+        self._order = torch.as_tensor(order, dtype=torch.long, device=device)
+        self._offset = torch.as_tensor(offsets[inverse], dtype=torch.long, device=device)
+        self._size = torch.as_tensor(counts[inverse], dtype=torch.long, device=device)
+        self._rank = torch.as_tensor(rank, dtype=torch.long, device=device)
+        lam = torch.as_tensor(wavelength, dtype=torch.float32, device=device)
+        self.lambda_norm = 2.0 * (lam - lam[0]) / (lam[-1] - lam[0]) - 1.0  # (L,)
+        sums = torch.zeros(len(names), self.noisy.shape[1], dtype=torch.float64, device=device)
+        sums.index_add_(0, self.group, self.noisy.double())
+        size = self._size.double().unsqueeze(1)
+        self.loo = ((sums[self.group] - self.noisy.double()) / (size - 1.0)).float()  # (N, L)
+
+    def __len__(self) -> int:
+        return int(self.noisy.shape[0])
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """Model input (B, 3, L): reflectance, λ normalised to [−1, 1], cos θ repeated along λ."""
+        refl = self.noisy[idx]  # (B, L)
+        lam = self.lambda_norm.expand_as(refl)
+        cos = self.cos[idx].unsqueeze(1).expand_as(refl)
+        return torch.stack([refl, lam, cos], dim=1)
+
+    def partners(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Index of another replicate of each spectrum's group, uniform over the group (never itself)."""
+        size = self._size[idx]
+        shift = torch.randint(0, 2**62, idx.shape, generator=generator, device=generator.device)
+        shift = shift.to(idx.device) % (size - 1) + 1  # 1 … n−1
+        pos = (self._rank[idx] + shift) % size
+        return self._order[self._offset[idx] + pos]
+
+    def targets(self, idx: torch.Tensor, pairwise: bool, generator: torch.Generator | None) -> torch.Tensor:
+        """N2N target (B, L): a random partner replicate (pairwise) or the LOO mean."""
+        if pairwise:
+            assert generator is not None, "pairwise targets need a generator"
+            return self.noisy[self.partners(idx, generator)]
+        return self.loo[idx]

@@ -1,0 +1,342 @@
+"""The training loop in layers: ``fit`` → ``train_epoch`` / ``evaluate``.
+
+Checkpoints: ``<model>_best.pt`` (the true best by validation SAM, EMA weights preferred) and
+``last_state.pt`` (model, EMA, optimiser, RNG, epoch, history) from which a killed run resumes.
+Both are written atomically. The speed log is rewritten atomically after every epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spectra_cv import io as sio
+from spectra_cv.errors import SpectraCVError
+from spectra_cv.log import get_logger
+from spectra_cv.train.config import TrainConfig
+from spectra_cv.train.data import DeviceSplit
+from spectra_cv.train.schedule import Ema, adamw, lr_at
+
+log = get_logger("train")
+
+LAST_STATE_NAME = "last_state.pt"
+
+
+class NonFiniteLossError(SpectraCVError):
+    """The loss became NaN/inf; the message names the run, epoch and step."""
+
+
+@dataclass
+class FitResult:
+    """What a finished (or stopped) run produced."""
+
+    best_path: Path
+    best_epoch: int
+    best_val: dict[str, float]
+    epochs_run: int
+    stopped_because: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpectraCVError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def autocast(device: torch.device, cfg: TrainConfig):
+    """bf16/fp16 autocast on CUDA when --amp is set; a no-op context elsewhere."""
+    enabled = cfg.amp and device.type == "cuda"
+    dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def spectral_scores(pred: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-spectrum PSNR (dB, data range 1) and SAM (degrees) in float64. pred, ref: (B, L)."""
+    p, r = pred.double(), ref.double()
+    mse = ((p - r) ** 2).mean(dim=1).clamp_min(1e-12)
+    psnr = -10.0 * torch.log10(mse)
+    cos = (p * r).sum(1) / (p.norm(dim=1) * r.norm(dim=1)).clamp_min(1e-12)
+    sam = torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
+    return psnr, sam
+
+
+def predict(model: nn.Module, split: DeviceSplit, idx: torch.Tensor, device: torch.device, cfg: TrainConfig) -> torch.Tensor:
+    """Model output (B, L) in float32 for rows ``idx`` of ``split``."""
+    cond = split.cond[idx] if split.cond.shape[1] > 0 else None
+    with autocast(device, cfg):
+        out = model(split.inputs(idx), cond)
+    return out[:, 0, :].float()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, split: DeviceSplit, objective: Callable, device: torch.device, cfg: TrainConfig, batch: int = 512
+) -> dict[str, float]:
+    """Loss, PSNR and SAM of ``model`` against the LOO means of ``split`` (deterministic)."""
+    model.eval()
+    total_loss, psnrs, sams = 0.0, [], []
+    n = len(split)
+    for start in range(0, n, batch):
+        idx = torch.arange(start, min(n, start + batch), device=device)
+        pred = predict(model, split, idx, device, cfg)
+        ref = split.loo[idx]
+        loss, _ = objective(pred, ref)
+        total_loss += float(loss) * len(idx)
+        psnr, sam = spectral_scores(pred, ref)
+        psnrs.append(psnr)
+        sams.append(sam)
+    psnr_all, sam_all = torch.cat(psnrs), torch.cat(sams)
+    return {
+        "loss": total_loss / n,
+        "psnr": float(psnr_all.mean()),
+        "psnr_std": float(psnr_all.std()) if n > 1 else 0.0,
+        "sam": float(sam_all.mean()),
+    }
+
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    sio.atomic_write_bytes(path, buffer.getvalue())
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during a run and must survive a kill."""
+
+    epoch: int = 0
+    step: int = 0
+    best_sam: float = math.inf
+    best_epoch: int = 0
+    best_val: dict[str, float] = field(default_factory=dict)
+    bad_validations: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    speed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_epoch(
+    model: nn.Module,
+    ema: Ema | None,
+    optimizer: torch.optim.Optimizer,
+    split: DeviceSplit,
+    objective: Callable,
+    state: TrainState,
+    cfg: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    total_steps: int,
+    warmup_steps: int,
+    run_name: str,
+) -> dict[str, float]:
+    """One permutation epoch; returns mean train loss (per spectrum seen) and the last lr."""
+    model.train()
+    n = len(split)
+    order = torch.randperm(n, generator=generator).to(device)
+    loss_sum, seen, lr = 0.0, 0, cfg.lr
+    for start in range(0, n, cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        lr = lr_at(state.step, total_steps=total_steps, warmup_steps=warmup_steps, lr=cfg.lr, lr_min=cfg.lr_min)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if cfg.noise2noise:
+            target = split.targets(idx, cfg.noise2noise_pairwise, generator)
+        else:
+            target = split.noisy[idx]
+        pred = predict(model, split, idx, device, cfg)
+        # Dips are detected and measured on the group's leave-one-out mean (a clean estimate that
+        # excludes the input): on a single noisy partner replicate the dip term prefers noisy output.
+        loss, _terms = objective(pred, target, epoch=state.epoch + 1, dip_target=split.loo[idx])
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{run_name}: non-finite loss {float(loss.detach())} at epoch {state.epoch + 1}, step {state.step}; "
+                "lower --lr or check the inputs for NaN"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            ema.update(model)
+        state.step += 1
+        loss_sum += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return {"train_loss": loss_sum / max(1, seen), "lr": lr}
+
+
+def fit(
+    *,
+    model: nn.Module,
+    train: DeviceSplit,
+    val: DeviceSplit,
+    objective: Callable,
+    cfg: TrainConfig,
+    device: torch.device,
+    checkpoint_dir: Path,
+    best_name: str,
+    make_checkpoint: Callable[[nn.Module, Ema | None, TrainState], dict[str, Any]],
+    config_hash: str,
+    run_name: str = "run",
+    speed_log: Path | None = None,
+    history_csv: Path | None = None,
+    audit: Callable[[str], None] = lambda message: None,
+) -> FitResult:
+    """Train with early stopping on validation SAM; resume from ``last_state.pt`` when it matches.
+
+    ``make_checkpoint(model, ema, state)`` returns the dict stored as the best checkpoint
+    (the caller adds config and provenance); the loop stores it atomically.
+    """
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    best_path = checkpoint_dir / best_name
+    last_path = checkpoint_dir / LAST_STATE_NAME
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
+    ema = Ema(model, cfg.ema_decay) if cfg.ema else None
+    generator = torch.Generator().manual_seed(cfg.seed)
+    state = TrainState()
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+
+    if last_path.exists():
+        saved = torch.load(last_path, map_location=device, weights_only=False)
+        if saved.get("config_hash") != config_hash:
+            raise SpectraCVError(
+                f"{last_path}: a resumable state from a different configuration "
+                f"(hash {str(saved.get('config_hash'))[:12]} ≠ {config_hash[:12]}); delete it to start afresh "
+                "or rerun with the same settings"
+            )
+        model.load_state_dict(saved["model"], strict=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = TrainState(**saved["state"])
+        log.info("%s: resuming after epoch %d (step %d) from %s", run_name, state.epoch, state.step, last_path)
+        audit(f"Resuming training after epoch {state.epoch} from {last_path}")
+
+    stopped = "max epochs"
+    if state.epoch >= cfg.epochs or state.history and state.history[-1].get("stop"):
+        stopped = "already finished"
+    while state.epoch < cfg.epochs and stopped != "already finished":
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        stats = train_epoch(
+            model, ema, optimizer, train, objective, state, cfg, device, generator, total_steps, warmup_steps, run_name
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_s = time.perf_counter() - t0
+        state.epoch += 1
+        record: dict[str, Any] = {"epoch": state.epoch, **stats}
+        stop_now = False
+        if state.epoch % cfg.val_every == 0 or state.epoch == cfg.epochs:
+            eval_model = ema.module if ema is not None else model
+            scores = evaluate(eval_model, val, objective, device, cfg)
+            record.update({f"val_{k}": v for k, v in scores.items()})
+            improvement = state.best_sam - scores["sam"]
+            if improvement > 0:
+                state.best_sam, state.best_epoch, state.best_val = scores["sam"], state.epoch, scores
+                _save(make_checkpoint(model, ema, state), best_path)
+                log.info("  Saved best checkpoint to %s", best_path)
+            if improvement > cfg.sam_tolerance:
+                state.bad_validations = 0
+            else:
+                state.bad_validations += 1
+                if state.bad_validations >= cfg.early_stop_patience:
+                    stopped, stop_now = "early stopping (validation SAM plateau)", True
+        state.elapsed_s += time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+        state.speed.append(
+            {
+                "epoch": state.epoch,
+                "samples": len(train),
+                "duration_sec": round(train_s, 4),
+                "examples_per_sec": round(len(train) / train_s, 2),
+                "max_mem_GB": peak,
+            }
+        )
+        log.info(
+            "Epoch %d/%d | train_loss=%.6f | lr=%.3e | val_loss=%s | PSNR=%s dB | SAM=%s° | %.1f spectra/s",
+            state.epoch, cfg.epochs, stats["train_loss"], stats["lr"],
+            _fmt(record.get("val_loss"), "%.6f"), _fmt(record.get("val_psnr"), "%.3f"),
+            _fmt(record.get("val_sam"), "%.4f"), len(train) / train_s,
+        )
+        if not stop_now and cfg.time_budget_s and state.elapsed_s >= cfg.time_budget_s:
+            stopped, stop_now = f"time budget of {cfg.time_budget_s:.0f} s reached", True
+        record["stop"] = stop_now
+        state.history.append(record)
+        _save(
+            {
+                "config_hash": config_hash,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "state": state.__dict__,
+            },
+            last_path,
+        )
+        if speed_log is not None:
+            write_speed_log(speed_log, state.speed)
+        if history_csv is not None:
+            write_history(history_csv, state.history)
+        if stop_now:
+            break
+    if stopped == "already finished":
+        log.info("%s: already finished (%d epochs)", run_name, state.epoch)
+    if not best_path.exists():
+        raise SpectraCVError(f"{run_name}: no validation ran, so no best checkpoint was written; check --val_every")
+    log.info("%s: stopped after %d epochs (%s); best epoch %d, val SAM %.4f°", run_name, state.epoch, stopped,
+             state.best_epoch, state.best_sam)
+    return FitResult(
+        best_path=best_path,
+        best_epoch=state.best_epoch,
+        best_val=state.best_val,
+        epochs_run=state.epoch,
+        stopped_because=stopped,
+        history=state.history,
+    )
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern % value
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """Per-epoch metrics (train loss, lr, validation loss/PSNR/SAM) as CSV, rewritten atomically."""
+    columns = ["epoch", "train_loss", "lr", "val_loss", "val_psnr", "val_psnr_std", "val_sam", "stop"]
+    lines = [",".join(columns)]
+    for row in history:
+        lines.append(",".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    sio.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_speed_log(path: Path, epochs: list[dict[str, Any]]) -> None:
+    """The runbook's speed log (per-epoch rows + summary), rewritten atomically."""
+    rates = sorted(e["examples_per_sec"] for e in epochs)
+    mems = [e["max_mem_GB"] for e in epochs if e["max_mem_GB"] is not None]
+    summary = {
+        "median_examples_per_sec": rates[len(rates) // 2] if rates else None,
+        "mean_examples_per_sec": sum(rates) / len(rates) if rates else None,
+        "max_mem_GB": max(mems) if mems else None,
+        "epochs_logged": len(epochs),
+    }
+    sio.atomic_write_json(path, {"epochs": epochs, "summary": summary})

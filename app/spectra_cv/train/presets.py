@@ -1,0 +1,113 @@
+"""A run's whole configuration (model + objective + trainer + FiLM features) and named presets.
+
+Presets are Python functions returning a ``RunConfig``; CLI flags override their fields.
+
+* ``recipe()`` — the runbook §8 command: D384×8 d_state 16, FiLM 8→64, bs 600, 200 epochs,
+  patience 21, the full objective, EMA 0.999, bf16 autocast on CUDA.
+* ``cpu_quick()`` — the same pipeline sized for 2 CPU cores (minutes per fold).
+
+Both default to the residual head (the network predicts a correction to its input); the
+original sigmoid-rebuild head stays selectable with ``--no-residual --out_activation sigmoid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from spectra_cv.data import contract
+from spectra_cv.errors import ConfigError
+from spectra_cv.model.mamba_uv import ModelConfig
+from spectra_cv.model.zoo import cv_recipe_config, model_config
+from spectra_cv.objective import ObjectiveConfig
+from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that decides what a training run computes (paths and device excluded)."""
+
+    model: ModelConfig
+    """Architecture (stored in every checkpoint)."""
+    objective: ObjectiveConfig
+    """Loss terms and weights."""
+    train: TrainConfig
+    """Optimisation, Noise2Noise, evaluation, numerics."""
+    film_features: tuple[str, ...] = contract.CV_FILM_FEATURES
+    """Conditioning features, in order (empty: no FiLM)."""
+    preset: str = "custom"
+    """Name of the preset the run started from (provenance only)."""
+
+    def __post_init__(self) -> None:
+        if self.model.film and self.model.cond_dim != len(self.film_features):
+            raise ConfigError(
+                f"--film_features gives {len(self.film_features)} feature(s) but the model's cond_dim is "
+                f"{self.model.cond_dim}; they must match"
+            )
+        if not self.model.film and self.film_features:
+            raise ConfigError("--film_features given without --geometry_film; add --geometry_film or drop them")
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    def hash(self) -> str:
+        """Hash of what must be equal across folds (the device is not part of it)."""
+        data = self.to_dict()
+        data["train"] = {k: v for k, v in data["train"].items() if k not in ("device",)}
+        data.pop("preset", None)
+        return config_hash(data)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        from spectra_cv.train.config import from_dict
+
+        return cls(
+            model=ModelConfig.from_dict(dict(values["model"])),
+            objective=ObjectiveConfig.from_dict(dict(values["objective"])),
+            train=from_dict(TrainConfig, dict(values["train"])),
+            film_features=tuple(values.get("film_features", ())),
+            preset=str(values.get("preset", "custom")),
+        )
+
+
+def recipe() -> RunConfig:
+    """The runbook §8 settings (residual head by default; see the module docstring)."""
+    features = contract.CV_FILM_FEATURES
+    return RunConfig(
+        model=cv_recipe_config(residual=True, out_activation="clamp", cond_dim=len(features)),
+        objective=ObjectiveConfig(),
+        train=TrainConfig(
+            epochs=200, batch_size=600, lr=3e-4, lr_min=3e-5, weight_decay=1e-4, early_stop_patience=21,
+            ema=True, ema_decay=0.999, amp=True, amp_dtype="bf16",
+        ),
+        film_features=features,
+        preset="recipe",
+    )
+
+
+def cpu_quick() -> RunConfig:
+    """Small enough for 2 CPU cores: D32×2, d_state 8, a 14-minute budget per fold."""
+    features = contract.CV_FILM_FEATURES
+    return RunConfig(
+        model=model_config(
+            "mamba_tiny_uv", d_model=32, n_layers=2, d_state=8, film=True, film_hidden_dim=32,
+            cond_dim=len(features), residual=True, out_activation="clamp",
+        ),
+        objective=ObjectiveConfig(),
+        train=TrainConfig(
+            epochs=40, batch_size=64, lr=2e-3, lr_min=1e-4, warmup_epochs=1.0, weight_decay=1e-4,
+            early_stop_patience=8, ema=True, ema_decay=0.995, time_budget_s=840.0,
+        ),
+        film_features=features,
+        preset="cpu_quick",
+    )
+
+
+PRESETS = {"recipe": recipe, "cpu_quick": cpu_quick}
+
+
+def preset(name: str) -> RunConfig:
+    """The named preset; unknown names raise ConfigError listing the known ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset {name!r} is unknown; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

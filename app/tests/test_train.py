@@ -1,0 +1,201 @@
+"""Training: N2N targets by index, the loop (checkpoint, resume, guards) and the runbook CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spectra_cv.cli import main
+from spectra_cv.data import synth
+from spectra_cv.errors import SpectraCVError
+from spectra_cv.folds import generate
+from spectra_cv.model.checkpoint import read_checkpoint
+from spectra_cv.train import loop as loop_mod
+from spectra_cv.train.data import DeviceSplit, SplitArrays
+from spectra_cv.train.presets import RunConfig, cpu_quick
+from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
+
+FEATURES = ["cos_theta", "UVA_total", "UVB_total", "UVA_over_UVB", "P_UVA_mW_cm2", "P_UVB_mW_cm2", "UVA_norm", "UVB_norm"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny synthetic dataset with fold-1 manifests."""
+    root = tmp_path_factory.mktemp("tiny")
+    synth.write_synthetic(root / "data", synth.tiny(seed=3))
+    generate(1, root / "data" / "spectra_for_fold" / "manifest.csv", root / "manifests")
+    return root
+
+
+def tiny_config(**train_changes) -> RunConfig:
+    base = cpu_quick()
+    model = dataclasses.replace(base.model, d_model=8, n_layers=1, d_state=4, film_hidden_dim=8)
+    train = dataclasses.replace(base.train, epochs=3, batch_size=32, early_stop_patience=50, time_budget_s=0.0,
+                                **train_changes)
+    return dataclasses.replace(base, model=model, train=train)
+
+
+def inputs_for(root) -> TrainInputs:
+    data = root / "data"
+    return TrainInputs(
+        train_dir=data / "spectra_for_fold", val_dir=data / "spectra_for_fold",
+        train_manifest=root / "manifests" / "fold_01" / "train_manifest.csv",
+        val_manifest=root / "manifests" / "fold_01" / "val_manifest.csv",
+        dose_features_csv=data / "metadata" / "dose_features.csv",
+        dose_stats_json=data / "metadata" / "dose_stats.json",
+        lambda_weights=data / "spectra_for_fold" / "lambda_stats.npz",
+    )
+
+
+def _split(groups: list[str], values: np.ndarray) -> DeviceSplit:
+    n, length = values.shape
+    arrays = SplitArrays(relative_paths=tuple(f"{g}/rep_{i:03d}.npy" for i, g in enumerate(groups)),
+                         noisy=values.astype(np.float32), group_ids=tuple(groups),
+                         cos_theta=np.ones(n, np.float32), cond=np.zeros((n, 0), np.float32), fingerprint="x")
+    return DeviceSplit(arrays, np.linspace(300, 600, length), torch.device("cpu"))
+
+
+def test_partners_are_other_members_of_the_same_group_and_cover_it():
+    groups = ["a"] * 3 + ["b"] * 5 + ["a"] * 2
+    split = _split(groups, np.random.default_rng(0).random((10, 7)))
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.arange(10).repeat(200)
+    partners = split.partners(idx, gen)
+    assert not torch.any(partners == idx)
+    labels = np.array(groups)
+    assert np.all(labels[partners.numpy()] == labels[idx.numpy()])
+    for i in range(10):
+        seen = set(partners[idx == i].tolist())
+        assert seen == {j for j in range(10) if labels[j] == labels[i] and j != i}
+
+
+def test_loo_mean_and_inputs():
+    values = np.arange(12, dtype=np.float32).reshape(4, 3)
+    split = _split(["g", "g", "h", "h"], values)
+    expected = np.array([values[1], values[0], values[3], values[2]])
+    np.testing.assert_allclose(split.loo.numpy(), expected)
+    x = split.inputs(torch.tensor([0, 2]))
+    assert x.shape == (2, 3, 3)
+    np.testing.assert_allclose(x[:, 0].numpy(), values[[0, 2]])
+    np.testing.assert_allclose(x[0, 1].numpy(), [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(x[:, 2].numpy(), 1.0)
+
+
+def test_group_of_one_is_refused():
+    with pytest.raises(SpectraCVError, match="at least 2"):
+        _split(["g", "g", "h"], np.zeros((3, 4)))
+
+
+def test_fit_writes_checkpoint_metrics_and_speed_log(tiny_run, tmp_path):
+    out = TrainOutputs(checkpoint_dir=tmp_path / "ck", speed_log_json=tmp_path / "speed.json", log_dir=tmp_path / "logs")
+    lines: list[str] = []
+    result = run_training(tiny_config(), inputs_for(tiny_run), out, audit=lines.append)
+    assert result.epochs_run == 3 and 1 <= result.best_epoch <= 3
+    ckpt = read_checkpoint(result.best_path)
+    assert ckpt["film_features"] == FEATURES
+    assert ckpt["epoch"] == result.best_epoch
+    assert ckpt["sam_deg"] == pytest.approx(min(r["val_sam"] for r in result.history))
+    assert ckpt["run_config"]["model"]["d_model"] == 8 and ckpt["config_hash"] == tiny_config().hash()
+    assert set(ckpt["data_fingerprint"]) == {"train", "val"} and ckpt["seed"] == 0
+    speed = json.loads((tmp_path / "speed.json").read_text())
+    assert speed["summary"]["epochs_logged"] == 3 and all(e["examples_per_sec"] > 0 for e in speed["epochs"])
+    metrics = (tmp_path / "logs" / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("epoch,train_loss") and len(metrics) == 4
+    assert lines[0].startswith("Training started") and lines[-1].startswith("Training stopped after 3 epochs")
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
+    cfg = tiny_config()
+    whole = run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "a"))
+    real_epoch = loop_mod.train_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "train_epoch", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "b"))
+    monkeypatch.setattr(loop_mod, "train_epoch", real_epoch)
+    lines: list[str] = []
+    resumed = run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "b"), audit=lines.append)
+    assert any(l.startswith("Resuming training after epoch 2") for l in lines)
+    assert [r["val_sam"] for r in resumed.history] == [r["val_sam"] for r in whole.history]
+    a, b = read_checkpoint(whole.best_path), read_checkpoint(resumed.best_path)
+    for key in a["ema_state"]:
+        torch.testing.assert_close(a["ema_state"][key], b["ema_state"][key], rtol=0, atol=0)
+
+
+def test_resume_with_other_config_is_refused(tiny_run, tmp_path):
+    run_training(tiny_config(), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "ck"))
+    with pytest.raises(SpectraCVError, match="different configuration"):
+        run_training(tiny_config(lr=1e-2), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "ck"))
+
+
+def test_non_finite_loss_names_run_epoch_and_step(tiny_run, tmp_path, monkeypatch):
+    from spectra_cv.objective import Objective
+
+    real = Objective.forward
+
+    def nan_loss(self, pred, target, epoch=None, dip_target=None):
+        total, terms = real(self, pred, target, epoch, dip_target)
+        return total * float("nan"), terms
+
+    monkeypatch.setattr(Objective, "forward", nan_loss)
+    with pytest.raises(loop_mod.NonFiniteLossError, match=r"fold-x: non-finite loss nan at epoch 1, step 0"):
+        run_training(tiny_config(), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "ck"), run_name="fold-x")
+
+
+def test_runbook_train_command_verbatim(tiny_run, tmp_path):
+    """Runbook §8 with only the program name changed (and a tiny model so it runs in seconds)."""
+    data = tiny_run / "data"
+    fold = tiny_run / "manifests" / "fold_01"
+    args = [
+        "train", "--model", "mamba_tiny_uv", "--train_dir", str(data / "spectra_for_fold"),
+        "--val_dir", str(data / "spectra_for_fold"), "--train_manifest", str(fold / "train_manifest.csv"),
+        "--val_manifest", str(fold / "val_manifest.csv"), "--sequence_length", "601", "--epochs", "2",
+        "--early_stop_patience", "21", "--bs", "600", "--lr", "3e-4", "--lr_min", "3e-5", "--weight_decay", "1e-4",
+        "--noise2noise", "--noise2noise_pairwise", "--val_noise2noise", "--geometry_film", "--film_hidden_dim", "64",
+        "--film_features", *FEATURES,
+        "--dose_features_csv", str(data / "metadata" / "dose_features.csv"),
+        "--dose_sampling_weights_csv", str(data / "metadata" / "dose_sampling_weights.csv"),
+        "--dose_stats_json", str(data / "metadata" / "dose_stats.json"),
+        "--lambda_weights", str(data / "spectra_for_fold" / "lambda_stats.npz"),
+        "--dip_loss", "--dip_weight", "1.0", "--dip_m", "6", "--dip_window_half_nm", "7.0", "--dip_min_area", "5e-4",
+        "--dip_w_area", "2.5", "--dip_w_equivalent_width", "1.5", "--dip_w_centroid", "2.0", "--dip_w_depth", "0.3",
+        "--dip_underfill_factor", "2.0", "--dip_detect_sigma_nm", "1.0", "--baseline", "local",
+        "--baseline_guard_nm", "10.0", "--derivative_weight", "0.3", "--deriv_weight_roi", "0.6",
+        "--deriv_roi_min", "320.0", "--deriv_roi_max", "500.0", "--curvature_weight_roi", "0.3",
+        "--d_model", "8", "--n_layers", "1", "--d_state", "4",
+        "--amp", "--amp_dtype", "bf16", "--ema", "--ema_decay", "0.999", "--tta_reverse", "--cudnn_benchmark",
+        "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "ck"),
+        "--speed_log_json", str(tmp_path / "fold_03_speed.json"),
+        "--audit_log", str(tmp_path / "logs" / "auditing_manifest.log"),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    ckpt = read_checkpoint(tmp_path / "ck" / "mamba_tiny_uv_best.pt")
+    model_cfg = ckpt["model_config"]
+    assert (model_cfg["d_model"], model_cfg["n_layers"], model_cfg["film_hidden_dim"], model_cfg["cond_dim"]) == (8, 1, 64, 8)
+    run = ckpt["run_config"]
+    assert run["train"]["batch_size"] == 600 and run["objective"]["dip_w_area"] == 2.5
+    audit = (tmp_path / "logs" / "auditing_manifest.log").read_text().splitlines()
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \| ", line) for line in audit)
+    assert "Training stopped after 2 epochs" in audit[-1]
+
+
+def test_train_requires_audit_log(tiny_run, tmp_path):
+    data = tiny_run / "data" / "spectra_for_fold"
+    result = CliRunner().invoke(main, ["train", "--train_dir", str(data), "--val_dir", str(data),
+                                       "--checkpoint_dir", str(tmp_path / "ck")])
+    assert result.exit_code != 0 and "--audit_log is required" in result.output
+    assert not (tmp_path / "ck").exists()
