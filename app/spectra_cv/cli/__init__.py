@@ -56,6 +56,7 @@ class LazyGroup(click.Group):
         "manifests": "spectra_cv.cli.manifests:manifests",
         "train": "spectra_cv.cli.train:train",
         "denoise": "spectra_cv.cli.denoise:denoise",
+        "evaluate": "spectra_cv.cli.evaluate:evaluate",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")
