@@ -73,6 +73,7 @@ OVERRIDES: list[tuple[str, Any, str, str]] = [
 SWITCHES: list[tuple[str, str, str]] = [
     ("geometry_film", _MODEL, "film"),
     ("residual", _MODEL, "residual"),
+    ("bidirectional", _MODEL, "bidirectional"),
     ("dip_loss", _OBJ, "dip_loss"),
     ("noise2noise", _TRAIN, "noise2noise"),
     ("noise2noise_pairwise", _TRAIN, "noise2noise_pairwise"),

@@ -72,6 +72,8 @@ def describe_arch(cfg: ModelConfig) -> str:
     """One-line architecture summary stored beside the weights."""
     film = f"FiLM {cfg.cond_dim}->{cfg.film_hidden_dim}" if cfg.film else "no FiLM"
     head = "residual" if cfg.residual else "direct"
+    if cfg.bidirectional:
+        head = f"bidirectional {head}"
     return (
         f"MambaUV D{cfg.d_model}x{cfg.n_layers} d_state{cfg.d_state} d_conv{cfg.d_conv} "
         f"expand{cfg.expand} L{cfg.sequence_length} in{cfg.in_channels} {film} "

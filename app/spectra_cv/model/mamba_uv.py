@@ -68,6 +68,9 @@ class ModelConfig:
     """Output activation: 'sigmoid' (original), 'clamp' to [0, 1], or 'none'."""
     residual: bool = False
     """Predict a correction added to the input reflectance (zero-init head: identity at start)."""
+    bidirectional: bool = False
+    """Add a second mixer per block that scans 600 → 300 nm (``mixer_rev``), so every output
+    sees both sides of its wavelength; the original scans 300 → 600 nm only."""
     scan_backend: str = "auto"
     """Selective-scan implementation: 'auto', 'cuda' (mamba_ssm), 'torch' or 'ref'."""
 
@@ -148,13 +151,22 @@ class FiLMHead(nn.Module):
 
 
 class MambaBlock(nn.Module):
-    """h: (B, L, D) → h + Dropout(Mamba(FiLM(LayerNorm(h))))."""
+    """h: (B, L, D) → h + Dropout(Mamba(FiLM(LayerNorm(h)))).
+
+    Bidirectional: the mixer term becomes Mamba(u) + flip(Mamba_rev(flip(u))) along L, two
+    mamba-ssm-shaped mixers (``mixer``, ``mixer_rev``), so checkpoints still load under either scan.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(cfg.d_model)
         self.mixer = Mamba(cfg.d_model, d_state=cfg.d_state, d_conv=cfg.d_conv,
                            expand=cfg.expand, backend=cfg.scan_backend)
+        self.mixer_rev = (
+            Mamba(cfg.d_model, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand,
+                  backend=cfg.scan_backend)
+            if cfg.bidirectional else None
+        )
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, h: torch.Tensor, gamma: torch.Tensor | None = None,
@@ -163,7 +175,10 @@ class MambaBlock(nn.Module):
         u = self.norm(h)
         if gamma is not None and beta is not None:
             u = u * gamma[:, None, :] + beta[:, None, :]
-        return h + self.dropout(self.mixer(u))
+        mixed = self.mixer(u)
+        if self.mixer_rev is not None:
+            mixed = mixed + self.mixer_rev(u.flip(1)).flip(1)
+        return h + self.dropout(mixed)
 
 
 class MambaUV(nn.Module):
@@ -195,6 +210,8 @@ class MambaUV(nn.Module):
         self.config = dataclasses.replace(self.config, scan_backend=backend)
         for block in self.blocks:
             block.mixer.backend = backend
+            if block.mixer_rev is not None:
+                block.mixer_rev.backend = backend
 
     def _check_inputs(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
         cfg = self.config
