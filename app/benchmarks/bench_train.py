@@ -1,0 +1,152 @@
+"""Benchmark: training and denoising throughput of the presets on synthetic data of the real size.
+
+Usage:  python app/benchmarks/bench_train.py [--out bench/train.json] [--seconds 60]
+
+For ``cpu_quick`` (its own batch) and ``recipe`` (a reduced batch on CPU: a step of 600 spectra
+of the 8 M-parameter model takes minutes there), it times optimiser steps with the full
+objective (after warm-up) and a denoising pass, and reports spectra/s, peak memory (GPU, or the
+process's peak RSS on CPU) and the parameter count. JSON to stdout and atomically to --out.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from spectra_cv.data import synth
+from spectra_cv.data.conditioning import compute_dose_stats, conditioning_matrix
+from spectra_cv.io import atomic_write_json
+from spectra_cv.model.mamba_uv import MambaUV
+from spectra_cv.model.zoo import count_parameters
+from spectra_cv.objective import Objective
+from spectra_cv.train.data import DeviceSplit, SplitArrays
+from spectra_cv.train.loop import autocast, lr_at
+from spectra_cv.train.presets import RunConfig, cpu_quick, recipe
+from spectra_cv.train.schedule import Ema, adamw
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 1e9, 3)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # kB → GB (process peak RSS)
+
+
+def synthetic_split(device: torch.device, cfg: RunConfig) -> tuple[DeviceSplit, np.ndarray]:
+    """4,500 synthetic spectra of the real size (treatments 1–5), conditioned as ``cfg`` asks."""
+    data = synth.generate(synth.full(seed=0))
+    frame = data.manifest
+    train_mask = frame["treatment"].isin([f"treatment_{k}" for k in range(1, 6)]).to_numpy()
+    rows = frame[train_mask].head(4500).reset_index(drop=True)
+    idx = np.flatnonzero(train_mask)[:4500]
+    stats = compute_dose_stats(rows, data.dose_features, cfg.film_features)
+    cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
+    arrays = SplitArrays(
+        relative_paths=tuple(rows["relative_path"]), noisy=np.clip(data.spectra[idx], 0, 1).astype(np.float32),
+        group_ids=tuple(rows["group_id"]),
+        cos_theta=np.where(rows["angle"].str.startswith("12"), 1.0, -1.0).astype(np.float32),
+        cond=cond, fingerprint="synthetic-full-seed0",
+    )
+    return DeviceSplit(arrays, data.wavelength, device), data.wavelength
+
+
+def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_steps: int, backend: str,
+                     batch_size: int, eval_spectra: int = 1500) -> dict:
+    """Optimiser steps of ``cfg``'s model and objective on synthetic data: spectra/s and peak memory."""
+    torch.manual_seed(0)
+    split, grid = synthetic_split(device, cfg)
+    model = MambaUV(cfg.model).to(device)
+    model.set_scan_backend(backend)
+    objective = Objective(cfg.objective, grid, None).to(device)
+    opt = adamw(model, cfg.train.lr, cfg.train.weight_decay)
+    ema = Ema(model, cfg.train.ema_decay)
+    gen = torch.Generator().manual_seed(0)
+    bs = batch_size
+    _reset_peak(device)
+    times, losses = [], []
+    start = time.perf_counter()
+    step = 0
+    while step < max_steps and time.perf_counter() - start < seconds:
+        idx = torch.randperm(len(split), generator=gen)[:bs].to(device)
+        _sync(device)
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total_steps=max_steps, warmup_steps=10, lr=cfg.train.lr, lr_min=cfg.train.lr_min)
+        target = split.targets(idx, True, gen)
+        with autocast(device, cfg.train):
+            pred = model(split.inputs(idx), split.cond[idx])[:, 0].float()
+        loss, _ = objective(pred, target, epoch=1, dip_target=split.loo[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        ema.update(model)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        losses.append(float(loss))
+        step += 1
+    steady = times[3:] if len(times) > 6 else times
+    median = float(np.median(steady))
+    model.eval()
+    with torch.no_grad(), autocast(device, cfg.train):
+        n_eval = eval_spectra
+        idx = torch.arange(0, n_eval, device=device)
+        _sync(device)
+        t0 = time.perf_counter()
+        for s in range(0, n_eval, 500):
+            model(split.inputs(idx[s:s + 500]), split.cond[idx[s:s + 500]])
+        _sync(device)
+        denoise_s = time.perf_counter() - t0
+    return {
+        "backend": backend,
+        "n_parameters": count_parameters(model),
+        "batch_size": bs,
+        "steps": step,
+        "median_step_s": round(median, 4),
+        "train_spectra_per_s": round(bs / median, 1),
+        "first_step_s": round(times[0], 3),
+        "loss_first_last": [losses[0], losses[-1]],
+        "denoise_spectra_per_s": round(n_eval / denoise_s, 1),
+        "peak_mem_GB": _peak_gb(device),
+        "peak_mem_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS",
+        "epoch_estimate_s_4500": round(median * (4500 / bs), 2),
+    }
+
+
+@click.command()
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("bench/train.json"),
+              show_default=True)
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="Time cap per preset.")
+@click.option("--threads", type=int, default=2, show_default=True)
+def main(out_path: Path, seconds: float, threads: int) -> None:
+    torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    report = {"device": str(device), "threads": threads, "torch": torch.__version__}
+    quick = cpu_quick()
+    on_gpu = device.type == "cuda"
+    report["cpu_quick"] = train_throughput(quick, device, seconds, 200, "auto", quick.train.batch_size,
+                                           1500 if on_gpu else 512)
+    big = recipe()
+    report["recipe"] = train_throughput(big, device, seconds, 200, "auto", big.train.batch_size if on_gpu else 16,
+                                        1500 if on_gpu else 32)
+    atomic_write_json(out_path, report)
+    click.echo(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
