@@ -235,3 +235,24 @@ def test_bidirectional_block_sees_both_sides_and_keeps_mamba_names():
     # the input conv (k=3) lets position 49 see 50; nothing earlier may change in the causal model
     assert float(d_causal[:49].max()) == 0.0
     assert float(d_bidir[:49].max()) > 0.0
+
+
+def test_reflectance_shift_and_scale_feed_the_stem_and_keep_the_identity_start():
+    import dataclasses
+
+    import torch
+
+    from spectra_cv.model.mamba_uv import MambaUV
+    from spectra_cv.model.zoo import model_config
+
+    base = model_config("mamba_tiny_uv", d_model=16, n_layers=1, d_state=4, sequence_length=64,
+                        residual=True, out_activation="none")
+    model = MambaUV(dataclasses.replace(base, reflectance_shift=0.3, reflectance_scale=40.0))
+    seen = []
+    model.input_proj.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach().clone()))
+    x = torch.rand(2, 3, 64)
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(seen[0][:, 0], (x[:, 0] - 0.3) * 40.0)
+    torch.testing.assert_close(seen[0][:, 1:], x[:, 1:])
+    torch.testing.assert_close(out[:, 0], x[:, 0])  # the residual adds to the raw reflectance

@@ -68,6 +68,12 @@ class ModelConfig:
     """Output activation: 'sigmoid' (original), 'clamp' to [0, 1], or 'none'."""
     residual: bool = False
     """Predict a correction added to the input reflectance (zero-init head: identity at start)."""
+    reflectance_shift: float = 0.0
+    """Subtracted from the reflectance channel before the stem (the head's residual uses the raw input)."""
+    reflectance_scale: float = 1.0
+    """Multiplies the shifted reflectance channel before the stem. Reflectance spans ~0.05–0.9 while
+    its noise is ~0.005, and the λ and cos θ channels are O(1): a scale > 1 makes the detail the
+    denoiser must see large next to them at initialisation (1.0: the original)."""
     bidirectional: bool = False
     """Add a second mixer per block that scans 600 → 300 nm (``mixer_rev``), so every output
     sees both sides of its wavelength; the original scans 300 → 600 nm only."""
@@ -241,7 +247,12 @@ class MambaUV(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C_in, L); cond: (B, cond_dim) | None → (B, 1, L)."""
         self._check_inputs(x, cond)
-        h = F.relu(self.input_proj(x)).transpose(1, 2)  # (B, L, D)
+        cfg = self.config
+        stem_in = x
+        if cfg.reflectance_shift != 0.0 or cfg.reflectance_scale != 1.0:
+            refl = (x[:, :1] - cfg.reflectance_shift) * cfg.reflectance_scale  # (B, 1, L)
+            stem_in = torch.cat([refl, x[:, 1:]], dim=1)
+        h = F.relu(self.input_proj(stem_in)).transpose(1, 2)  # (B, L, D)
         gammas = betas = None
         if self.film is not None:
             gammas, betas = self.film(cond)  # (B, n_layers, D) each
