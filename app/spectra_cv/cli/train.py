@@ -32,6 +32,8 @@ OVERRIDES: list[tuple[str, Any, str, str]] = [
     ("out_activation", click.Choice(["sigmoid", "clamp", "none"]), _MODEL, "out_activation"),
     ("scan_backend", click.Choice(["auto", "cuda", "torch", "ref"]), _MODEL, "scan_backend"),
     ("sequence_length", int, _MODEL, "sequence_length"),
+    ("reflectance_shift", float, _MODEL, "reflectance_shift"),
+    ("reflectance_scale", float, _MODEL, "reflectance_scale"),
     ("derivative_weight", float, _OBJ, "derivative_weight"),
     ("derivative_order", int, _OBJ, "derivative_order"),
     ("deriv_weight_roi", float, _OBJ, "deriv_weight_roi"),
