@@ -199,3 +199,16 @@ def test_train_requires_audit_log(tiny_run, tmp_path):
                                        "--checkpoint_dir", str(tmp_path / "ck")])
     assert result.exit_code != 0 and "--audit_log is required" in result.output
     assert not (tmp_path / "ck").exists()
+
+
+def test_runbook_dip_weight_with_mean_one_weights_is_flagged(caplog):
+    from spectra_cv.train.run import warn_dip_balance
+
+    base = cpu_quick()
+    loud = dataclasses.replace(base, objective=dataclasses.replace(base.objective, dip_weight=1.0))
+    with caplog.at_level("WARNING", logger="spectra_cv"):
+        assert warn_dip_balance(loud)
+    assert "18.8 dB" in caplog.text
+    assert not warn_dip_balance(base)
+    original_scale = dataclasses.replace(loud, objective=dataclasses.replace(loud.objective, normalise_lambda_weights=False))
+    assert not warn_dip_balance(original_scale)
