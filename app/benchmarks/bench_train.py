@@ -98,7 +98,7 @@ def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_s
         ema.update(model)
         _sync(device)
         times.append(time.perf_counter() - t0)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
     steady = times[3:] if len(times) > 6 else times
     median = float(np.median(steady))
