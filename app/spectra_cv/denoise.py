@@ -10,7 +10,6 @@ autocast, no test-time augmentation (the scan is causal; reversed input was neve
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pandas as pd
 import torch
 
 from spectra_cv import io as sio
+from spectra_cv.io import sha256_file
 from spectra_cv.data import contract, loaders
 from spectra_cv.data.conditioning import DoseStats, conditioning_matrix, read_dose_features, read_dose_stats
 from spectra_cv.errors import ConfigError
@@ -30,15 +30,6 @@ from spectra_cv.model.checkpoint import load_model
 log = get_logger("denoise")
 
 RECORD_FILE = "denoise_record.json"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def output_path(output_root: Path, relative_path: str) -> Path:

@@ -5,6 +5,7 @@ A reader (or a crash) never sees a half-written file: either the old content or 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -16,6 +17,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:

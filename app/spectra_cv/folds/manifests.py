@@ -13,7 +13,6 @@ file, sample or group is in two roles (:func:`check_no_leakage`), and writes ato
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from spectra_cv import __version__
 from spectra_cv.data import contract
 from spectra_cv.data.loaders import read_manifest
 from spectra_cv.errors import DataContractError, FoldError
-from spectra_cv.io import atomic_write_csv, atomic_write_json
+from spectra_cv.io import atomic_write_csv, atomic_write_json, sha256_file
 from spectra_cv.log import get_logger
 from spectra_cv.paths import fold_tag
 
@@ -295,10 +294,6 @@ def write_fold_manifests(splits: Mapping[str, pd.DataFrame], output_root: str | 
     return {role: atomic_write_csv(directory / f"{role}_manifest.csv", splits[role]) for role in ROLES}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def generate(
     fold: int,
     input_manifest: str | Path,
@@ -337,7 +332,7 @@ def generate(
             "input_manifest": {
                 "path": str(input_manifest),
                 "rows": int(len(manifest_df)),
-                "sha256": _sha256(input_manifest),
+                "sha256": sha256_file(input_manifest),
             },
             "files_checked": bool(check_files),
             "counts": {
@@ -348,7 +343,7 @@ def generate(
                 }
                 for role in ROLES
             },
-            "manifests": {role: {"file": paths[role].name, "sha256": _sha256(paths[role])} for role in ROLES},
+            "manifests": {role: {"file": paths[role].name, "sha256": sha256_file(paths[role])} for role in ROLES},
         },
     )
     log.info("fold %d: train=%d val=%d test=%d -> %s", fold, *(counts[r] for r in ROLES), record.parent)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from spectra_cv.errors import ConfigError
@@ -119,13 +119,5 @@ def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def replace(cfg: Any, **changes: Any) -> Any:
-    """``dataclasses.replace`` that names unknown fields in a ConfigError."""
-    names = {f.name for f in dataclasses.fields(cfg)}
-    unknown = sorted(set(changes) - names)
-    if unknown:
-        raise ConfigError(f"unknown {type(cfg).__name__} field(s): {', '.join(unknown)}")
-    return dataclasses.replace(cfg, **changes)
 
-
-__all__ = ["TrainConfig", "config_to_dict", "from_dict", "config_hash", "replace", "field"]
+__all__ = ["TrainConfig", "config_to_dict", "from_dict", "config_hash"]

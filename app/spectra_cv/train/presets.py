@@ -27,7 +27,7 @@ from spectra_cv.errors import ConfigError
 from spectra_cv.model.mamba_uv import ModelConfig
 from spectra_cv.model.zoo import cv_recipe_config, model_config
 from spectra_cv.objective import ObjectiveConfig
-from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict
+from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict, from_dict
 
 
 BALANCED_DIP_WEIGHT = 0.002
@@ -70,8 +70,6 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        from spectra_cv.train.config import from_dict
-
         return cls(
             model=ModelConfig.from_dict(dict(values["model"])),
             objective=ObjectiveConfig.from_dict(dict(values["objective"])),
