@@ -256,3 +256,84 @@ def test_reflectance_shift_and_scale_feed_the_stem_and_keep_the_identity_start()
     torch.testing.assert_close(seen[0][:, 0], (x[:, 0] - 0.3) * 40.0)
     torch.testing.assert_close(seen[0][:, 1:], x[:, 1:])
     torch.testing.assert_close(out[:, 0], x[:, 0])  # the residual adds to the raw reflectance
+
+
+
+def _prior_model():
+    return build_model("mamba_tiny_uv", d_model=16, n_layers=1, d_state=4, sequence_length=L,
+                       residual=True, out_activation="none", prior="pca", scan_backend="ref")
+
+
+def _low_rank_spectra(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n spectra = mean + two smooth components; returns (spectra (n, L), the two components (2, L))."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 1, L, dtype=torch.float64)
+    comps = torch.stack([torch.sin(3 * t), torch.cos(5 * t)])  # (2, L)
+    coef = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return 0.4 + 0.05 * coef @ comps, comps
+
+
+def test_prior_model_starts_as_the_fitted_prior_and_the_stem_sees_the_distance():
+    from spectra_cv.train.prior import install_prior
+
+    torch.manual_seed(0)
+    model = _prior_model()
+    clean, _ = _low_rank_spectra()
+    g = torch.Generator().manual_seed(1)
+    noisy = (clean + 0.01 * torch.randn(clean.shape, generator=g, dtype=torch.float64)).float()
+    prior = install_prior(model, noisy, clean.float())
+    assert prior.kind == "pca" and prior.params["rank"] <= 3  # two components + noise: a small rank wins
+    x, _ = _inputs(batch=3)
+    x[:, 0] = noisy[:3]
+    seen = []
+    model.input_proj.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach().clone()))
+    with torch.no_grad():
+        out = model(x)[:, 0]
+    expected = noisy[:3] @ model.prior_matrix + model.prior_offset
+    torch.testing.assert_close(out, expected)  # zero-initialised head: the model is its prior
+    assert (out.double() - clean[:3]).norm() < 0.5 * (noisy[:3].double() - clean[:3]).norm()
+    assert seen[0].shape[1] == 4  # reflectance, λ, cos θ, and the distance from the prior
+    torch.testing.assert_close(seen[0][:, 3], (x[:, 0] - expected) / model.prior_residual_scale,
+                               atol=1e-3, rtol=1e-3)  # float32 differences of ~0.4-sized values, / 0.01
+
+
+def test_ridge_prior_equals_the_ridge_baseline():
+    import numpy as np
+
+    from spectra_cv.metrics.baselines import fit_ridge
+    from spectra_cv.train.prior import fit_prior
+
+    clean, _ = _low_rank_spectra(n=60)
+    rng = np.random.default_rng(0)
+    noisy = clean.numpy() + 0.01 * rng.standard_normal(clean.shape)
+    prior = fit_prior("ridge", noisy, clean.numpy())
+    baseline = fit_ridge(noisy, clean.numpy())
+    assert prior.params == baseline.params
+    np.testing.assert_allclose(noisy @ prior.matrix + prior.offset, baseline.apply(noisy), atol=1e-10)
+
+
+def test_prior_is_a_checkpointed_buffer_and_must_be_fitted(tmp_path):
+    from spectra_cv.model.checkpoint import load_model, model_state_for_save, save_checkpoint
+    from spectra_cv.train.prior import install_prior
+
+    torch.manual_seed(0)
+    model = _prior_model()
+    x, _ = _inputs()
+    with pytest.raises(ConfigError, match="never fitted"):
+        model(x)
+    with pytest.raises(ConfigError, match="--prior none"):
+        build_model("mamba_tiny_uv", **TINY).set_prior(torch.eye(L), torch.zeros(L), 1.0)
+    with pytest.raises(ConfigError, match="--prior needs --residual"):
+        model_config("mamba_tiny_uv", prior="ridge")
+    with pytest.raises(ConfigError, match="--prior must be one of"):
+        model_config("mamba_tiny_uv", residual=True, out_activation="none", prior="wiener")
+    with pytest.raises(ConfigError, match="not finite"):
+        model.set_prior(torch.full((L, L), float("nan")), torch.zeros(L), 1.0)
+    clean, _ = _low_rank_spectra()
+    install_prior(model, clean.float(), clean.float())
+    assert {"prior_matrix", "prior_offset", "prior_residual_scale", "prior_fitted"} <= set(model.state_dict())
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model_state_for_save(model))
+    loaded, _ = load_model(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))

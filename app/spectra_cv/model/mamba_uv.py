@@ -28,6 +28,7 @@ from spectra_cv.model.backends import BACKENDS
 from spectra_cv.model.mixer import Mamba
 
 OUT_ACTIVATIONS = ("sigmoid", "clamp", "none")
+PRIORS = ("none", "pca", "ridge")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +80,15 @@ class ModelConfig:
     sees both sides of its wavelength; the original scans 300 → 600 nm only."""
     scan_backend: str = "auto"
     """Selective-scan implementation: 'auto', 'cuda' (mamba_ssm), 'torch' or 'ref'."""
+    prior: str = "none"
+    """Linear prior the residual head corrects: 'none' (the input itself), 'pca' (projection onto
+    the train split's top principal directions) or 'ridge' (ridge regression noisy → leave-one-out
+    mean). Fitted on the train split before training (``set_prior``), stored as buffers in the
+    checkpoint; the stem also sees the input's distance from the prior."""
+    prior_rank: int = 0
+    """PCA prior rank (0: chosen on the train split like the PCA baseline)."""
+    prior_alpha: float = 0.0
+    """Ridge prior α (0: chosen on the train split like the ridge baseline)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -89,6 +99,16 @@ class ModelConfig:
                     "expand", "film_hidden_dim", "cond_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"--{key} must be >= 1; got {getattr(self, key)}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"--prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        if not 0 <= self.prior_rank <= self.sequence_length:
+            raise ConfigError(
+                f"--prior_rank must lie in [0, --sequence_length={self.sequence_length}]; got {self.prior_rank}"
+            )
+        if self.prior_alpha < 0:
+            raise ConfigError(f"--prior_alpha must be >= 0 (0: chosen on train); got {self.prior_alpha}")
+        if self.prior != "none" and not self.residual:
+            raise ConfigError("--prior needs --residual: the prior is the base the head corrects")
         for key in ("dropout", "film_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"--{key} must lie in [0, 1); got {getattr(self, key)}")
@@ -196,7 +216,8 @@ class MambaUV(nn.Module):
             raise ConfigError(f"MambaUV needs a ModelConfig; got {type(config).__name__}")
         self.config = config
         d = config.d_model
-        self.input_proj = nn.Conv1d(config.in_channels, d, kernel_size=3, padding=1)
+        stem_channels = config.in_channels + (1 if config.prior != "none" else 0)
+        self.input_proj = nn.Conv1d(stem_channels, d, kernel_size=3, padding=1)
         nn.init.kaiming_normal_(self.input_proj.weight, nonlinearity="relu")
         nn.init.zeros_(self.input_proj.bias)
         self.film = (
@@ -210,6 +231,46 @@ class MambaUV(nn.Module):
         nn.init.zeros_(self.output_proj.bias)
         if config.residual:
             nn.init.zeros_(self.output_proj.weight)  # correction = 0: identity at start
+        if config.prior != "none":
+            length = config.sequence_length
+            self.register_buffer("prior_matrix", torch.zeros(length, length))
+            self.register_buffer("prior_offset", torch.zeros(length))
+            self.register_buffer("prior_residual_scale", torch.ones(()))
+            self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
+        self._prior_checked = False
+
+    @torch.no_grad()
+    def set_prior(self, matrix: torch.Tensor, offset: torch.Tensor, residual_scale: float) -> None:
+        """Install the fitted affine prior ``prior(x) = x @ matrix + offset`` (matrix (L, L), offset (L,)).
+
+        ``residual_scale`` (the typical size of ``x − prior(x)`` on train) makes the stem's extra
+        channel O(1).
+        """
+        cfg = self.config
+        if cfg.prior == "none":
+            raise ConfigError(f"{cfg.name} has no prior (--prior none)")
+        length = cfg.sequence_length
+        if tuple(matrix.shape) != (length, length) or tuple(offset.shape) != (length,):
+            raise ConfigError(f"prior must be ({length}, {length}) and ({length},); got "
+                              f"{tuple(matrix.shape)} and {tuple(offset.shape)}")
+        if not (torch.isfinite(matrix).all() and torch.isfinite(offset).all()) or not residual_scale > 0:
+            raise ConfigError("the fitted prior is not finite (or its residual scale is not > 0)")
+        self.prior_matrix.copy_(matrix)
+        self.prior_offset.copy_(offset)
+        self.prior_residual_scale.fill_(float(residual_scale))
+        self.prior_fitted.fill_(True)
+        self._prior_checked = True
+
+    def _prior(self, refl: torch.Tensor) -> torch.Tensor:
+        """refl: (B, 1, L) → the prior's estimate (B, 1, L)."""
+        if not self._prior_checked:
+            if not bool(self.prior_fitted):
+                raise ConfigError(
+                    f"{self.config.name}: its prior (--prior {self.config.prior}) was never fitted; "
+                    "fit it on the train split (spectra-cv train does) or load a checkpoint"
+                )
+            self._prior_checked = True
+        return refl @ self.prior_matrix + self.prior_offset
 
     def set_scan_backend(self, backend: str) -> None:
         """Switch every mixer's scan backend (the weights are the same for all backends)."""
@@ -249,9 +310,14 @@ class MambaUV(nn.Module):
         self._check_inputs(x, cond)
         cfg = self.config
         stem_in = x
+        base = x[:, :1]  # what the residual head corrects: the input, or its prior projection
         if cfg.reflectance_shift != 0.0 or cfg.reflectance_scale != 1.0:
             refl = (x[:, :1] - cfg.reflectance_shift) * cfg.reflectance_scale  # (B, 1, L)
             stem_in = torch.cat([refl, x[:, 1:]], dim=1)
+        if cfg.prior != "none":
+            base = self._prior(x[:, :1])
+            away = (x[:, :1] - base) / self.prior_residual_scale  # (B, 1, L), O(1)
+            stem_in = torch.cat([stem_in, away], dim=1)
         h = F.relu(self.input_proj(stem_in)).transpose(1, 2)  # (B, L, D)
         gammas = betas = None
         if self.film is not None:
@@ -264,7 +330,7 @@ class MambaUV(nn.Module):
         h = self.final_norm(h)
         out = self.output_proj(h.transpose(1, 2))  # (B, 1, L)
         if self.config.residual:
-            out = x[:, :1] + out
+            out = base + out
         act = self.config.out_activation
         if act == "sigmoid":
             return torch.sigmoid(out)

@@ -126,6 +126,8 @@ class TrainState:
     elapsed_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     speed: list[dict[str, Any]] = field(default_factory=list)
+    stopped_because: str = ""
+    """Why the run ended ("" while it goes on); kept so a resumed finished run reports the same."""
 
 
 def train_epoch(
@@ -194,6 +196,7 @@ def fit(
     speed_log: Path | None = None,
     history_csv: Path | None = None,
     audit: Callable[[str], None] = lambda message: None,
+    on_resume: Callable[[int, Path], None] | None = None,
 ) -> FitResult:
     """Train with early stopping on validation SAM; resume from ``last_state.pt`` when it matches.
 
@@ -227,12 +230,17 @@ def fit(
         torch.set_rng_state(saved["torch_rng"])
         state = TrainState(**saved["state"])
         log.info("%s: resuming after epoch %d (step %d) from %s", run_name, state.epoch, state.step, last_path)
-        audit(f"Resuming training after epoch {state.epoch} from {last_path}")
+        if on_resume is not None:
+            on_resume(state.epoch, last_path)
+        else:
+            audit(f"Resuming training after epoch {state.epoch} from {last_path}")
 
     stopped = "max epochs"
     if state.epoch >= cfg.epochs or state.history and state.history[-1].get("stop"):
-        stopped = "already finished"
-    while state.epoch < cfg.epochs and stopped != "already finished":
+        stopped = state.stopped_because or "already finished"
+        log.info("%s: already finished (%d epochs, %s)", run_name, state.epoch, stopped)
+    finished = stopped != "max epochs"
+    while state.epoch < cfg.epochs and not finished:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.synchronize(device)
@@ -282,6 +290,8 @@ def fit(
             stopped, stop_now = f"time budget of {cfg.time_budget_s:.0f} s reached", True
         record["stop"] = stop_now
         state.history.append(record)
+        if stop_now or state.epoch >= cfg.epochs:
+            state.stopped_because = stopped
         _save(
             {
                 "config_hash": config_hash,
@@ -300,8 +310,6 @@ def fit(
             write_history(history_csv, state.history)
         if stop_now:
             break
-    if stopped == "already finished":
-        log.info("%s: already finished (%d epochs)", run_name, state.epoch)
     if not best_path.exists():
         raise SpectraCVError(f"{run_name}: no validation ran, so no best checkpoint was written; check --val_every")
     log.info("%s: stopped after %d epochs (%s); best epoch %d, val SAM %.4f°", run_name, state.epoch, stopped,

@@ -29,6 +29,7 @@ from spectra_cv.objective import Objective
 from spectra_cv.train.data import DeviceSplit, read_split
 from spectra_cv.train.loop import FitResult, TrainState, fit, resolve_device
 from spectra_cv.train.presets import RunConfig
+from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema
 
 log = get_logger("train")
@@ -113,6 +114,7 @@ def run_training(
     outputs: TrainOutputs,
     audit: Callable[[str], None] = lambda message: None,
     run_name: str = "train",
+    on_resume: Callable[[int, Path], None] | None = None,
 ) -> FitResult:
     """Train ``cfg`` on ``inputs``; returns where the best checkpoint is and how the run ended."""
     t0 = time.time()
@@ -168,6 +170,8 @@ def run_training(
     log.info("Validation spectra: %d", len(val))
 
     model = MambaUV(cfg.model).to(device)
+    if cfg.model.prior != "none":
+        install_prior(model, train.noisy, train.loo)
     objective = Objective(cfg.objective, grid, weights).to(device)
     n_params = count_parameters(model)
     log.info("Model %s: %s parameters", cfg.model.name, f"{n_params:,}")
@@ -207,6 +211,7 @@ def run_training(
         checkpoint_dir=outputs.checkpoint_dir, best_name=outputs.best_name, make_checkpoint=make_checkpoint,
         config_hash=run_hash, run_name=run_name, speed_log=outputs.speed_log_json,
         history_csv=outputs.log_dir / "metrics.csv" if outputs.log_dir is not None else None, audit=audit,
+        on_resume=on_resume,
     )
     audit(f"Training stopped after {result.epochs_run} epochs ({result.stopped_because}); best epoch "
           f"{result.best_epoch}: val PSNR {result.best_val.get('psnr', float('nan')):.3f} dB, "

@@ -1,0 +1,62 @@
+"""Fitting a model's linear prior on the train split (``ModelConfig.prior``).
+
+The prior is one of the baselines of SPEC §4 — PCA projection or ridge regression onto the
+leave-one-out means — fitted exactly as the baseline is (same code, same parameter choice on the
+train split), then handed to the model as an affine map ``x @ M + c``. The Mamba network learns
+only what the linear prior misses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spectra_cv.log import get_logger
+from spectra_cv.metrics.baselines import PCA_RANKS, RIDGE_ALPHAS, fit_pca, fit_ridge
+from spectra_cv.model.mamba_uv import MambaUV
+
+log = get_logger("prior")
+
+
+@dataclass(frozen=True)
+class FittedPrior:
+    kind: str
+    params: dict
+    matrix: np.ndarray
+    """(L, L): prior(x) = x @ matrix + offset."""
+    offset: np.ndarray
+    residual_scale: float
+    """Standard deviation of x − prior(x) on train."""
+
+
+def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, rank: int = 0, alpha: float = 0.0) -> FittedPrior:
+    """Fit the ``kind`` prior ('pca' or 'ridge') on train ``noisy`` (N, L) and its LOO-mean ``targets``."""
+    x = np.asarray(noisy, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64)
+    if kind == "pca":
+        fitted = fit_pca(x, y, ranks=(rank,) if rank else PCA_RANKS)
+    elif kind == "ridge":
+        fitted = fit_ridge(x, y, alphas=(alpha,) if alpha else RIDGE_ALPHAS)
+    else:
+        raise ValueError(f"unknown prior kind {kind!r}")
+    length = x.shape[1]
+    offset = fitted.apply(np.zeros((1, length)))[0]
+    matrix = fitted.apply(np.eye(length)) - offset  # the map is affine: rows of I give M
+    resid = x - (x @ matrix + offset)
+    return FittedPrior(kind=kind, params=dict(fitted.params), matrix=matrix, offset=offset,
+                       residual_scale=float(resid.std()))
+
+
+def install_prior(model: MambaUV, noisy: torch.Tensor, targets: torch.Tensor) -> FittedPrior:
+    """Fit ``model.config.prior`` on the train tensors and install it in ``model``."""
+    cfg = model.config
+    prior = fit_prior(cfg.prior, noisy.detach().cpu().numpy(), targets.detach().cpu().numpy(),
+                      rank=cfg.prior_rank, alpha=cfg.prior_alpha)
+    device = model.prior_matrix.device
+    model.set_prior(torch.as_tensor(prior.matrix, dtype=torch.float32, device=device),
+                    torch.as_tensor(prior.offset, dtype=torch.float32, device=device), prior.residual_scale)
+    log.info("Prior: %s %s fitted on %d train spectra (residual std %.2e)", prior.kind, prior.params,
+             noisy.shape[0], prior.residual_scale)
+    return prior
