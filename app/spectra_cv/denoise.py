@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv.io import sha256_file
 from spectra_cv.data import contract, loaders
@@ -131,8 +132,10 @@ def denoise_manifest(
     record_path = output_root / RECORD_FILE
     if record_path.exists():
         record_path.unlink()  # the old record no longer describes what is on disk
-    for path, spectrum in zip(rel, out):
+    for i, (path, spectrum) in enumerate(zip(rel, out)):
         sio.atomic_save_npy(output_path(output_root, path), spectrum, durable=False)
+        if i == len(rel) // 2:
+            faults.point("denoise_midway")
     os.sync()
     seconds = time.perf_counter() - t0
     record = {

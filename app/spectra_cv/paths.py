@@ -79,3 +79,53 @@ class RunPaths:
 
     def speed_log(self, fold: int) -> Path:
         return self.artifacts / f"{fold_tag(fold)}_speed.json"
+
+    def events(self, fold: int) -> Path:
+        """The fold's append-only event file (its only writer is the fold's own process)."""
+        return self.log_dir(fold) / "events.jsonl"
+
+    def learning_curve(self, fold: int) -> Path:
+        """Per-epoch ``metrics.csv`` the trainer rewrites after every epoch."""
+        return self.log_dir(fold) / "metrics.csv"
+
+    def inference_log(self, fold: int, role: str) -> Path:
+        return self.log_dir(fold) / f"inference_{role}.log"
+
+    def fold_lock(self, fold: int) -> Path:
+        return self.log_dir(fold) / ".fold.lock"
+
+    def metrics_json(self, fold: int) -> Path:
+        """Val and test scores of the model beside the baselines (``score_table`` per split)."""
+        return self.artifacts / f"{fold_tag(fold)}_metrics.json"
+
+    def completion_record(self, fold: int) -> Path:
+        """Written last by a finished fold: checkpoint sha256, config hash, metrics."""
+        return self.checkpoint_dir(fold) / "fold_complete.json"
+
+    @property
+    def coordinator_lock(self) -> Path:
+        return self.artifacts / ".coordinator.lock"
+
+    @property
+    def report_md(self) -> Path:
+        return self.artifacts / "cv_report.md"
+
+    @property
+    def report_metrics_csv(self) -> Path:
+        return self.artifacts / "cv_metrics.csv"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.artifacts / "plots"
+
+    @property
+    def final_checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints" / "final"
+
+    @property
+    def final_denoised(self) -> Path:
+        return self.root / "denoised" / "final"
+
+    @property
+    def final_log_dir(self) -> Path:
+        return self.root / "logs" / "final"

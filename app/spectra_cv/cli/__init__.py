@@ -62,6 +62,11 @@ class LazyGroup(click.Group):
         "train": "spectra_cv.cli.train:train",
         "denoise": "spectra_cv.cli.denoise:denoise",
         "evaluate": "spectra_cv.cli.evaluate:evaluate",
+        "fold": "spectra_cv.cli.fold:fold",
+        "coordinator": "spectra_cv.cli.coordinator:coordinator",
+        "cv": "spectra_cv.cli.cv:cv",
+        "report": "spectra_cv.cli.report:report",
+        "final": "spectra_cv.cli.final:final",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")

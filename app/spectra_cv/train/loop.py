@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
@@ -292,6 +293,7 @@ def fit(
         state.history.append(record)
         if stop_now or state.epoch >= cfg.epochs:
             state.stopped_because = stopped
+        faults.point(f"train_epoch_{state.epoch}")  # crash tests: the epoch's work is lost, as in a kill mid-epoch
         _save(
             {
                 "config_hash": config_hash,

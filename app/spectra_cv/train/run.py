@@ -47,6 +47,8 @@ class TrainInputs:
     dose_sampling_weights_csv: Path | None = None
     dose_stats_json: Path | None = None
     lambda_weights: Path | None = None
+    validate_on_train: bool = False
+    """The final model: the validation manifest is the training data (fixed epochs, nothing held out)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,7 +160,7 @@ def run_training(
     train_arrays = read_split(inputs.train_dir, train_df, grid, train_cond, train_name)
     val_arrays = read_split(inputs.val_dir, val_df, grid, val_cond, val_name)
     overlap = set(train_arrays.relative_paths) & set(val_arrays.relative_paths)
-    if overlap and inputs.train_dir.resolve() == inputs.val_dir.resolve():
+    if overlap and inputs.train_dir.resolve() == inputs.val_dir.resolve() and not inputs.validate_on_train:
         raise DataContractError(
             f"{len(overlap)} spectra are in both the train and validation manifests (e.g. {sorted(overlap)[0]}); "
             "regenerate the fold manifests"

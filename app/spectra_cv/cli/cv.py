@@ -1,0 +1,52 @@
+"""``spectra-cv cv`` (and ``scripts/run_cross_validation.py``): every fold, then the summary.
+
+The runbook's options work as written (``--device``, ``--skip-existing``, ``--batch-size``,
+``--epochs``, ``--patience``, ``--folds 3 4 5``); ``--parallel K`` and ``--gpus 0,1`` run folds
+side by side. A failed fold is recorded and the others go on, unless ``--fail-fast``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import GreedyCommand
+from spectra_cv.cli.run_options import RunOptions, run_options
+
+
+@click.command(cls=GreedyCommand, greedy=("folds",), context_settings=CONTEXT_SETTINGS)
+@click.option("--folds", multiple=True, type=int, help="Folds to run (several after one flag) [default 1 2 3 4 5].")
+@click.option("--parallel", type=int, default=None,
+              help="Folds at once [default 1, or one per GPU with --gpus].")
+@click.option("--gpus", default=None, help="GPU ids for the folds, one GPU per fold, e.g. 0,1,2,3.")
+@click.option("--skip-existing", is_flag=True, help="Skip folds whose completion record matches their checkpoint.")
+@click.option("--fail-fast", is_flag=True, help="Stop every fold when one fails.")
+@click.option("--allow-mixed-config", is_flag=True, help="Let folds run with a config other folds completed without.")
+@run_options
+def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, skip_existing: bool,
+       fail_fast: bool, allow_mixed_config: bool) -> None:
+    """Run the cross-validation folds (each resumable) and write the audit logs and summary."""
+    from spectra_cv.errors import SpectraCVError
+    from spectra_cv.runs.cv import CvPlan, folds_of, parse_gpus, run_cv, summary_lines
+
+    opts.config()  # a bad --set fails here, before any fold starts
+    gpu_ids = parse_gpus(gpus)
+    args = opts.forward()
+    if gpu_ids:
+        args = [a for a in args]
+        index = args.index("--device")
+        if args[index + 1] in ("auto", "cpu"):
+            args[index + 1] = "cuda"  # each child sees its one GPU as cuda:0
+    if skip_existing:
+        args.append("--skip-existing")
+    if allow_mixed_config:
+        args.append("--allow-mixed-config")
+    plan = CvPlan(folds=folds_of(folds), fold_args=tuple(args), paths=opts.paths(),
+                  parallel=parallel or max(1, len(gpu_ids)), gpus=gpu_ids, fail_fast=fail_fast)
+    outcome = run_cv(plan)
+    for line in summary_lines(plan.paths):
+        click.echo(line)
+    click.echo(f"summary: {plan.paths.summary_csv}")
+    if outcome.failed:
+        raise SpectraCVError(f"fold(s) {', '.join(map(str, outcome.failed))} did not complete; see "
+                             f"logs/Track_H_fold_##/fold.log and the audit logs, fix, and rerun to resume them")

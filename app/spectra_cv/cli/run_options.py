@@ -1,0 +1,151 @@
+"""Options shared by ``fold``, ``cv`` and ``final``: where the data are, and the run's config.
+
+The config is a preset (``--preset``) with the runbook orchestrator's overrides (``--batch-size``,
+``--epochs``, ``--patience``, ``--lr``, ``--lr-min``) and ``--set FLAG=VALUE`` for any flag of
+``spectra-cv train`` (``--set d_model=32 --set prior_rank=8``). ``cv`` forwards the same options
+to every fold, so all folds share one config hash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spectra_cv import paths as run_paths
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The parsed shared options (``forward()`` gives them back as arguments for a child ``fold``)."""
+
+    preset: str
+    batch_size: int | None
+    epochs: int | None
+    patience: int | None
+    lr: float | None
+    lr_min: float | None
+    seed: int | None
+    time_budget_s: float | None
+    sets: tuple[str, ...]
+    data_root: Path
+    metadata_dir: Path
+    run_root: Path
+    fold_config: Path | None
+    device: str
+    infer_batch_size: int
+    clean_manifest: Path | None
+
+    def config(self) -> Any:
+        """The RunConfig these options describe (ConfigError on a bad ``--set``)."""
+        from spectra_cv.cli.train import build_run_config
+
+        values: dict[str, Any] = parse_sets(self.sets)
+        for flag, value in (("epochs", self.epochs), ("early_stop_patience", self.patience), ("lr", self.lr),
+                            ("lr_min", self.lr_min), ("seed", self.seed), ("time_budget_s", self.time_budget_s)):
+            if value is not None:
+                values[flag] = value
+        return build_run_config(self.preset, None, (), self.batch_size, None, values)
+
+    def paths(self) -> run_paths.RunPaths:
+        return run_paths.RunPaths(root=self.run_root)
+
+    def forward(self) -> list[str]:
+        """Arguments that make a child ``spectra-cv fold`` use the same data and config."""
+        args = ["--preset", self.preset, "--data-root", str(self.data_root), "--metadata-dir", str(self.metadata_dir),
+                "--run-root", str(self.run_root), "--device", self.device,
+                "--infer-batch-size", str(self.infer_batch_size)]
+        for flag, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs),
+                            ("--patience", self.patience), ("--lr", self.lr), ("--lr-min", self.lr_min),
+                            ("--seed", self.seed), ("--time-budget-s", self.time_budget_s),
+                            ("--fold-config", self.fold_config), ("--clean-manifest", self.clean_manifest)):
+            if value is not None:
+                args += [flag, str(value)]
+        for item in self.sets:
+            args += ["--set", item]
+        return args
+
+
+def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``("d_model=32", "residual=false")`` → ``{"d_model": 32, "residual": False}`` (types from train's flags)."""
+    from spectra_cv.cli.train import OVERRIDES, SWITCHES
+    from spectra_cv.errors import ConfigError
+
+    kinds: dict[str, Any] = {flag: kind for flag, kind, _t, _f in OVERRIDES}
+    switches = {flag for flag, _t, _f in SWITCHES}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected FLAG=VALUE, e.g. --set d_model=32")
+        if key in switches:
+            low = raw.strip().lower()
+            if low not in _TRUE | _FALSE:
+                raise ConfigError(f"--set {item!r}: {key} is on/off; use {key}=true or {key}=false")
+            out[key] = low in _TRUE
+        elif key in kinds:
+            kind = kinds[key]
+            try:
+                out[key] = kind.convert(raw, None, None) if isinstance(kind, click.ParamType) else kind(raw)
+            except (ValueError, click.BadParameter) as exc:
+                raise ConfigError(f"--set {item!r}: {exc}") from exc
+        else:
+            known = sorted(set(kinds) | switches)
+            raise ConfigError(f"--set {item!r}: unknown flag {key!r}; known: {', '.join(known)}")
+    return out
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared options; the command receives one ``opts: RunOptions`` argument."""
+    options = [
+        click.option("--preset", type=click.Choice(["recipe", "cpu_quick"]), default="recipe", show_default=True,
+                     help="Starting settings (recipe: the runbook's; cpu_quick: 2 CPU cores)."),
+        click.option("--batch-size", type=int, default=None, help="Training batch size."),
+        click.option("--epochs", type=int, default=None, help="Maximum epochs."),
+        click.option("--patience", type=int, default=None, help="Early-stopping patience (validations)."),
+        click.option("--lr", type=float, default=None, help="Peak learning rate."),
+        click.option("--lr-min", type=float, default=None, help="Final learning rate of the cosine."),
+        click.option("--seed", type=int, default=None, help="Seed (the same for every fold)."),
+        click.option("--time-budget-s", type=float, default=None, help="Stop training after this many seconds."),
+        click.option("--set", "sets", multiple=True, metavar="FLAG=VALUE",
+                     help="Any `spectra-cv train` flag, e.g. --set d_model=32 (repeatable)."),
+        click.option("--data-root", "--train-dir", "data_root", type=click.Path(path_type=Path, file_okay=False),
+                     default=None, help=f"Spectra, manifest.csv, lambda_stats.npz [env {run_paths.ENV_DATA_ROOT}; "
+                     f"default {run_paths.DEFAULT_DATA_ROOT}]."),
+        click.option("--metadata-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help=f"dose_features.csv, dose_stats.json, dose_sampling_weights.csv "
+                     f"[env {run_paths.ENV_METADATA_DIR}; default {run_paths.DEFAULT_METADATA_DIR}]."),
+        click.option("--run-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help=f"Where manifests/, logs/, checkpoints/, denoised/, artifacts/ go "
+                     f"[env {run_paths.ENV_RUN_ROOT}; default .]."),
+        click.option("--fold-config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="folds.json (default: the SPEC §2 rotation)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 …"),
+        click.option("--infer-batch-size", type=int, default=64, show_default=True, help="Denoising batch size."),
+        click.option("--clean-manifest", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Synthetic data: clean truth (default: <data-root>/../clean/clean_manifest.csv if present)."),
+    ]
+    names = ("preset", "batch_size", "epochs", "patience", "lr", "lr_min", "seed", "time_budget_s", "sets",
+             "data_root", "metadata_dir", "run_root", "fold_config", "device", "infer_batch_size", "clean_manifest")
+
+    def wrapper(**kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in names}
+        given["data_root"] = given["data_root"] or run_paths.data_root()
+        given["metadata_dir"] = given["metadata_dir"] or run_paths.metadata_dir()
+        given["run_root"] = given["run_root"] or Path(os.environ.get(run_paths.ENV_RUN_ROOT, "."))
+        given["sets"] = tuple(given["sets"])
+        return func(opts=RunOptions(**given), **kwargs)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper

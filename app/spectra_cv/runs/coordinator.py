@@ -1,0 +1,244 @@
+"""The coordinator: the only writer of the audit logs and of ``fold_summary.csv``.
+
+Folds emit events (``logs/Track_H_fold_##/events.jsonl``); the coordinator renders them:
+
+* audit log — one line ``<event time> | <message>`` per event with a message, in event order.
+  A sync appends only the lines the file lacks. The lines already there must be exactly the
+  first lines of the rendering (a torn last line from a crash mid-append is cut off first), so a
+  coordinator killed at any point and restarted neither repeats nor loses a line. Anything else
+  (an edited log) is refused with a pointer to ``--rebuild``.
+* summary — one row per fold (``runs.summary``), computed from that fold's events alone and
+  written whole, atomically, when it changes.
+
+Both are pure functions of the events, so ``rebuild`` regenerates them byte for byte. The
+coordinator lock (``flock``) makes sure only one coordinator writes at a time; a fold process
+that finds it free syncs once itself on the way out (so ``spectra-cv fold`` alone leaves a
+complete audit log), and otherwise leaves the work to the running coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from spectra_cv import faults
+from spectra_cv import io as sio
+from spectra_cv.errors import SpectraCVError
+from spectra_cv.log import get_logger
+from spectra_cv.paths import RunPaths
+from spectra_cv.runs import events as ev
+from spectra_cv.runs.locks import LockBusy, file_lock
+from spectra_cv.runs.summary import BASELINES, SUMMARY_COLUMNS, TEST_METRICS
+
+log = get_logger("coordinator")
+
+_FOLD_DIR = re.compile(r"^Track_H_fold_(\d+)$")
+
+
+class CoordinatorError(SpectraCVError):
+    """An audit log or summary that does not match the events."""
+
+
+def render_audit(events: list[ev.Event]) -> bytes:
+    """The audit log the events describe."""
+    return b"".join(f"{e.time} | {e.message}\n".encode() for e in events if e.message is not None)
+
+
+def discover_folds(paths: RunPaths) -> list[int]:
+    """Folds that have an event file under ``logs/``."""
+    folds = []
+    logs = paths.root / "logs"
+    if logs.is_dir():
+        for child in logs.iterdir():
+            match = _FOLD_DIR.match(child.name)
+            if match and (child / "events.jsonl").is_file():
+                folds.append(int(match.group(1)))
+    return sorted(folds)
+
+
+def _rel(path: Path) -> str:
+    return path.as_posix()
+
+
+def fold_status(events: list[ev.Event]) -> str:
+    """``completed``, ``failed``, ``running`` (started, no end yet) or ``pending``."""
+    run = ev.current_run(events)
+    if not run:
+        return "pending"
+    ends = [e for e in run if e.type in (ev.COMPLETED, ev.FAILED, ev.RESUME)]
+    if not ends:
+        return "running"
+    last = ends[-1].type
+    return {ev.COMPLETED: "completed", ev.FAILED: "failed"}.get(last, "running")
+
+
+def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
+    """The fold's summary row, from its events only (paths relative to the run root)."""
+    rel = RunPaths(root=Path("."))
+    run = ev.current_run(events)
+    row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
+    row.update({
+        "fold": fold, "status": fold_status(events),
+        "train_manifest": _rel(rel.manifest(fold, "train")), "val_manifest": _rel(rel.manifest(fold, "val")),
+        "test_manifest": _rel(rel.manifest(fold, "test")), "checkpoint": _rel(rel.best_checkpoint(fold)),
+        "train_log": _rel(rel.train_log(fold)), "audit_log": _rel(rel.audit_log(fold)),
+        "events": _rel(rel.events(fold)), "metrics_json": _rel(rel.metrics_json(fold)),
+        "denoised_root": _rel(rel.root / "denoised" / "folds" / f"fold_{fold:02d}"),
+    })
+    start = ev.last_of(run, ev.START)
+    if start is not None:
+        d = start.data
+        row.update(started_at=start.time, config_hash=d.get("config_hash", ""), preset=d.get("preset", ""),
+                   model=d.get("model", ""), seed=d.get("seed", ""), data_root=d.get("data_root", ""),
+                   code_version=d.get("code_version", ""), image=d.get("image") or "",
+                   library_versions=json.dumps(d.get("library_versions", {}), sort_keys=True))
+    trained = ev.last_of(run, ev.TRAIN_DONE)
+    if trained is not None:
+        d = trained.data
+        row.update(best_epoch=d.get("best_epoch", ""), epochs_run=d.get("epochs_run", ""),
+                   stopped_because=d.get("stopped_because", ""), val_psnr_mean=d.get("val_psnr", ""),
+                   val_sam_deg_mean=d.get("val_sam", ""), checkpoint_sha256=d.get("checkpoint_sha256", ""),
+                   parameters=d.get("parameters", ""), data_fingerprint=d.get("data_fingerprint", ""),
+                   train_seconds=d.get("seconds", ""))
+    inferred = [e for e in run if e.type == ev.INFER_DONE]
+    if inferred:
+        latest = {e.data.get("split"): float(e.data.get("seconds", 0.0)) for e in inferred}
+        row["denoise_seconds"] = round(sum(latest.values()), 3)
+    evaluated = ev.last_of(run, ev.EVALUATED)
+    if evaluated is not None:
+        test = evaluated.data.get("test", {})
+        for metric in TEST_METRICS:
+            row[f"test_{metric}"] = test.get("model", {}).get(metric, "")
+        for name in BASELINES:
+            row[f"baseline_{name}_psnr_mean"] = test.get(name, {}).get("psnr_mean", "")
+    end = next((e for e in reversed(run) if e.type in (ev.COMPLETED, ev.FAILED)), None)
+    if end is not None and row["status"] in ("completed", "failed"):
+        row["finished_at"] = end.time
+        row["total_seconds"] = end.data.get("total_seconds", "")
+        if end.type == ev.FAILED:
+            row["error"] = end.data.get("error", end.message or "")
+    return row
+
+
+def render_summary(rows: list[dict[str, Any]]) -> bytes:
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    folds: tuple[int, ...]
+    appended: int
+    """Audit lines appended in this pass."""
+    summary_written: bool
+
+
+class Coordinator:
+    """Renders every fold's events into its audit log and the summary (hold the lock to use it)."""
+
+    def __init__(self, paths: RunPaths) -> None:
+        self.paths = paths
+
+    def _events(self) -> dict[int, list[ev.Event]]:
+        return {fold: ev.read_events(self.paths.events(fold)) for fold in discover_folds(self.paths)}
+
+    def _append_audit(self, fold: int, events: list[ev.Event]) -> int:
+        path = self.paths.audit_log(fold)
+        want = render_audit(events)
+        have = path.read_bytes() if path.exists() else b""
+        whole = have[: have.rfind(b"\n") + 1]
+        if whole != have:
+            log.warning("%s: cutting a torn last line left by an interrupted append", path)
+            with open(path, "r+b") as handle:
+                handle.truncate(len(whole))
+                os.fsync(handle.fileno())
+        if not want.startswith(whole):
+            raise CoordinatorError(
+                f"{path}: its lines are not the ones fold {fold}'s events describe (edited by hand, or "
+                f"written by another program); run `spectra-cv coordinator --rebuild` to regenerate it"
+            )
+        missing = want[len(whole):]
+        if not missing:
+            return 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            for i, line in enumerate(missing.splitlines(keepends=True)):
+                if i == 1:
+                    faults.point("coordinator_mid_append")
+                os.write(fd, line)  # one write per line: a crash leaves whole lines (or one torn tail)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return missing.count(b"\n")
+
+    def _write_summary(self, all_events: dict[int, list[ev.Event]]) -> bool:
+        blob = render_summary([summary_row(fold, events) for fold, events in sorted(all_events.items())])
+        path = self.paths.summary_csv
+        if path.exists() and path.read_bytes() == blob:
+            return False
+        sio.atomic_write_bytes(path, blob)
+        return True
+
+    def sync(self) -> SyncResult:
+        """Append what the audit logs lack and rewrite the summary if it changed."""
+        all_events = self._events()
+        appended = sum(self._append_audit(fold, events) for fold, events in all_events.items())
+        written = self._write_summary(all_events) if all_events else False
+        if appended or written:
+            log.info("synced folds %s: %d audit line(s) appended%s", sorted(all_events), appended,
+                     ", summary updated" if written else "")
+        return SyncResult(folds=tuple(sorted(all_events)), appended=appended, summary_written=written)
+
+    def rebuild(self) -> SyncResult:
+        """Regenerate every audit log and the summary from the events (atomic whole-file writes)."""
+        all_events = self._events()
+        lines = 0
+        for fold, events in all_events.items():
+            blob = render_audit(events)
+            sio.atomic_write_bytes(self.paths.audit_log(fold), blob)
+            lines += blob.count(b"\n")
+        written = self._write_summary(all_events) if all_events else False
+        log.info("rebuilt %d audit log(s) (%d lines) and the summary from the events", len(all_events), lines)
+        return SyncResult(folds=tuple(sorted(all_events)), appended=lines, summary_written=written)
+
+    def follow(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Sync every ``interval`` seconds until ``stop`` is set, then once more."""
+        while not stop.wait(interval):
+            self.sync()
+        self.sync()
+
+
+def locked(paths: RunPaths, blocking: bool = False):  # noqa: ANN201 - a context manager
+    """The coordinator lock for ``paths``' run root."""
+    return file_lock(paths.coordinator_lock, "the coordinator of this run root", blocking=blocking)
+
+
+def sync_if_free(paths: RunPaths) -> SyncResult | None:
+    """One sync if no coordinator is running (else it does the work); never raises LockBusy."""
+    try:
+        with locked(paths):
+            return Coordinator(paths).sync()
+    except LockBusy:
+        log.info("a coordinator is running; it will write the audit log and summary")
+        return None
+
+
+def wait_for_lock_free(paths: RunPaths, timeout: float) -> bool:
+    """Whether the coordinator lock became free within ``timeout`` seconds (tests and tooling)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with locked(paths):
+                return True
+        except LockBusy:
+            time.sleep(0.05)
+    return False

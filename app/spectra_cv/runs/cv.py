@@ -1,0 +1,216 @@
+"""All folds: each in its own ``spectra-cv fold`` process, K at a time, with one coordinator.
+
+Each fold runs as a child process (a crash or an out-of-memory kill takes one fold down, not the
+run), its console output appended to ``logs/Track_H_fold_##/fold.log``. With ``gpus`` every child
+sees exactly one GPU (``CUDA_VISIBLE_DEVICES``) and a GPU serves one fold at a time. This process
+holds the coordinator lock and syncs while the folds run; when a coordinator already runs (a
+compose service) it leaves the writing to that one.
+
+A child that dies without recording an outcome (a signal, the OOM killer, ``--fail-fast``
+stopping it) gets a ``failed`` event written on its behalf once its fold lock is free, so the
+summary never shows a dead fold as running; a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from spectra_cv.errors import ConfigError
+from spectra_cv.log import get_logger
+from spectra_cv.paths import RunPaths
+from spectra_cv.runs import events as ev
+from spectra_cv.runs.coordinator import Coordinator, fold_status, locked
+from spectra_cv.runs.locks import LockBusy, file_lock
+
+log = get_logger("cv")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CvPlan:
+    folds: tuple[int, ...]
+    fold_args: tuple[str, ...]
+    """Arguments every child ``spectra-cv fold`` gets (data, config, device …)."""
+    paths: RunPaths
+    parallel: int = 1
+    gpus: tuple[str, ...] = ()
+    fail_fast: bool = False
+    poll_s: float = 0.5
+
+
+@dataclass
+class CvOutcome:
+    results: dict[int, str] = field(default_factory=dict)
+    """fold → completed | skipped | failed | not run."""
+
+    @property
+    def failed(self) -> list[int]:
+        return sorted(f for f, r in self.results.items() if r != "completed" and r != "skipped")
+
+
+@dataclass
+class _Child:
+    fold: int
+    process: subprocess.Popen
+    gpu: str | None
+    log_handle: object
+    started: float
+
+
+def _check(plan: CvPlan) -> None:
+    if not plan.folds:
+        raise ConfigError("no folds to run; pass --folds 1 2 3 4 5 (or a subset)")
+    if len(set(plan.folds)) != len(plan.folds):
+        raise ConfigError(f"--folds {list(plan.folds)} repeats a fold")
+    if plan.parallel < 1:
+        raise ConfigError("--parallel must be >= 1")
+
+
+def _record_death(paths: RunPaths, fold: int, why: str) -> None:
+    """Write a ``failed`` event for a child that died silently (only once its lock is free)."""
+    try:
+        with file_lock(paths.fold_lock(fold), f"fold {fold}"):
+            writer = ev.EventWriter(paths.events(fold), fold)
+            if fold_status(writer.events) == "running":
+                writer.emit(ev.FAILED, f"Fold failed: {why}", stage="process", error=why)
+    except LockBusy:
+        log.warning("fold %d: its lock is still held after the process ended; not recording the failure", fold)
+
+
+def _last_error(paths: RunPaths, fold: int) -> str:
+    events = ev.read_events(paths.events(fold))
+    failure = ev.last_of(ev.current_run(events), ev.FAILED)
+    return failure.message if failure is not None and failure.message else "see its fold.log"
+
+
+def run_cv(plan: CvPlan) -> CvOutcome:
+    """Run the plan's folds; returns each fold's result (failures do not stop the others unless fail_fast)."""
+    _check(plan)
+    paths = plan.paths
+    outcome = CvOutcome(results={f: "not run" for f in plan.folds})
+    with contextlib.ExitStack() as stack:
+        stop = threading.Event()
+        follower: threading.Thread | None = None
+        try:
+            stack.enter_context(locked(paths))
+            coord = Coordinator(paths)
+            follower = threading.Thread(target=coord.follow, args=(stop, 1.0), name="coordinator", daemon=True)
+            follower.start()
+        except LockBusy:
+            log.info("a coordinator already runs for %s; it writes the audit logs and summary", paths.root)
+        try:
+            _run_children(plan, outcome)
+        finally:
+            stop.set()
+            if follower is not None:
+                follower.join()
+    return outcome
+
+
+def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
+    paths = plan.paths
+    queue = list(plan.folds)
+    free_gpus = list(plan.gpus)
+    width = min(plan.parallel, len(plan.gpus)) if plan.gpus else plan.parallel
+    running: dict[int, _Child] = {}
+    stopping = False
+    try:
+        while queue or running:
+            while queue and len(running) < width and not stopping:
+                fold = queue.pop(0)
+                gpu = free_gpus.pop(0) if plan.gpus else None
+                running[fold] = _launch(plan, fold, gpu)
+            time.sleep(plan.poll_s)
+            for fold, child in list(running.items()):
+                code = child.process.poll()
+                if code is None:
+                    continue
+                del running[fold]
+                child.log_handle.close()  # type: ignore[attr-defined]
+                if child.gpu is not None:
+                    free_gpus.append(child.gpu)
+                outcome.results[fold] = _finish(paths, fold, code, time.monotonic() - child.started)
+                if outcome.results[fold] == "failed" and plan.fail_fast and not stopping:
+                    stopping = True
+                    log.error("--fail-fast: fold %d failed; stopping the others (not started: %s)", fold,
+                              ", ".join(map(str, queue)) or "none")
+                    queue.clear()
+                    for other in running.values():
+                        other.process.send_signal(signal.SIGTERM)
+    except KeyboardInterrupt:
+        log.error("interrupted; stopping the running folds (rerun to resume them)")
+        for child in running.values():
+            child.process.send_signal(signal.SIGTERM)
+        for fold, child in running.items():
+            child.process.wait()
+            _record_death(paths, fold, "interrupted by the user")
+        raise
+
+
+def _launch(plan: CvPlan, fold: int, gpu: str | None) -> _Child:
+    paths = plan.paths
+    log_path = paths.log_dir(fold) / "fold.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log_path, "ab")
+    env = dict(os.environ)
+    args = [sys.executable, "-m", "spectra_cv", "fold", "--fold", str(fold), *plan.fold_args]
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    if plan.parallel > 1 and gpu is None:
+        # folds sharing CPU cores: split the threads instead of oversubscribing them
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // plan.parallel)))
+    process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    where = f" on GPU {gpu}" if gpu is not None else ""
+    log.info("[fold %d] started (pid %d%s); output in %s", fold, process.pid, where, log_path)
+    return _Child(fold=fold, process=process, gpu=gpu, log_handle=handle, started=time.monotonic())
+
+
+def _finish(paths: RunPaths, fold: int, code: int, seconds: float) -> str:
+    if code == 0:
+        status = fold_status(ev.read_events(paths.events(fold)))
+        last = ev.current_run(ev.read_events(paths.events(fold)))
+        result = "skipped" if last and last[-1].type == ev.SKIP else "completed"
+        log.info("[fold %d] %s in %.0f s", fold, result if status == "completed" else status, seconds)
+        return result
+    if code < 0:
+        _record_death(paths, fold, f"process killed by signal {-code}")
+    log.error("[fold %d] failed (exit %d): %s", fold, code, _last_error(paths, fold))
+    return "failed"
+
+
+def parse_gpus(spec: str | None) -> tuple[str, ...]:
+    """``"0,1"`` → ``("0", "1")``; None or "" → ()."""
+    if not spec:
+        return ()
+    gpus = tuple(g.strip() for g in spec.split(",") if g.strip())
+    if len(set(gpus)) != len(gpus):
+        raise ConfigError(f"--gpus {spec!r} lists a GPU twice")
+    return gpus
+
+
+def folds_of(values: Sequence[int]) -> tuple[int, ...]:
+    return tuple(values) if values else (1, 2, 3, 4, 5)
+
+
+def summary_lines(paths: RunPaths) -> list[str]:
+    """One line per fold of the summary, for the console."""
+    from spectra_cv.runs.summary import read_summary
+
+    try:
+        frame = read_summary(paths.summary_csv)
+    except Exception:  # noqa: BLE001 - the console summary is best effort
+        return []
+    lines = []
+    for _, row in frame.iterrows():
+        psnr = row.get("test_psnr_mean")
+        extra = f" test PSNR {psnr:.2f} dB" if isinstance(psnr, float) and psnr == psnr else ""
+        lines.append(f"fold {int(row['fold'])}: {row['status']}{extra}")
+    return lines
+

@@ -1,0 +1,150 @@
+"""Fold events: one append-only JSON-lines file per fold, written only by that fold's process.
+
+A fold never writes the audit log or the summary; it emits events, and the coordinator turns
+them into both. Each event is one line, written with a single ``write`` on a file opened for
+append, then fsync'd: a crash leaves whole lines, or at worst a torn last line without its
+newline. Readers ignore a torn tail; the writer cuts it off before its first append (it is the
+only writer, so nothing else can be mid-line).
+
+An event: ``{"v": 1, "seq": n, "time": "2026-03-15T19:42:03", "fold": 2, "type": "...",
+"message": "Starting fold_02" | null, "data": {...}}``. Events with a ``message`` become audit
+lines, stamped with the event's time, so the audit log is a pure function of the events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from spectra_cv.errors import DataContractError
+from spectra_cv.log import get_logger
+
+log = get_logger("events")
+
+SCHEMA = 1
+
+# Event types. Stage events mark what the fold pipeline has done, so a rerun resumes after them.
+START = "start"  # a new run of the fold (config, provenance)
+RESUME = "resume"  # a rerun picking up an unfinished run (no audit line: the log reads as one run)
+MANIFESTS = "manifests"
+MANIFESTS_DONE = "manifests_done"
+SKIP = "skip"
+TRAIN = "train"
+TRAIN_DONE = "train_done"
+CHECKPOINT = "checkpoint"
+INFER = "infer"
+INFER_DONE = "infer_done"
+EVALUATED = "evaluated"
+COMPLETED = "completed"
+FAILED = "failed"
+NOTE = "note"  # an audit line with no stage meaning (e.g. the trainer's own messages)
+
+
+def now_iso() -> str:
+    """UTC now to the second, the audit log's time format."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    time: str
+    fold: int
+    type: str
+    message: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_line(self) -> bytes:
+        payload = {"v": SCHEMA, "seq": self.seq, "time": self.time, "fold": self.fold, "type": self.type,
+                   "message": self.message, "data": self.data}
+        return (json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _parse(line: bytes, path: Path, number: int) -> Event:
+    try:
+        raw = json.loads(line)
+        if raw.get("v") != SCHEMA:
+            raise ValueError(f"schema {raw.get('v')!r}, expected {SCHEMA}")
+        return Event(seq=int(raw["seq"]), time=str(raw["time"]), fold=int(raw["fold"]), type=str(raw["type"]),
+                     message=raw.get("message"), data=dict(raw.get("data") or {}))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataContractError(
+            f"{path}:{number}: not a spectra-cv event ({exc}); the file is written only by the fold "
+            "process — restore it or remove the fold's log directory to rerun the fold from scratch"
+        ) from exc
+
+
+def read_events(path: str | os.PathLike[str]) -> list[Event]:
+    """Every complete event in ``path`` (a torn last line is ignored); [] when the file is absent."""
+    p = Path(path)
+    try:
+        blob = p.read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = blob.split(b"\n")[:-1]  # the piece after the last newline is empty or torn
+    events = [_parse(line, p, i + 1) for i, line in enumerate(lines)]
+    for i, event in enumerate(events):
+        if event.seq != i:
+            raise DataContractError(f"{p}:{i + 1}: event seq {event.seq}, expected {i} (lines lost or repeated)")
+    return events
+
+
+class EventWriter:
+    """The single writer of one fold's event file (callers hold the fold lock)."""
+
+    def __init__(self, path: str | os.PathLike[str], fold: int) -> None:
+        self.path = Path(path)
+        self.fold = fold
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._cut_torn_tail()
+        self.events = read_events(self.path)
+
+    def _cut_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        blob = self.path.read_bytes()
+        keep = blob.rfind(b"\n") + 1
+        if keep != len(blob):
+            log.warning("%s: dropping a torn last line (%d bytes) left by a crash", self.path, len(blob) - keep)
+            with open(self.path, "r+b") as handle:
+                handle.truncate(keep)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def emit(self, type_: str, message: str | None = None, **data: Any) -> Event:
+        """Append one event durably and return it; ``message`` becomes an audit line."""
+        event = Event(seq=len(self.events), time=now_iso(), fold=self.fold, type=type_,
+                      message=" ".join(message.splitlines()) if message is not None else None, data=data)
+        line = event.to_line()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.events.append(event)
+        if message is not None:
+            log.info("[audit] %s", event.message)
+        return event
+
+    def audit(self, message: str) -> None:
+        """A free audit line (the trainer's ``audit`` callback)."""
+        self.emit(NOTE, message)
+
+
+def current_run(events: list[Event]) -> list[Event]:
+    """The events of the latest run: from the last ``start`` on ([] before any start)."""
+    starts = [i for i, e in enumerate(events) if e.type == START]
+    return events[starts[-1]:] if starts else []
+
+
+def last_of(events: list[Event], type_: str, **match: Any) -> Event | None:
+    """The last event of ``type_`` whose data contain ``match``."""
+    for event in reversed(events):
+        if event.type == type_ and all(event.data.get(k) == v for k, v in match.items()):
+            return event
+    return None

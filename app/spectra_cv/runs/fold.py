@@ -1,0 +1,404 @@
+"""The fold pipeline: manifests → train → denoise train/val/test → evaluate, as a resumable run.
+
+A fold's events are its memory. Each stage records that it began (the runbook's audit line, e.g.
+``Launching training run``) and that it finished (``Training completed successfully``), with the
+hashes that prove its outputs. A rerun of an unfinished fold resumes: finished stages whose
+outputs still match are skipped, a stage that was cut off carries on (training from
+``last_state.pt``) without announcing itself again, so the audit log of a run that was killed
+and rerun reads like one that never stopped. A stage that *failed* is announced again on retry,
+after a ``Retrying fold_##`` line. A finished fold reruns from scratch unless ``skip_existing``
+holds and its completion record still matches its checkpoint.
+
+The fold writes only its own event file (under the fold lock); audit logs and the summary are the
+coordinator's (``runs.coordinator``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from spectra_cv import faults
+from spectra_cv import io as sio
+from spectra_cv import provenance
+from spectra_cv.data import contract
+from spectra_cv.errors import FoldError
+from spectra_cv.log import LOGGER_NAME, get_logger
+from spectra_cv.paths import RunPaths, fold_tag
+from spectra_cv.runs import events as ev
+from spectra_cv.runs.coordinator import fold_status, sync_if_free
+from spectra_cv.runs.locks import file_lock
+from spectra_cv.runs.summary import TEST_METRICS
+from spectra_cv.train.presets import RunConfig
+
+log = get_logger("fold")
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoldSettings:
+    """Everything one fold run needs; the config's hash must agree across folds."""
+
+    fold: int
+    config: RunConfig
+    data_root: Path
+    metadata_dir: Path
+    paths: RunPaths = field(default_factory=RunPaths)
+    fold_config: Path | None = None
+    """A folds.json; None: the SPEC §2 rotation."""
+    device: str = "auto"
+    infer_batch_size: int = 64
+    amp: bool = True
+    """bf16 inference on CUDA (ignored on CPU)."""
+    skip_existing: bool = False
+    allow_mixed_config: bool = False
+    clean_manifest: Path | None = None
+    """Synthetic data: noise-free truth to score against as well (found beside the data when None)."""
+
+
+@dataclass(frozen=True)
+class FoldOutcome:
+    fold: int
+    status: str
+    """``completed`` or ``skipped``."""
+    checkpoint: Path
+    test_psnr: float | None
+
+
+def run_fold(settings: FoldSettings) -> FoldOutcome:
+    """Run (or resume, or skip) one fold; the fold lock keeps a second process of it out."""
+    from spectra_cv.folds.manifests import _check_fold
+
+    _check_fold(settings.fold)
+    paths = settings.paths
+    with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}"):
+        writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
+        try:
+            return _Pipeline(settings, writer).run()
+        finally:
+            sync_if_free(paths)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (events are strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy the package's log records into ``path`` (appended) for the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+class _Pipeline:
+    def __init__(self, settings: FoldSettings, writer: ev.EventWriter) -> None:
+        self.s = settings
+        self.w = writer
+        self.fold = settings.fold
+        self.tag = fold_tag(settings.fold)
+        self.paths = settings.paths
+        self.config_hash = settings.config.hash()
+        self.checkpoint = self.paths.best_checkpoint(self.fold, settings.config.model.name)
+
+    # --- event helpers -------------------------------------------------------------------------
+    @property
+    def run_events(self) -> list[ev.Event]:
+        return ev.current_run(self.w.events)
+
+    def _seen(self, type_: str, **match: Any) -> ev.Event | None:
+        """The last matching event of this run, unless a failure came after it."""
+        run = self.run_events
+        found = ev.last_of(run, type_, **match)
+        if found is None or any(e.type == ev.FAILED and e.seq > found.seq for e in run):
+            return None
+        return found
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.paths.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    @contextlib.contextmanager
+    def _stage(self, failure: str, stage: str) -> Iterator[None]:
+        """Record ``<failure>: <error>`` as the run's failure when the block raises."""
+        try:
+            yield
+        except Exception as exc:
+            self.w.emit(ev.FAILED, f"{failure}: {exc}", stage=stage, error=f"{type(exc).__name__}: {exc}")
+            raise
+
+    # --- the run ------------------------------------------------------------------------------
+    def run(self) -> FoldOutcome:
+        self._check_mixed_config()
+        status = fold_status(self.w.events)
+        if status == "completed":
+            if self.s.skip_existing and self._completion_valid():
+                sha = self.run_events[-1].data.get("checkpoint_sha256", "")
+                self.w.emit(ev.SKIP, f"Skipping {self.tag}: already completed ({self._rel(self.checkpoint)}, "
+                                     f"sha256 {sha[:12]})")
+                return FoldOutcome(self.fold, "skipped", self.checkpoint, None)
+            self._start()
+        elif status in ("running", "failed"):
+            start = ev.last_of(self.run_events, ev.START)
+            assert start is not None
+            if start.data.get("config_hash") != self.config_hash:
+                self.w.emit(ev.NOTE, f"Abandoning the unfinished run of {self.tag} (config "
+                                     f"{str(start.data.get('config_hash'))[:12]}): the settings changed")
+                self._start()
+            elif status == "failed":
+                failure = next(e for e in reversed(self.run_events) if e.type == ev.FAILED)
+                self.w.emit(ev.RESUME, f"Retrying {self.tag} after: {failure.message}", after=failure.seq)
+            else:
+                self.w.emit(ev.RESUME, None, after=self.run_events[-1].seq)
+                log.info("%s: resuming an interrupted run (its audit log goes on as one run)", self.tag)
+        else:
+            self._start()
+        self._manifests()
+        best = self._train()
+        for split in SPLITS:
+            self._infer(split, best)
+        test = self._evaluate(best)
+        self._complete(best, test)
+        return FoldOutcome(self.fold, "completed", self.checkpoint, test.get("psnr_mean"))
+
+    def _start(self) -> None:
+        cfg = self.s.config
+        for stale in (self.paths.checkpoint_dir(self.fold) / "last_state.pt", self.paths.completion_record(self.fold)):
+            stale.unlink(missing_ok=True)  # a new run trains afresh and is not done until it says so
+        self.w.emit(
+            ev.START, f"Starting {self.tag}",
+            config_hash=self.config_hash, config=cfg.to_dict(), preset=cfg.preset, model=cfg.model.name,
+            seed=cfg.train.seed, device=self.s.device, data_root=str(self.s.data_root),
+            fold_config=str(self.s.fold_config) if self.s.fold_config else None,
+            code_version=provenance.code_version(), image=provenance.image(),
+            library_versions=provenance.library_versions(),
+        )
+
+    def _check_mixed_config(self) -> None:
+        if self.s.allow_mixed_config:
+            return
+        from spectra_cv.runs.coordinator import discover_folds
+
+        others: dict[int, str] = {}
+        for other in discover_folds(self.paths):
+            if other == self.fold:
+                continue
+            events = ev.read_events(self.paths.events(other))
+            if fold_status(events) != "completed":
+                continue
+            start = ev.last_of(ev.current_run(events), ev.START)
+            if start is not None and start.data.get("config_hash") != self.config_hash:
+                others[other] = str(start.data.get("config_hash"))
+        if others:
+            listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(others.items()))
+            raise FoldError(
+                f"{self.tag}: this config (hash {self.config_hash[:12]}) differs from completed {listed}; "
+                "cross-validation needs one config for every fold (the runbook: keep hyperparameters fixed). "
+                "Rerun with the same settings, remove the other folds' logs/checkpoints/denoised outputs, "
+                "or pass --allow-mixed-config"
+            )
+
+    def _completion_valid(self) -> bool:
+        record_path = self.paths.completion_record(self.fold)
+        start = ev.last_of(self.run_events, ev.START)
+        if start is None or start.data.get("config_hash") != self.config_hash:
+            log.info("%s: completed with another config; running it again", self.tag)
+            return False
+        if not record_path.is_file() or not self.checkpoint.is_file():
+            log.info("%s: completion record or checkpoint missing; running it again", self.tag)
+            return False
+        import json
+
+        record = json.loads(record_path.read_text())
+        ok = record.get("checkpoint_sha256") == sio.sha256_file(self.checkpoint)
+        if not ok:
+            log.warning("%s: the checkpoint no longer matches its completion record; running it again", self.tag)
+        return ok
+
+    # --- stages -------------------------------------------------------------------------------
+    def _manifests(self) -> None:
+        from spectra_cv.folds.manifests import generate
+
+        done = self._seen(ev.MANIFESTS_DONE)
+        if done is not None and self._manifest_hashes() == done.data.get("sha256"):
+            return
+        if self._seen(ev.MANIFESTS) is None:
+            self.w.emit(ev.MANIFESTS, "Generating manifests")
+        with self._stage("Manifest generation failed", "manifests"), \
+                _log_to(self.paths.log_dir(self.fold) / "generate_manifests.log"):
+            result = generate(self.fold, self.s.data_root / contract.MANIFEST_FILE, self.paths.root / "manifests",
+                              config=self.s.fold_config, check_files=True)
+            hashes = self._manifest_hashes()
+            if done is not None and hashes != done.data.get("sha256"):
+                raise FoldError(f"{self.tag}: the manifests regenerated differ from the ones this run started with "
+                                "(the data or folds.json changed); remove the fold's logs to start it afresh")
+        if done is None:
+            listed = ", ".join(self._rel(result.manifests[role]) for role in SPLITS)
+            self.w.emit(ev.MANIFESTS_DONE, f"Generated manifests: {listed}", sha256=hashes, counts=result.counts)
+
+    def _manifest_hashes(self) -> dict[str, str] | None:
+        files = {role: self.paths.manifest(self.fold, role) for role in SPLITS}
+        if not all(p.is_file() for p in files.values()):
+            return None
+        return {role: sio.sha256_file(p) for role, p in files.items()}
+
+    def _train(self) -> str:
+        """Train (or resume, or reuse the finished training); returns the checkpoint's sha256."""
+        done = self._seen(ev.TRAIN_DONE)
+        if done is not None and self.checkpoint.is_file() \
+                and sio.sha256_file(self.checkpoint) == done.data.get("checkpoint_sha256"):
+            return str(done.data["checkpoint_sha256"])
+        if self._seen(ev.TRAIN) is None:
+            self.w.emit(ev.TRAIN, "Launching training run")
+        faults.point(f"{self.tag}_training")
+        t0 = time.perf_counter()
+        with self._stage("Training failed", "train"), _log_to(self.paths.train_log(self.fold)):
+            result = self._run_training()
+        seconds = time.perf_counter() - t0
+        if not self.checkpoint.is_file():
+            self.w.emit(ev.FAILED, "Checkpoint missing - aborting", stage="train", error="checkpoint missing")
+            raise FoldError(f"{self.tag}: training ended without {self.checkpoint}")
+        from spectra_cv.model.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(self.checkpoint)
+        sha = sio.sha256_file(self.checkpoint)
+        fingerprint = ckpt.get("data_fingerprint") or {}
+        self.w.emit(
+            ev.TRAIN_DONE, "Training completed successfully",
+            checkpoint_sha256=sha, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+            stopped_because=result.stopped_because, val_psnr=_finite(result.best_val.get("psnr")),
+            val_sam=_finite(result.best_val.get("sam")), parameters=int(ckpt.get("n_parameters", 0)),
+            data_fingerprint=str(fingerprint.get("train", "")), seconds=round(seconds, 3),
+        )
+        self.w.emit(ev.CHECKPOINT, f"Checkpoint ready: {self._rel(self.checkpoint)}", checkpoint_sha256=sha)
+        return sha
+
+    def _run_training(self) -> Any:
+        import dataclasses
+
+        from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
+
+        cfg = self.s.config
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=self.s.device))
+        meta = self.s.metadata_dir
+        weights = meta / contract.SAMPLING_WEIGHTS_FILE
+        inputs = TrainInputs(
+            train_dir=self.s.data_root, val_dir=self.s.data_root,
+            train_manifest=self.paths.manifest(self.fold, "train"), val_manifest=self.paths.manifest(self.fold, "val"),
+            dose_features_csv=meta / contract.DOSE_FEATURES_FILE if cfg.film_features else None,
+            dose_sampling_weights_csv=weights if weights.is_file() else None,
+            dose_stats_json=meta / contract.DOSE_STATS_FILE if cfg.film_features else None,
+            lambda_weights=self.s.data_root / contract.LAMBDA_STATS_FILE,
+        )
+        outputs = TrainOutputs(checkpoint_dir=self.paths.checkpoint_dir(self.fold), model_name=cfg.model.name,
+                               speed_log_json=self.paths.speed_log(self.fold), log_dir=self.paths.log_dir(self.fold))
+
+        def trainer_audit(message: str) -> None:
+            # the trainer's own milestones; a resumed attempt repeats them word for word, keep one
+            if not any(e.message == message for e in self.run_events):
+                self.w.emit(ev.NOTE, message)
+
+        def on_resume(epoch: int, path: Path) -> None:
+            self.w.emit(ev.RESUME, None, stage="train", after_epoch=epoch, state=self._rel(path))
+
+        return run_training(cfg, inputs, outputs, audit=trainer_audit, run_name=self.tag, on_resume=on_resume)
+
+    def _infer(self, split: str, checkpoint_sha: str) -> None:
+        from spectra_cv.denoise import denoise_manifest, is_complete
+
+        out = self.paths.denoised(self.fold, split)
+        manifest = self.paths.manifest(self.fold, split)
+        done = self._seen(ev.INFER_DONE, split=split)
+        if done is not None and done.data.get("checkpoint_sha256") == checkpoint_sha \
+                and is_complete(out, self.checkpoint, manifest):
+            return
+        if self._seen(ev.INFER, split=split) is None:
+            self.w.emit(ev.INFER, f"Starting inference for {split} -> {self._rel(out)}", split=split)
+        film = bool(self.s.config.film_features)
+        with self._stage(f"Inference failed for {split}", f"infer_{split}"), \
+                _log_to(self.paths.inference_log(self.fold, split)):
+            result = denoise_manifest(
+                checkpoint=self.checkpoint, manifest=manifest, root_dir=self.s.data_root, output_root=out,
+                batch_size=self.s.infer_batch_size, device=self.s.device, amp=self.s.amp,
+                dose_features_csv=self.s.metadata_dir / contract.DOSE_FEATURES_FILE if film else None,
+            )
+        self.w.emit(ev.INFER_DONE, f"Completed inference for {split}", split=split, rows=len(result.relative_paths),
+                    seconds=round(result.seconds, 3), checkpoint_sha256=checkpoint_sha)
+
+    def _clean_manifest(self) -> Path | None:
+        if self.s.clean_manifest is not None:
+            return self.s.clean_manifest
+        beside = self.s.data_root.parent / "clean" / "clean_manifest.csv"
+        if beside.is_file():
+            log.info("%s: synthetic data: scoring against the clean truth in %s too", self.tag, beside)
+            return beside
+        return None
+
+    def _evaluate(self, checkpoint_sha: str) -> dict[str, Any]:
+        from spectra_cv.data import loaders
+        from spectra_cv.evaluation import read_clean, read_denoised, read_split, score_table
+
+        done = self._seen(ev.EVALUATED)
+        if done is not None and done.data.get("checkpoint_sha256") == checkpoint_sha \
+                and self.paths.metrics_json(self.fold).is_file():
+            return dict(done.data["test"].get("model", {}))
+        with self._stage("Evaluation failed", "evaluate"):
+            grid = loaders.read_grid(self.s.data_root)
+            train = read_split(self.s.data_root, self.paths.manifest(self.fold, "train"), grid)
+            clean_manifest = self._clean_manifest()
+            tables: dict[str, Any] = {}
+            for split in ("val", "test"):
+                data = read_split(self.s.data_root, self.paths.manifest(self.fold, split), grid)
+                pred = read_denoised(self.paths.denoised(self.fold, split), data.relative_paths)
+                clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
+                tables[split] = score_table(pred, data, train, grid, clean)
+            sio.atomic_write_json(self.paths.metrics_json(self.fold),
+                                  _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha, "splits": tables}))
+        headline = {split: {method: _finite({k: row["loo"].get(k) for k in TEST_METRICS})
+                            for method, row in table.items()} for split, table in tables.items()}
+        test = headline["test"]
+        model = test["model"]
+        self.w.emit(
+            ev.EVALUATED,
+            f"Test metrics: PSNR {model['psnr_mean']:.2f} ± {model['psnr_std']:.2f} dB, SAM "
+            f"{model['sam_deg_mean']:.3f}° (Gaussian {test['gaussian']['psnr_mean']:.2f} dB, "
+            f"ridge {test['ridge']['psnr_mean']:.2f} dB)",
+            checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"],
+        )
+        return model
+
+    def _complete(self, checkpoint_sha: str, test: dict[str, Any]) -> None:
+        start = ev.last_of(self.run_events, ev.START)
+        assert start is not None
+        began = datetime.strptime(start.time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        total = (datetime.now(timezone.utc) - began).total_seconds()
+        sio.atomic_write_json(self.paths.completion_record(self.fold), {
+            "fold": self.fold, "config_hash": self.config_hash, "checkpoint": self._rel(self.checkpoint),
+            "checkpoint_sha256": checkpoint_sha, "metrics_json": self._rel(self.paths.metrics_json(self.fold)),
+            "test": test,
+        })
+        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=checkpoint_sha, total_seconds=round(total, 1))

@@ -1,0 +1,429 @@
+"""The cross-validation report: ``cv_report.md``, the tidy ``cv_metrics.csv`` and three plots.
+
+Reads files only: the fold summary, each completed fold's metrics JSON (``score_table`` per
+split), the learning curves, and for the example plot one fold's test manifest, noisy spectra and
+denoised outputs. Everything is computed in memory first and written last (PNGs, CSV, then the
+Markdown that links them), so an error leaves no partial report. Across-fold figures are the mean
+of the per-fold means and their sample standard deviation (ddof=1) over the completed folds;
+failed or running folds are listed, never averaged. No torch: matplotlib is imported only inside
+the plotting helpers, and the two torch-bearing helpers reused for the examples only there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spectra_cv import io as sio
+from spectra_cv.data import loaders
+from spectra_cv.errors import ConfigError, DataContractError
+from spectra_cv.log import get_logger
+from spectra_cv.metrics import find_minima, loo_means, psnr
+from spectra_cv.paths import RunPaths, fold_tag
+from spectra_cv.runs.summary import read_summary
+
+log = get_logger("runs.report")
+
+MODEL = "model"
+METHODS = (MODEL, "identity", "savgol", "gaussian", "pca", "ridge")
+NAMES = {MODEL: "model", "identity": "identity (no denoising)", "savgol": "Savitzky–Golay",
+         "gaussian": "Gaussian smoothing", "pca": "PCA projection", "ridge": "ridge regression"}
+SPLITS = ("val", "test")
+REFERENCES = ("loo", "clean")
+KEYS = ("fold", "split", "reference", "method")
+CSV_METRICS = ("n_spectra", "psnr_mean", "psnr_std", "psnr_dataset", "sam_deg_mean", "sam_deg_std", "rmse_mean",
+               "roi_psnr_mean", "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
+HEADLINE = (("psnr_mean", "PSNR dB", ".2f"), ("sam_deg_mean", "SAM °", ".3f"), ("roi_psnr_mean", "ROI PSNR dB", ".2f"),
+            ("dip_centroid_error_nm_mean", "dip centroid error nm", ".2f"),
+            ("dip_area_error_pct_mean", "dip area error %", ".1f"))
+CONSISTENT = ("config_hash", "preset", "model", "parameters", "code_version", "image", "data_root")
+"""Summary columns that must agree across completed folds for their figures to be comparable."""
+COMPARED = ("gaussian", "ridge")
+PLOT_TITLES = {"fold_metrics.png": "Per-fold test PSNR and SAM, model beside the baselines",
+               "spectra_examples.png": "Example test spectra: noisy, denoised, reference (LOO mean) with its dips",
+               "learning_curves.png": "Learning curves: train loss and validation PSNR per fold"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportResult:
+    """What ``build_report`` wrote, and which folds it aggregated."""
+
+    markdown: Path
+    metrics_csv: Path
+    plots: tuple[Path, ...]
+    completed_folds: tuple[int, ...]
+    other_folds: tuple[int, ...]
+    """Folds in the summary that are failed or still running (listed, not aggregated)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Examples:
+    """A few test spectra of one fold, each (K, L) in the same row order."""
+
+    fold: int
+    wavelength: np.ndarray  # (L,)
+    labels: list[str]
+    noisy: np.ndarray  # (K, L)
+    denoised: np.ndarray  # (K, L)
+    reference: np.ndarray  # (K, L) leave-one-out means of each spectrum's group
+
+
+def _cell(value: Any) -> str:
+    """A summary cell as text ('' for an empty cell, 3 rather than 3.0)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _fmt(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else "—"
+
+
+def read_fold_metrics(paths: RunPaths, folds: tuple[int, ...]) -> dict[int, dict]:
+    """``fold_NN_metrics.json`` of each completed fold; a missing or malformed one is an error naming it."""
+    records: dict[int, dict] = {}
+    for fold in folds:
+        path = paths.metrics_json(fold)
+        if not path.is_file():
+            raise DataContractError(
+                f"{path}: missing, yet fold_summary.csv marks fold {fold} completed; rerun the fold (it rewrites "
+                "its metrics) or rebuild the summary with `spectra-cv coordinator --rebuild`")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            valid = isinstance(record["splits"]["test"][MODEL]["loo"], dict)
+        except (ValueError, KeyError, TypeError):
+            valid = False
+        if not valid:
+            raise DataContractError(f"{path}: not a fold metrics file (needs splits.test.{MODEL}.loo); "
+                                    f"rerun fold {fold}")
+        records[fold] = record
+    return records
+
+
+def metrics_frame(fold_metrics: dict[int, dict]) -> pd.DataFrame:
+    """Tidy table: one row per (fold, split, reference, method), then ``fold`` = mean and std rows.
+
+    The aggregates are over the folds present for that (split, reference, method), NaN skipped;
+    ``std`` is the sample std (ddof=1) of the per-fold values, NaN with a single fold.
+    """
+    rows = []
+    for fold, record in sorted(fold_metrics.items()):
+        for split in SPLITS:
+            table = record["splits"].get(split) or {}
+            for reference in REFERENCES:
+                for method in _ordered(table):
+                    metrics = table[method].get(reference)
+                    if metrics is not None:
+                        rows.append({"fold": str(fold), "split": split, "reference": reference, "method": method,
+                                     "n_folds": 1, **{k: metrics.get(k, np.nan) for k in CSV_METRICS}})
+    per_fold = pd.DataFrame(rows, columns=[*KEYS, "n_folds", *CSV_METRICS]).astype(dict.fromkeys(CSV_METRICS, float))
+    grouped = per_fold.groupby(list(KEYS[1:]), sort=False)
+    count = grouped["psnr_mean"].count().rename("n_folds")
+    aggregates = [pd.concat([count, stat], axis=1).reset_index().assign(fold=label)
+                  for label, stat in (("mean", grouped[list(CSV_METRICS)].mean()),
+                                      ("std", grouped[list(CSV_METRICS)].std(ddof=1)))]
+    return pd.concat([per_fold, *aggregates], ignore_index=True)[per_fold.columns]
+
+
+def _ordered(table: dict) -> list[str]:
+    return [m for m in METHODS if m in table] + sorted(set(table) - set(METHODS))
+
+
+def _lookup(frame: pd.DataFrame) -> dict[tuple[str, ...], dict]:
+    return {tuple(row[k] for k in KEYS): row for row in frame.to_dict("records")}
+
+
+def _test(lookup: dict, fold: object, method: str | None, metric: str, reference: str = "loo") -> float:
+    """A test-split figure of the tidy table (fold: a number, "mean" or "std"); NaN when absent."""
+    return float(lookup.get((str(fold), "test", reference, method), {}).get(metric, float("nan")))
+
+
+def _consistency(done: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Facts (columns agreeing across completed folds) and warnings (columns that differ)."""
+    facts, warnings = [], []
+    for column in CONSISTENT:
+        values = {int(row["fold"]): _cell(row[column]) for _, row in done.iterrows()}
+        distinct = sorted(set(values.values()))
+        if len(distinct) == 1:
+            facts.append(f"- {column}: `{distinct[0]}`" if distinct[0] else f"- {column}: (not recorded)")
+        else:
+            warnings.append(f"{column} differs: " + ", ".join(f"fold {f} `{v or '(empty)'}`"
+                                                              for f, v in values.items()))
+    return facts, warnings
+
+
+def _comparison(lookup: dict, methods: list[str], folds: tuple[int, ...], reference: str) -> list[str]:
+    """Headline table (mean ± std across folds per method), then one plain sentence per compared
+    baseline: does the model beat it on mean test PSNR, by how much, in how many folds."""
+    lines = ["| method | " + " | ".join(label for _, label, _ in HEADLINE) + " |",
+             "|---|" + "---:|" * len(HEADLINE)]
+    for method in methods:
+        cells = [f"{_fmt(_test(lookup, 'mean', method, key, reference), spec)} ± "
+                 f"{_fmt(_test(lookup, 'std', method, key, reference), spec)}" for key, _, spec in HEADLINE]
+        name = f"**{NAMES[method]}**" if method == MODEL else NAMES.get(method, method)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    model = _test(lookup, "mean", MODEL, "psnr_mean", reference)
+    for baseline in COMPARED:
+        base = _test(lookup, "mean", baseline, "psnr_mean", reference)
+        if not (math.isfinite(model) and math.isfinite(base)):
+            lines.append(f"- The model cannot be compared with {NAMES[baseline]}: a mean test PSNR is missing.")
+            continue
+        wins = sum(_test(lookup, f, MODEL, "psnr_mean", reference) > _test(lookup, f, baseline, "psnr_mean", reference)
+                   for f in folds)
+        verb = "**beats**" if model > base else "**does not beat**"
+        lines.append(f"- The model {verb} {NAMES[baseline]} on mean test PSNR: {model:.2f} vs {base:.2f} dB "
+                     f"({model - base:+.2f} dB; higher in {wins} of {len(folds)} folds).")
+    return lines
+
+
+def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[str]:
+    lines = ["| fold | test spectra | model PSNR dB | best baseline | baseline PSNR dB | Δ PSNR dB | model SAM ° "
+             "| baseline SAM ° |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for fold in folds:
+        scored = [(_test(lookup, fold, m, "psnr_mean"), m) for m in methods if m != MODEL]
+        best = max([s for s in scored if math.isfinite(s[0])], default=(float("nan"), None))[1]
+        model, base = (_test(lookup, fold, MODEL, "psnr_mean"), _test(lookup, fold, best, "psnr_mean"))
+        lines.append(f"| {fold} | {_fmt(_test(lookup, fold, MODEL, 'n_spectra'), '.0f')} | {_fmt(model, '.2f')} ± "
+                     f"{_fmt(_test(lookup, fold, MODEL, 'psnr_std'), '.2f')} | {NAMES.get(best, best or '—')} | "
+                     f"{_fmt(base, '.2f')} | {_fmt(model - base, '+.2f')} | "
+                     f"{_fmt(_test(lookup, fold, MODEL, 'sam_deg_mean'), '.3f')} | "
+                     f"{_fmt(_test(lookup, fold, best, 'sam_deg_mean'), '.3f')} |")
+    return lines
+
+
+def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame, plots: list[str],
+                    notes: list[str]) -> str:
+    """The whole ``cv_report.md`` text (plots: PNG file names under ``plots_dir`` to link)."""
+    done = summary[summary["status"] == "completed"]
+    others = summary[summary["status"] != "completed"]
+    folds = tuple(int(f) for f in done["fold"])
+    lookup = _lookup(frame)
+    methods = _ordered({m: None for m in frame["method"]})
+    facts, warnings = _consistency(done)
+    for warning in warnings:
+        log.warning("cv report: completed folds are not comparable: %s", warning)
+    pending = ", ".join(str(int(f)) for f in others["fold"]) or "none"
+    out = ["# Cross-validation report", "", f"Run root `{paths.root}`. Folds completed: {len(folds)} "
+           f"({', '.join(map(str, folds))}); not completed: {len(others)} ({pending}).", ""]
+    if warnings:
+        out += ["> **WARNING: the completed folds were not run alike, so their figures are not comparable.** "
+                "Rerun the odd folds with the same config, code and data before trusting the aggregates.", ">"]
+        out += [f"> - {w}" for w in warnings] + [""]
+    out += ["## Run facts", "", *facts, "",
+            "## Test metrics across folds (against leave-one-out means)", "",
+            f"Mean ± sample std (ddof=1) of the per-fold means over the {len(folds)} completed fold(s); the "
+            "reference of each spectrum is the leave-one-out mean of its (treatment, sample, angle) group in "
+            "the test split. Baselines are fitted on each fold's train split.", "",
+            *_comparison(lookup, methods, folds, "loo"), "",
+            "## Per fold: the model against the best baseline (test PSNR)", "",
+            "Model PSNR is mean ± std over the fold's test spectra; the best baseline is the one with the highest "
+            "mean test PSNR in that fold.", "", *_per_fold(lookup, folds, methods), ""]
+    if all(math.isfinite(_test(lookup, f, MODEL, "psnr_mean", "clean")) for f in folds):
+        out += ["## Against the clean truth (synthetic data)", "",
+                "**These are synthetic figures**: the data are generated, so each spectrum's noise-free truth is "
+                "known. They measure the denoisers against that truth and say nothing about real spectra.", "",
+                *_comparison(lookup, methods, folds, "clean"), ""]
+    if plots:
+        out += ["## Plots", ""]
+        for name in plots:
+            link = (paths.plots_dir / name).relative_to(paths.report_md.parent).as_posix()
+            out += [f"![{PLOT_TITLES.get(name, name)}]({link})", ""]
+    out += ["## Folds not completed", ""]
+    if len(others):
+        out += ["| fold | status | error |", "|---:|---|---|"]
+        for _, row in others.iterrows():
+            error = _cell(row["error"]).replace("|", "\\|").replace("\n", " ") or "—"
+            out.append(f"| {int(row['fold'])} | {_cell(row['status']) or '(no status)'} | {error} |")
+    else:
+        out.append("None: every fold in the summary completed.")
+    if notes:
+        out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    return "\n".join(out) + "\n"
+
+
+def pick_examples(manifest: pd.DataFrame, groups: list[str], count: int) -> list[int]:
+    """Row indices of ``count`` test spectra: the first row of each group, one treatment after another.
+
+    Deterministic (manifest order), one spectrum per treatment before a second from any treatment.
+    """
+    firsts = manifest.reset_index(drop=True).assign(_group=groups).drop_duplicates("_group")
+    rank = firsts.groupby("treatment", sort=False).cumcount()
+    order = firsts.assign(_rank=rank).sort_values(["_rank", "treatment"], kind="stable")
+    return order.index[:count].tolist()
+
+
+def example_spectra(paths: RunPaths, fold: int, data_root: Path, count: int) -> Examples:
+    """Noisy, denoised and LOO-reference spectra of a few of ``fold``'s test rows."""
+    # evaluation and denoise import torch: imported here so the report's tables never load it.
+    from spectra_cv.denoise import output_path
+    from spectra_cv.evaluation import read_split
+
+    manifest = paths.manifest(fold, "test")
+    grid = loaders.read_grid(data_root, None)
+    split = read_split(data_root, manifest, grid)
+    reference = loo_means(split.noisy, split.groups)  # (N, L) over the whole test split
+    picks = pick_examples(loaders.read_manifest(manifest), split.groups, count)
+    denoised = []
+    for i in picks:
+        path = output_path(paths.denoised(fold, "test"), split.relative_paths[i])
+        if not path.is_file():
+            raise DataContractError(f"{path}: missing denoised output of {split.relative_paths[i]}; "
+                                    f"rerun fold {fold}")
+        denoised.append(np.load(path).astype(np.float32))
+    return Examples(fold=fold, wavelength=grid, labels=[split.relative_paths[i] for i in picks],
+                    noisy=split.noisy[picks], denoised=np.stack(denoised), reference=reference[picks])
+
+
+def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Any, np.ndarray]:
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no global backend switch)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ConfigError("the report's plots need matplotlib: pip install 'spectra-cv[report]' "
+                          "(or pass --no-plots)") from exc
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _png(fig: Any) -> bytes:
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def plot_fold_metrics(frame: pd.DataFrame, folds: tuple[int, ...]) -> bytes:
+    """PNG: per-fold test PSNR and SAM (± std over spectra) of every method, against LOO means."""
+    lookup = _lookup(frame)
+    methods = _ordered({m: None for m in frame["method"]})
+    fig, axes = _figure(1, 2, 11, 4)
+    x = np.arange(len(folds), dtype=float)
+    panels = (("psnr_mean", "psnr_std", "test PSNR dB (higher is better)"),
+              ("sam_deg_mean", "sam_deg_std", "test SAM ° (lower is better)"))
+    for ax, (metric, spread, label) in zip(axes[0], panels):
+        for i, method in enumerate(methods):
+            values = [_test(lookup, f, method, metric) for f in folds]
+            errors = [_test(lookup, f, method, spread) for f in folds]
+            offset = (i - (len(methods) - 1) / 2) * 0.8 / max(len(methods), 1)
+            ax.errorbar(x + offset, values, yerr=np.nan_to_num(errors), fmt="o" if method == MODEL else ".",
+                        markersize=8 if method == MODEL else 6, capsize=2, label=NAMES.get(method, method))
+        ax.set_xticks(x, [f"fold {f}" for f in folds])
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_spectra_examples(examples: Examples) -> bytes:
+    """PNG: for each example, noisy, denoised and reference vs wavelength, the reference's dips marked."""
+    count = len(examples.labels)
+    ncols = min(count, 2)
+    fig, axes = _figure(math.ceil(count / ncols), ncols, 6 * ncols, 3.6 * math.ceil(count / ncols))
+    centres, found, _ = find_minima(examples.reference, examples.wavelength)  # (K, max_dips)
+    scores = psnr(examples.noisy, examples.reference), psnr(examples.denoised, examples.reference)
+    lam = examples.wavelength
+    for k, ax in enumerate(axes.flat):
+        if k >= count:
+            ax.set_axis_off()
+            continue
+        ax.plot(lam, examples.noisy[k], color="0.6", lw=0.7, label="noisy")
+        ax.plot(lam, examples.reference[k], color="k", lw=1.0, label="reference (LOO mean)")
+        ax.plot(lam, examples.denoised[k], color="C1", lw=1.0, label="denoised")
+        dips = centres[k][found[k]]
+        ax.plot(lam[dips], examples.reference[k][dips], "v", color="C3", label="reference dips")
+        ax.set_title(f"{examples.labels[k]}\nPSNR noisy {scores[0][k]:.1f} → denoised {scores[1][k]:.1f} dB",
+                     fontsize=8)
+        ax.set_xlabel("wavelength nm")
+        ax.set_ylabel("reflectance")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{fold_tag(examples.fold)} test spectra")
+    return _png(fig)
+
+
+def read_learning_curves(paths: RunPaths, folds: tuple[int, ...], notes: list[str]) -> dict[int, pd.DataFrame]:
+    """Each fold's ``metrics.csv``; a missing or unreadable one is skipped and noted."""
+    curves = {}
+    for fold in folds:
+        path = paths.learning_curve(fold)
+        try:
+            curve = pd.read_csv(path)
+            problem = "" if {"epoch", "train_loss", "val_psnr"} <= set(curve) else "lacks epoch/train_loss/val_psnr"
+        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            problem = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({exc})"
+        if problem:
+            notes.append(f"learning curve of fold {fold} skipped: `{path}` {problem}")
+        else:
+            curves[fold] = curve
+    return curves
+
+
+def plot_learning_curves(curves: dict[int, pd.DataFrame]) -> bytes:
+    """PNG: train loss (log scale when positive) and validation PSNR vs epoch, one line per fold."""
+    fig, axes = _figure(1, 2, 11, 4)
+    loss_ax, psnr_ax = axes[0]
+    for fold, curve in sorted(curves.items()):
+        loss_ax.plot(curve["epoch"], curve["train_loss"], lw=1, label=f"fold {fold}")
+        val = curve.dropna(subset=["val_psnr"])
+        psnr_ax.plot(val["epoch"], val["val_psnr"], marker=".", lw=1, label=f"fold {fold}")
+    if curves and all((c["train_loss"].dropna() > 0).all() for c in curves.values()):
+        loss_ax.set_yscale("log")
+    loss_ax.set(xlabel="epoch", ylabel="train loss")
+    psnr_ax.set(xlabel="epoch", ylabel="val PSNR dB (vs LOO means)")
+    for ax in (loss_ax, psnr_ax):
+        if curves:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no learning curve found", ha="center", va="center", transform=ax.transAxes)
+    return _png(fig)
+
+
+def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True) -> ReportResult:
+    """Aggregate the completed folds into ``cv_report.md``, ``cv_metrics.csv`` and (unless not
+    ``plots``) three PNGs under ``plots_dir``; ``examples_per_fold`` test spectra of the first
+    completed fold are drawn. Zero completed folds, or a completed fold without its metrics JSON,
+    is an error and nothing is written."""
+    summary = read_summary(paths.summary_csv)
+    summary["status"] = summary["status"].map(_cell)
+    done = summary[summary["status"] == "completed"]
+    if done.empty:
+        states = ", ".join(f"fold {int(r['fold'])} {r['status'] or '(no status)'}" for _, r in summary.iterrows())
+        raise DataContractError(
+            f"{paths.summary_csv}: no fold has completed ({states or 'no rows'}); nothing to report. Run one with "
+            "`spectra-cv cv` (or a fold and the coordinator), then rerun `spectra-cv report`")
+    folds = tuple(int(f) for f in done["fold"])
+    frame = metrics_frame(read_fold_metrics(paths, folds))
+    notes: list[str] = []
+    pngs: dict[str, bytes] = {}
+    if plots:
+        pngs["fold_metrics.png"] = plot_fold_metrics(frame, folds)
+        first = done.iloc[0]
+        try:
+            if not _cell(first["data_root"]):
+                raise DataContractError(f"{paths.summary_csv}: fold {folds[0]} has no data_root")
+            examples = example_spectra(paths, folds[0], paths.root / _cell(first["data_root"]), examples_per_fold)
+            pngs["spectra_examples.png"] = plot_spectra_examples(examples)
+        except DataContractError as exc:
+            notes.append(f"spectra examples skipped: {exc}")
+        pngs["learning_curves.png"] = plot_learning_curves(
+            read_learning_curves(paths, tuple(int(f) for f in summary["fold"]), notes))
+    for note in notes:
+        log.warning("cv report: %s", note)
+    text = render_markdown(paths, summary, frame, list(pngs), notes)
+    written = tuple(sio.atomic_write_bytes(paths.plots_dir / name, data) for name, data in pngs.items())
+    sio.atomic_write_csv(paths.report_metrics_csv, frame)
+    sio.atomic_write_text(paths.report_md, text)
+    log.info("cv report: %d completed fold(s) -> %s", len(folds), paths.report_md)
+    return ReportResult(markdown=paths.report_md, metrics_csv=paths.report_metrics_csv, plots=written,
+                        completed_folds=folds, other_folds=tuple(int(f) for f in summary.loc[
+                            summary["status"] != "completed", "fold"]))

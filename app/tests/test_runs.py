@@ -1,0 +1,380 @@
+"""Fold pipeline, events, coordinator, cv runner and final model — including the crash tests.
+
+Crashes are real ``SIGKILL``s of real processes, placed by ``SPECTRA_CV_FAULT`` (see
+``spectra_cv.faults``): during training (an epoch's work lost), halfway through writing the
+denoised files, and in the coordinator between two appended audit lines. After a rerun the audit
+log and the summary must equal those of an uninterrupted run, timestamps and durations aside.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from spectra_cv.data import synth
+from spectra_cv.errors import ConfigError, DataContractError, FoldError
+from spectra_cv.paths import RunPaths
+from spectra_cv.runs import events as ev
+from spectra_cv.runs.coordinator import Coordinator, CoordinatorError, render_audit, summary_row
+from spectra_cv.runs.summary import SUMMARY_COLUMNS, read_summary
+
+APP = Path(__file__).resolve().parents[1]
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \| \S.*$")
+TIME_COLUMNS = ("started_at", "finished_at", "train_seconds", "denoise_seconds", "total_seconds")
+EXPECTED_MESSAGES = [
+    "Starting fold_01", "Generating manifests", "Generated manifests: ", "Launching training run",
+    "Training started: ", "Training stopped after ", "Training completed successfully",
+    "Checkpoint ready: checkpoints/Track_H_fold_01/mamba_tiny_uv_best.pt",
+    "Starting inference for train -> denoised/folds/fold_01/train", "Completed inference for train",
+    "Starting inference for val -> denoised/folds/fold_01/val", "Completed inference for val",
+    "Starting inference for test -> denoised/folds/fold_01/test", "Completed inference for test",
+    "Test metrics: PSNR ", "Fold completed",
+]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    synth.write_synthetic(root / "data", synth.tiny())
+    return root / "data"
+
+
+def fold_args(data: Path, root: Path, epochs: int = 4) -> list[str]:
+    """Tiny settings; the run root is given as "." (the processes run in it, as the runbook does), so
+    checkpoints of two run roots hold the same relative manifest paths and hash the same."""
+    del root
+    return ["--preset", "cpu_quick", "--epochs", str(epochs), "--set", "d_model=8", "--set", "n_layers=1",
+            "--data-root", str(data / "spectra_for_fold"), "--metadata-dir", str(data / "metadata"),
+            "--run-root", "."]
+
+
+def spectra_cv(*args: str, cwd: Path, fault: str | None = None, check: bool = True,
+               timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(APP)}
+    env.pop("SPECTRA_CV_FAULT", None)
+    if fault:
+        env["SPECTRA_CV_FAULT"] = fault
+    cwd.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([sys.executable, "-m", "spectra_cv", *args], capture_output=True, text=True,
+                         timeout=timeout, env=env, cwd=cwd)
+    if check and out.returncode != 0:
+        raise AssertionError(f"spectra-cv {' '.join(args)} exited {out.returncode}:\n{out.stderr[-3000:]}")
+    return out
+
+
+def messages(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    assert all(LINE.match(line) for line in lines), lines
+    return [line.split(" | ", 1)[1] for line in lines]
+
+
+def summary_without_times(root: Path) -> pd.DataFrame:
+    return read_summary(RunPaths(root=root).summary_csv).drop(columns=list(TIME_COLUMNS))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory) -> Path:
+    """Fold 1 run once, start to end: the reference the crash tests compare against."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    spectra_cv("fold", "--fold", "1", *fold_args(data, root), cwd=root)
+    return root
+
+
+# --- events -------------------------------------------------------------------------------------
+def test_events_append_durably_and_a_torn_tail_is_ignored_then_cut(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = ev.EventWriter(path, fold=2)
+    writer.emit(ev.START, "Starting fold_02", config_hash="abc")
+    writer.emit(ev.NOTE, "two\nlines")
+    with open(path, "ab") as handle:
+        handle.write(b'{"v":1,"seq":2,"ti')  # what a crash inside a write leaves
+    events = ev.read_events(path)
+    assert [e.seq for e in events] == [0, 1] and events[1].message == "two lines"
+    writer = ev.EventWriter(path, fold=2)  # the next writer cuts the torn line and goes on
+    writer.emit(ev.COMPLETED, "Fold completed")
+    assert [e.type for e in ev.read_events(path)] == [ev.START, ev.NOTE, ev.COMPLETED]
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_events_with_a_gap_or_garbage_name_the_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = ev.EventWriter(path, fold=1)
+    writer.emit(ev.START, "Starting fold_01")
+    writer.emit(ev.NOTE, "x")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[1])
+    with pytest.raises(DataContractError, match=r"events.jsonl:1: event seq 1, expected 0"):
+        ev.read_events(path)
+    path.write_bytes(b"not json\n")
+    with pytest.raises(DataContractError, match=r"events.jsonl:1: not a spectra-cv event"):
+        ev.read_events(path)
+
+
+# --- coordinator ---------------------------------------------------------------------------------
+def _fake_fold(paths: RunPaths, fold: int, n_notes: int = 3, complete: bool = True) -> ev.EventWriter:
+    writer = ev.EventWriter(paths.events(fold), fold)
+    writer.emit(ev.START, f"Starting fold_{fold:02d}", config_hash="h1", config={}, preset="cpu_quick",
+                model="mamba_tiny_uv", seed=0, data_root="data/spectra_for_fold", code_version="v", image=None,
+                library_versions={"torch": "x"})
+    for i in range(n_notes):
+        writer.emit(ev.NOTE, f"note {i}")
+    writer.emit(ev.TRAIN_DONE, "Training completed successfully", checkpoint_sha256="c" * 64, best_epoch=3,
+                epochs_run=5, stopped_because="max epochs", val_psnr=50.0, val_sam=0.5, parameters=10,
+                data_fingerprint="f", seconds=1.0)
+    if complete:
+        writer.emit(ev.EVALUATED, "Test metrics: …", checkpoint_sha256="c" * 64,
+                    test={"model": {"psnr_mean": 51.5}, "ridge": {"psnr_mean": 54.0}}, val={})
+        writer.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256="c" * 64, total_seconds=9.0)
+    return writer
+
+
+def test_coordinator_appends_only_what_is_missing_and_rebuild_is_byte_identical(tmp_path):
+    paths = RunPaths(root=tmp_path)
+    writer = _fake_fold(paths, 1, complete=False)
+    _fake_fold(paths, 3)
+    coord = Coordinator(paths)
+    first = coord.sync()
+    assert first.folds == (1, 3) and first.appended == 5 + 7
+    assert coord.sync().appended == 0  # nothing new: nothing written
+    writer.emit(ev.FAILED, "Training failed: boom", stage="train", error="RuntimeError: boom")
+    assert coord.sync().appended == 1
+    audit = paths.audit_log(1).read_bytes()
+    assert audit == render_audit(ev.read_events(paths.events(1)))
+    rows = read_summary(paths.summary_csv)
+    assert list(rows.columns) == list(SUMMARY_COLUMNS)
+    assert rows["status"].tolist() == ["failed", "completed"]
+    assert rows.loc[0, "error"] == "RuntimeError: boom" and rows.loc[1, "test_psnr_mean"] == 51.5
+    assert rows.loc[1, "baseline_ridge_psnr_mean"] == 54.0
+    before = {p: p.read_bytes() for p in (paths.audit_log(1), paths.audit_log(3), paths.summary_csv)}
+    for p in before:
+        p.unlink()
+    coord.rebuild()
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_coordinator_cuts_a_torn_line_and_refuses_an_edited_log(tmp_path):
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 2)
+    want = render_audit(ev.read_events(paths.events(2)))
+    log_path = paths.audit_log(2)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    first_two = b"".join(want.splitlines(keepends=True)[:2])
+    log_path.write_bytes(first_two + want.splitlines(keepends=True)[2][:9])  # torn third line
+    Coordinator(paths).sync()
+    assert log_path.read_bytes() == want
+    log_path.write_bytes(want.replace(b"note 1", b"note X"))
+    with pytest.raises(CoordinatorError, match="--rebuild"):
+        Coordinator(paths).sync()
+
+
+def test_coordinator_killed_between_appends_restarts_without_loss_or_repeat(tmp_path):
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 1)
+    out = spectra_cv("coordinator", "--once", "--run-root", str(tmp_path), cwd=tmp_path,
+                     fault="coordinator_mid_append", check=False)
+    assert out.returncode == -signal.SIGKILL
+    partial = paths.audit_log(1).read_bytes()
+    want = render_audit(ev.read_events(paths.events(1)))
+    assert partial == want.splitlines(keepends=True)[0]  # killed after the first line
+    spectra_cv("coordinator", "--once", "--run-root", str(tmp_path), cwd=tmp_path)
+    assert paths.audit_log(1).read_bytes() == want
+
+
+def test_summary_row_is_a_pure_function_of_the_events(tmp_path):
+    paths = RunPaths(root=tmp_path)
+    events = ev.read_events(_fake_fold(paths, 4).path)
+    row = summary_row(4, events)
+    assert row == summary_row(4, list(events))
+    assert row["checkpoint"] == "checkpoints/Track_H_fold_04/mamba_tiny_uv_best.pt"
+    assert row["status"] == "completed" and row["best_epoch"] == 3 and row["config_hash"] == "h1"
+
+
+# --- the fold pipeline ---------------------------------------------------------------------------
+def test_uninterrupted_fold_writes_every_runbook_path(uninterrupted):
+    paths = RunPaths(root=uninterrupted)
+    got = messages(paths.audit_log(1))
+    assert len(got) == len(EXPECTED_MESSAGES)
+    assert all(m.startswith(e) for m, e in zip(got, EXPECTED_MESSAGES)), got
+    for role in ("train", "val", "test"):
+        assert paths.manifest(1, role).is_file()
+        rows = pd.read_csv(paths.manifest(1, role))
+        assert len(list(paths.denoised(1, role).rglob("*_denoised.npy"))) == len(rows)
+    for path in (paths.train_log(1), paths.best_checkpoint(1), paths.metrics_json(1), paths.speed_log(1),
+                 paths.completion_record(1), paths.learning_curve(1)):
+        assert path.is_file(), path
+    row = read_summary(paths.summary_csv).iloc[0]
+    assert row["status"] == "completed" and row["fold"] == 1 and row["preset"] == "cpu_quick"
+    assert row["test_psnr_mean"] > 30 and row["baseline_ridge_psnr_mean"] > 30
+    assert "Epoch 1/4" in paths.train_log(1).read_text()
+
+
+def test_fold_killed_during_training_resumes_to_the_uninterrupted_result(data, uninterrupted, tmp_path):
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path, fault="train_epoch_3", check=False)
+    assert out.returncode == -signal.SIGKILL
+    paths = RunPaths(root=tmp_path)
+    assert not paths.audit_log(1).exists()  # the fold never writes it; its events are all that survive
+    spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path)
+    assert "resuming after epoch 2" in paths.train_log(1).read_text()
+    ref = RunPaths(root=uninterrupted)
+    assert messages(paths.audit_log(1)) == messages(ref.audit_log(1))
+    pd.testing.assert_frame_equal(summary_without_times(tmp_path), summary_without_times(uninterrupted))
+
+
+def test_fold_killed_while_denoising_resumes_to_the_uninterrupted_result(data, uninterrupted, tmp_path):
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path, fault="denoise_midway", check=False)
+    assert out.returncode == -signal.SIGKILL
+    paths = RunPaths(root=tmp_path)
+    assert not (paths.denoised(1, "train") / "denoise_record.json").exists()  # half written, not complete
+    spectra_cv("coordinator", "--once", "--run-root", str(tmp_path), cwd=tmp_path)
+    assert read_summary(paths.summary_csv).loc[0, "status"] == "running"
+    spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path)
+    ref = RunPaths(root=uninterrupted)
+    assert messages(paths.audit_log(1)) == messages(ref.audit_log(1))
+    pd.testing.assert_frame_equal(summary_without_times(tmp_path), summary_without_times(uninterrupted))
+
+
+def test_skip_existing_skips_only_a_fold_whose_record_matches_its_checkpoint(data, uninterrupted, tmp_path):
+    root = tmp_path / "run"
+    shutil.copytree(uninterrupted, root)
+    paths = RunPaths(root=root)
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, root), "--skip-existing", cwd=root)
+    assert "[fold 1] skipped" in out.stdout
+    assert messages(paths.audit_log(1))[-1].startswith("Skipping fold_01: already completed")
+    with open(paths.best_checkpoint(1), "ab") as handle:
+        handle.write(b"tampered")
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, root), "--skip-existing", cwd=root)
+    assert "[fold 1] completed" in out.stdout
+    got = messages(paths.audit_log(1))
+    assert got.count("Fold completed") == 2 and got.count("Starting fold_01") == 2
+
+
+def test_a_fold_with_another_config_than_completed_folds_is_refused(data, tmp_path):
+    from spectra_cv.cli.run_options import parse_sets
+    from spectra_cv.runs.fold import FoldSettings, run_fold
+
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 2)  # completed with config hash "h1"
+    from spectra_cv.train.presets import cpu_quick
+
+    settings = FoldSettings(fold=1, config=cpu_quick(), data_root=data / "spectra_for_fold",
+                            metadata_dir=data / "metadata", paths=paths)
+    with pytest.raises(FoldError, match=r"differs from completed fold 2 \(h1\).*--allow-mixed-config"):
+        run_fold(settings)
+    assert not paths.events(1).exists() or ev.read_events(paths.events(1)) == []
+    assert parse_sets(("d_model=32", "residual=false", "prior=ridge")) == {
+        "d_model": 32, "residual": False, "prior": "ridge"}
+    with pytest.raises(ConfigError, match="unknown flag 'd_modle'"):
+        parse_sets(("d_modle=3",))
+
+
+def test_a_second_process_of_the_same_fold_is_refused(data, tmp_path):
+    from spectra_cv.runs.locks import LockBusy, file_lock
+
+    paths = RunPaths(root=tmp_path)
+    with file_lock(paths.fold_lock(1), "fold 1"):
+        out = spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path, check=False)
+    assert out.returncode == 1 and "fold 1 is held by another process" in out.stderr
+
+
+def test_fold_number_from_the_environment(monkeypatch):
+    from spectra_cv.cli.fold import fold_from_env
+
+    for name in ("FOLD", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="which fold"):
+        fold_from_env(None)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    assert fold_from_env(None) == 4
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
+    assert fold_from_env(None) == 3  # 0-based index
+    monkeypatch.setenv("FOLD", "5")
+    assert fold_from_env(None) == 5 and fold_from_env(1) == 1
+
+
+# --- concurrency and the cv runner -----------------------------------------------------------------
+def test_three_folds_at_once_with_one_coordinator(data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(APP)}
+    env.pop("SPECTRA_CV_FAULT", None)
+    coordinator = subprocess.Popen([sys.executable, "-m", "spectra_cv", "coordinator", "--follow", "--interval",
+                                    "0.05", "--run-root", str(tmp_path)], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # let it take the lock, so the folds leave the writing to it
+        folds = [subprocess.Popen([sys.executable, "-m", "spectra_cv", "fold", "--fold", str(f),
+                                   *fold_args(data, tmp_path)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE) for f in (1, 2, 3)]
+        codes = [p.wait(timeout=300) for p in folds]
+        assert codes == [0, 0, 0], [p.stderr.read()[-2000:] for p in folds]
+        deadline = time.time() + 30
+        paths = RunPaths(root=tmp_path)
+        while time.time() < deadline:
+            if paths.summary_csv.exists() and (read_summary(paths.summary_csv)["status"] == "completed").sum() == 3:
+                break
+            time.sleep(0.1)
+    finally:
+        coordinator.send_signal(signal.SIGTERM)
+        coordinator.wait(timeout=30)
+    assert coordinator.returncode == 0
+    rows = read_summary(paths.summary_csv)
+    assert rows["fold"].tolist() == [1, 2, 3] and set(rows["status"]) == {"completed"}
+    for fold in (1, 2, 3):
+        got = messages(paths.audit_log(fold))
+        want = [m.replace("fold_01", f"fold_{fold:02d}") for m in EXPECTED_MESSAGES]
+        assert len(got) == len(want) and all(g.startswith(w) for g, w in zip(got, want)), got
+        assert paths.audit_log(fold).read_bytes() == render_audit(ev.read_events(paths.events(fold)))
+
+
+def test_cv_records_a_killed_fold_goes_on_and_a_rerun_resumes_it(data, tmp_path):
+    args = fold_args(data, tmp_path, epochs=2)
+    out = spectra_cv("cv", "--folds", "1", "2", *args, cwd=tmp_path, fault="fold_01_training", check=False)
+    assert out.returncode == 1 and "fold(s) 1 did not complete" in out.stderr
+    paths = RunPaths(root=tmp_path)
+    rows = read_summary(paths.summary_csv)
+    assert rows["status"].tolist() == ["failed", "completed"]
+    assert rows.loc[0, "error"] == "process killed by signal 9"
+    assert messages(paths.audit_log(1))[-1] == "Fold failed: process killed by signal 9"
+    out = spectra_cv("cv", "--folds", "1", "2", "--skip-existing", *args, cwd=tmp_path)
+    assert "fold 1: completed" in out.stdout
+    got = messages(paths.audit_log(1))
+    assert "Retrying fold_01 after: Fold failed: process killed by signal 9" in got
+    assert got.count("Launching training run") == 2 and got[-1] == "Fold completed"
+    assert messages(paths.audit_log(2))[-1].startswith("Skipping fold_02")
+
+
+def test_cv_fail_fast_stops_the_remaining_folds(data, tmp_path):
+    out = spectra_cv("cv", "--folds", "1", "2", "--fail-fast", *fold_args(data, tmp_path, epochs=2),
+                     cwd=tmp_path, fault="fold_01_training", check=False)
+    assert out.returncode == 1
+    assert not RunPaths(root=tmp_path).events(2).exists()  # fold 2 never started
+
+
+def test_final_model_uses_the_folds_config_and_median_best_epoch(data, uninterrupted, tmp_path):
+    root = tmp_path / "run"
+    shutil.copytree(uninterrupted, root)
+    result = CliRunner().invoke(
+        __import__("spectra_cv.cli", fromlist=["main"]).main,
+        ["-q", "final", "--data-root", str(data / "spectra_for_fold"), "--metadata-dir", str(data / "metadata"),
+         "--run-root", str(root)],
+    )
+    assert result.exit_code == 0, result.output
+    paths = RunPaths(root=root)
+    import json
+
+    record = json.loads((paths.artifacts / "final_model.json").read_text())
+    best = int(read_summary(paths.summary_csv).loc[0, "best_epoch"])
+    assert record["epochs"] == best and record["fold_best_epochs"] == {"1": best}
+    manifest = pd.read_csv(data / "spectra_for_fold" / "manifest.csv")
+    assert record["spectra"] == len(manifest)  # every sample, the control included
+    assert len(list(paths.final_denoised.rglob("*_denoised.npy"))) == len(manifest)
+    assert messages(paths.final_log_dir / "auditing_manifest.log")[-1] == "Final model completed"
