@@ -14,11 +14,34 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 DEMO_EPOCHS ?= 30
-DEMO_BUDGET_S ?= 120
+DEMO_BUDGET_S ?= 60
 CLI := $(abspath $(VENV))/bin/spectra-cv
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo bench gpu-check lint clean
+# Containers (docker/, compose.yaml): VARIANT=cuda for GPU hosts, VARIANT=cpu for CPU-only hosts and CI.
+VARIANT ?= cuda
+IMAGE ?= spectra-cv:$(VARIANT)
+BASE_IMAGE_CPU ?= spectra-cv-base:bookworm
+CODE_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+BUILD_ARGS_cuda :=
+BUILD_ARGS_cpu := --build-arg VARIANT=cpu --build-arg BASE_IMAGE=$(BASE_IMAGE_CPU) --build-arg TORCH_SPEC=$(TORCH)
+COMPOSE_FILES_cuda := -f compose.yaml
+COMPOSE_FILES_cpu := -f compose.yaml -f compose.cpu.yaml
+COMPOSE := docker compose $(COMPOSE_FILES_$(VARIANT))
+# Containers run as the host user so outputs stay theirs; as root they keep the image's uid 10001.
+HOST_UID := $(shell id -u)
+export SPECTRA_CV_UID := $(if $(filter 0,$(HOST_UID)),10001,$(HOST_UID))
+export SPECTRA_CV_GID := $(if $(filter 0,$(HOST_UID)),10001,$(shell id -g))
+comma := ,
+FIRST_GPU = $(firstword $(subst $(comma), ,$(GPUS)))
+export SPECTRA_CV_IMAGE := $(IMAGE)
+FOLD ?= 3
+FOLDS ?= 1 2 3 4 5
+PARALLEL ?= 1
+GPUS ?= 0
+
+.PHONY: help setup test demo bench gpu-check lint clean build base-image wheelhouse volumes cv fold report final \
+        ci-container
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,28 +58,13 @@ setup: $(STAMP) ## Create .venv and install the app (CPU torch here, CUDA torch 
 test: $(STAMP) ## Run the unit tests (CPU, a few minutes)
 	cd app && ../$(PY) -m pytest -q $(PYTEST_ARGS)
 
-demo: $(STAMP) ## Main job on synthetic data, CPU (~3 min): data, manifests, train fold 1, denoise, evaluate
+demo: $(STAMP) ## Main job on synthetic data, CPU (~8 min): data, all five folds, report
 	rm -rf $(DEMO_DIR)
 	$(CLI) data synth $(DEMO_DIR)/data --preset demo --seed 0
 	$(CLI) data check --data-root $(DEMO_DIR)/data/spectra_for_fold --metadata-dir $(DEMO_DIR)/data/metadata
-	cd $(DEMO_DIR) && for fold in 1 2 3 4 5; do \
-	  $(CLI) -q manifests --fold $$fold --input-manifest data/spectra_for_fold/manifest.csv; done
-	cd $(DEMO_DIR) && $(CLI) train --preset cpu_quick --epochs $(DEMO_EPOCHS) --time_budget_s $(DEMO_BUDGET_S) \
-	  --train_dir data/spectra_for_fold --val_dir data/spectra_for_fold \
-	  --train_manifest manifests/fold_01/train_manifest.csv --val_manifest manifests/fold_01/val_manifest.csv \
-	  --dose_features_csv data/metadata/dose_features.csv --dose_stats_json data/metadata/dose_stats.json \
-	  --lambda_weights data/spectra_for_fold/lambda_stats.npz \
-	  --log_dir logs/Track_H_fold_01 --checkpoint_dir checkpoints/Track_H_fold_01 \
-	  --speed_log_json artifacts/cross_validation/fold_01_speed.json \
-	  --audit_log logs/Track_H_fold_01/auditing_manifest.log
-	cd $(DEMO_DIR) && $(CLI) denoise --manifest manifests/fold_01/test_manifest.csv \
-	  --root-dir data/spectra_for_fold --checkpoint checkpoints/Track_H_fold_01/mamba_tiny_uv_best.pt \
-	  --output-root denoised/folds/fold_01/test --dose-features-csv data/metadata/dose_features.csv
-	cd $(DEMO_DIR) && $(CLI) evaluate --manifest manifests/fold_01/test_manifest.csv \
-	  --train-manifest manifests/fold_01/train_manifest.csv --root-dir data/spectra_for_fold \
-	  --denoised-root denoised/folds/fold_01/test --clean-manifest data/clean/clean_manifest.csv \
-	  --output artifacts/cross_validation/fold_01_test_metrics.json
-	@echo "demo outputs under $(DEMO_DIR)/ (audit log: $(DEMO_DIR)/logs/Track_H_fold_01/auditing_manifest.log)"
+	cd $(DEMO_DIR) && $(CLI) cv --preset cpu_quick --epochs $(DEMO_EPOCHS) --time-budget-s $(DEMO_BUDGET_S)
+	cd $(DEMO_DIR) && $(CLI) report
+	@echo "demo report: $(DEMO_DIR)/artifacts/cross_validation/cv_report.md (audit logs: $(DEMO_DIR)/logs/Track_H_fold_##/)"
 
 bench: $(STAMP) ## Benchmarks (JSON in bench/): scan vs reference (~3 min), training/denoising throughput (~3 min)
 	mkdir -p bench
@@ -65,6 +73,43 @@ bench: $(STAMP) ## Benchmarks (JSON in bench/): scan vs reference (~3 min), trai
 
 gpu-check: ## On an NVIDIA host with torch: scan parity on CUDA, recipe throughput (~5 min)
 	OUT=bench/gpu scripts/gpu_check.sh
+
+lint: $(STAMP) ## Byte-compile the package, check the compose files (docker compose config)
+	$(PY) -m compileall -q app/spectra_cv scripts
+	@if docker compose version >/dev/null 2>&1; then \
+	  docker compose -f compose.yaml config -q && docker compose -f compose.yaml -f compose.cpu.yaml config -q \
+	  && echo "compose files valid"; else echo "docker compose not installed: compose files not checked"; fi
+
+base-image: ## CPU base image without a registry: debootstrap bookworm + python3 → $(BASE_IMAGE_CPU)
+	scripts/docker_base_image.sh $(BASE_IMAGE_CPU)
+
+wheelhouse: ## Download the image's wheels into docker/wheelhouse/ (air-gapped hosts, CI here)
+	$(PYTHON) -m pip download --quiet --dest docker/wheelhouse --only-binary=:all: \
+	  $(if $(filter cpu,$(VARIANT)),$(TORCH),torch==2.10.0 --extra-index-url https://download.pytorch.org/whl/cu128) \
+	  -r docker/requirements.txt
+
+build: ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
+	docker build --network host -f docker/Dockerfile $(BUILD_ARGS_$(VARIANT)) \
+	  --build-arg IMAGE_TAG=$(IMAGE) --build-arg CODE_VERSION=$(CODE_VERSION) -t $(IMAGE) .
+
+volumes: ## Create the output folders under volumes/ (owned by the containers' uid)
+	mkdir -p volumes/data volumes/checkpoints $(addprefix volumes/outputs/,manifests logs denoised artifacts)
+	@if [ "$(HOST_UID)" = 0 ]; then chown -R $(SPECTRA_CV_UID):$(SPECTRA_CV_GID) volumes/checkpoints volumes/outputs; fi
+
+fold: volumes ## One fold in a container: make fold FOLD=3 [VARIANT=cpu] [GPUS=1]
+	GPU=$(FIRST_GPU) $(COMPOSE) run --rm fold --fold $(FOLD)
+
+cv: volumes ## All folds, one container each: make cv FOLDS="1 2 3 4 5" PARALLEL=2 GPUS=0,1 [VARIANT=cpu]
+	COMPOSE="$(COMPOSE)" FOLDS="$(FOLDS)" PARALLEL="$(PARALLEL)" GPUS="$(GPUS)" scripts/compose_cv.sh
+
+report: volumes ## cv_report.md, cv_metrics.csv and plots from the folds' outputs
+	$(COMPOSE) run --rm report
+
+final: volumes ## Production model on all samples, then the whole corpus denoised
+	GPU=$(FIRST_GPU) $(COMPOSE) run --rm final
+
+ci-container: $(STAMP) ## CI container stage: engine, CPU image, fold 3 on tiny data in compose, checks
+	scripts/ci_container.sh
 
 clean: ## Remove the environment and demo outputs
 	rm -rf $(VENV) $(DEMO_DIR)

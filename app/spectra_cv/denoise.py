@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from spectra_cv import faults
+from spectra_cv.paths import denoised_output
 from spectra_cv import io as sio
 from spectra_cv.io import sha256_file
 from spectra_cv.data import contract, loaders
@@ -35,8 +36,7 @@ RECORD_FILE = "denoise_record.json"
 
 def output_path(output_root: Path, relative_path: str) -> Path:
     """``<output_root>/<relative parent>/<stem>_denoised.npy`` for one manifest row."""
-    rel = Path(relative_path)
-    return output_root / rel.parent / f"{rel.stem}_denoised.npy"
+    return denoised_output(output_root, relative_path)
 
 
 @dataclass(frozen=True, kw_only=True)

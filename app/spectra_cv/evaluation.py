@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from spectra_cv.data import loaders
-from spectra_cv.denoise import output_path
+from spectra_cv.data.loaders import group_ids_of
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import evaluate, fit_baselines, loo_means
-from spectra_cv.train.data import group_ids_of
+from spectra_cv.paths import denoised_output as output_path
 
 log = get_logger("evaluation")
 

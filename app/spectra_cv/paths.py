@@ -29,6 +29,12 @@ def metadata_dir() -> Path:
     return Path(os.environ.get(ENV_METADATA_DIR, DEFAULT_METADATA_DIR))
 
 
+def denoised_output(output_root: Path, relative_path: str) -> Path:
+    """``<output_root>/<relative parent>/<stem>_denoised.npy`` for one manifest row (runbook §9)."""
+    rel = Path(relative_path)
+    return output_root / rel.parent / f"{rel.stem}_denoised.npy"
+
+
 def fold_tag(fold: int) -> str:
     """``fold_03`` for fold 3 (the runbook's two-digit tag)."""
     return f"fold_{fold:02d}"

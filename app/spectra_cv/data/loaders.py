@@ -227,3 +227,17 @@ def read_lambda_weights(path: str | Path, length: int) -> np.ndarray:
             f"{weights[first]:g}); recompute with `spectra-cv data stats`"
         )
     return weights
+
+
+def group_ids_of(frame: pd.DataFrame, manifest_name: str) -> list[str]:
+    """Group of each row = the file's parent directory, checked against the ``group_id`` column."""
+    parents = [str(Path(p).parent.as_posix()) for p in frame["relative_path"]]
+    if "group_id" in frame.columns:
+        declared = frame["group_id"].astype(str).tolist()
+        for row, (parent, gid) in enumerate(zip(parents, declared), start=1):
+            if gid and gid != parent:
+                raise DataContractError(
+                    f"{manifest_name} row {row}: group_id {gid!r} differs from the file's directory "
+                    f"{parent!r}; fix the group_id column (groups are treatment/sample/angle)"
+                )
+    return parents

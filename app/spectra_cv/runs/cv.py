@@ -74,7 +74,7 @@ def _check(plan: CvPlan) -> None:
 
 
 def _record_death(paths: RunPaths, fold: int, why: str) -> None:
-    """Write a ``failed`` event for a child that died silently (only once its lock is free)."""
+    """Write a ``failed`` event for a child that ended without recording an outcome (once its lock is free)."""
     try:
         with file_lock(paths.fold_lock(fold), f"fold {fold}"):
             writer = ev.EventWriter(paths.events(fold), fold)
@@ -179,8 +179,7 @@ def _finish(paths: RunPaths, fold: int, code: int, seconds: float) -> str:
         result = "skipped" if last and last[-1].type == ev.SKIP else "completed"
         log.info("[fold %d] %s in %.0f s", fold, result if status == "completed" else status, seconds)
         return result
-    if code < 0:
-        _record_death(paths, fold, f"process killed by signal {-code}")
+    _record_death(paths, fold, f"process killed by signal {-code}" if code < 0 else f"process exited with code {code}")
     log.error("[fold %d] failed (exit %d): %s", fold, code, _last_error(paths, fold))
     return "failed"
 

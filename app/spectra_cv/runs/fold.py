@@ -83,6 +83,10 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
         writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
         try:
             return _Pipeline(settings, writer).run()
+        except Exception as exc:
+            if fold_status(writer.events) == "running":  # an error outside any stage: still recorded
+                writer.emit(ev.FAILED, f"Fold failed: {exc}", stage="pipeline", error=f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             sync_if_free(paths)
 

@@ -5,8 +5,8 @@ split), the learning curves, and for the example plot one fold's test manifest, 
 denoised outputs. Everything is computed in memory first and written last (PNGs, CSV, then the
 Markdown that links them), so an error leaves no partial report. Across-fold figures are the mean
 of the per-fold means and their sample standard deviation (ddof=1) over the completed folds;
-failed or running folds are listed, never averaged. No torch: matplotlib is imported only inside
-the plotting helpers, and the two torch-bearing helpers reused for the examples only there.
+failed or running folds are listed, never averaged. No torch anywhere; matplotlib is imported
+only inside the plotting helpers.
 """
 
 from __future__ import annotations
@@ -264,9 +264,8 @@ def pick_examples(manifest: pd.DataFrame, groups: list[str], count: int) -> list
 
 def example_spectra(paths: RunPaths, fold: int, data_root: Path, count: int) -> Examples:
     """Noisy, denoised and LOO-reference spectra of a few of ``fold``'s test rows."""
-    # evaluation and denoise import torch: imported here so the report's tables never load it.
-    from spectra_cv.denoise import output_path
     from spectra_cv.evaluation import read_split
+    from spectra_cv.paths import denoised_output as output_path
 
     manifest = paths.manifest(fold, "test")
     grid = loaders.read_grid(data_root, None)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from spectra_cv.data import contract, loaders
+from spectra_cv.data.loaders import group_ids_of  # noqa: F401 - re-exported (the helper lives in data)
 from spectra_cv.errors import DataContractError
 
 
@@ -34,20 +35,6 @@ class SplitArrays:
     """(N, F) float32 normalised conditioning features (F may be 0)."""
     fingerprint: str
     """sha256 of the relative paths and spectra bytes: identifies exactly the data trained on."""
-
-
-def group_ids_of(frame: pd.DataFrame, manifest_name: str) -> list[str]:
-    """Group of each row = the file's parent directory, checked against the ``group_id`` column."""
-    parents = [str(Path(p).parent.as_posix()) for p in frame["relative_path"]]
-    if "group_id" in frame.columns:
-        declared = frame["group_id"].astype(str).tolist()
-        for row, (parent, gid) in enumerate(zip(parents, declared), start=1):
-            if gid and gid != parent:
-                raise DataContractError(
-                    f"{manifest_name} row {row}: group_id {gid!r} differs from the file's directory "
-                    f"{parent!r}; fix the group_id column (groups are treatment/sample/angle)"
-                )
-    return parents
 
 
 def fingerprint(relative_paths: list[str] | tuple[str, ...], noisy: np.ndarray) -> str:
