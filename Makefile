@@ -86,7 +86,7 @@ base-image: ## CPU base image without a registry: debootstrap bookworm + python3
 wheelhouse: ## Download the image's wheels into docker/wheelhouse/ (air-gapped hosts, CI here)
 	$(PYTHON) -m pip download --quiet --dest docker/wheelhouse --only-binary=:all: \
 	  $(if $(filter cpu,$(VARIANT)),$(TORCH),torch==2.10.0 --extra-index-url https://download.pytorch.org/whl/cu128) \
-	  -r docker/requirements.txt
+	  -r docker/requirements.txt 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
 build: ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
 	docker build --network host -f docker/Dockerfile $(BUILD_ARGS_$(VARIANT)) \

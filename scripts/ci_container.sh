@@ -15,6 +15,7 @@ PY=${PY:-.venv/bin/python}
 CLI=${CLI:-.venv/bin/spectra-cv}
 export VARIANT=cpu
 IMAGE=spectra-cv:cpu
+export SPECTRA_CV_IMAGE=$IMAGE
 COMPOSE="docker compose -f compose.yaml -f compose.cpu.yaml"
 say() { echo "[ci-container $(printf '%4d' $SECONDS)s] $*"; }
 fail() { echo "[ci-container] FAILED: $*" >&2; exit 1; }
