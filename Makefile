@@ -34,7 +34,8 @@ export SPECTRA_CV_UID := $(if $(filter 0,$(HOST_UID)),10001,$(HOST_UID))
 export SPECTRA_CV_GID := $(if $(filter 0,$(HOST_UID)),10001,$(shell id -g))
 comma := ,
 FIRST_GPU = $(firstword $(subst $(comma), ,$(GPUS)))
-export SPECTRA_CV_IMAGE := $(IMAGE)
+# The image reference recorded as provenance, only for what runs in containers.
+fold cv report final ci-container: export SPECTRA_CV_IMAGE := $(IMAGE)
 FOLD ?= 3
 FOLDS ?= 1 2 3 4 5
 PARALLEL ?= 1
