@@ -12,6 +12,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from spectra_cv.io import append_durably
 from spectra_cv.log import get_logger
 
 log = get_logger("audit")
@@ -35,11 +36,5 @@ class AuditLog:
         self.write(message)
 
     def write(self, message: str, when: datetime | None = None) -> None:
-        line = audit_line(message, when).encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self.path, audit_line(message, when).encode("utf-8"))
         log.info("[audit] %s", message)

@@ -139,3 +139,16 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def append_durably(path: str | os.PathLike[str], data: bytes) -> None:
+    """Append ``data`` with one ``write`` on an O_APPEND descriptor, then fsync (single-writer logs).
+
+    A crash leaves the file as it was or with a prefix of ``data`` (a torn tail the readers cut).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

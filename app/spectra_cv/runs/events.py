@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spectra_cv.errors import DataContractError
+from spectra_cv.io import append_durably
 from spectra_cv.log import get_logger
 
 log = get_logger("events")
@@ -119,13 +120,7 @@ class EventWriter:
         """Append one event durably and return it; ``message`` becomes an audit line."""
         event = Event(seq=len(self.events), time=now_iso(), fold=self.fold, type=type_,
                       message=" ".join(message.splitlines()) if message is not None else None, data=data)
-        line = event.to_line()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self.path, event.to_line())
         self.events.append(event)
         if message is not None:
             log.info("[audit] %s", event.message)
