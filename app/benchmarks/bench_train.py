@@ -28,6 +28,7 @@ from spectra_cv.objective import Objective
 from spectra_cv.train.data import DeviceSplit, SplitArrays
 from spectra_cv.train.loop import autocast, lr_at
 from spectra_cv.train.presets import RunConfig, cpu_quick, recipe
+from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema, adamw
 
 
@@ -71,6 +72,8 @@ def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_s
     torch.manual_seed(0)
     split, grid = synthetic_split(device, cfg)
     model = MambaUV(cfg.model).to(device)
+    if cfg.model.prior != "none":
+        install_prior(model, split.noisy, split.loo)  # as spectra-cv train does, on the (synthetic) train data
     model.set_scan_backend(backend)
     objective = Objective(cfg.objective, grid, None).to(device)
     opt = adamw(model, cfg.train.lr, cfg.train.weight_decay)
