@@ -61,7 +61,7 @@ def scan_parity(fn, dtype: torch.dtype, device: torch.device) -> dict:
     grads = torch.autograd.grad(out, [x[k] for k in NAMES], cot.to(out.dtype))
     _sync(device)
     results["seconds_fwd_bwd"] = round(time.perf_counter() - t0, 4)
-    scale = float(ref_out.abs().max())
+    scale = float(ref_out.detach().abs().max())
     results["out_max_abs"] = _max_abs(out, ref_out)
     results["out_max_rel_to_peak"] = results["out_max_abs"] / scale
     results["grad_max_abs"] = {k: _max_abs(g, r) for k, g, r in zip(NAMES, grads, ref_grads)}
