@@ -80,6 +80,8 @@ def scan_parity(fn, dtype: torch.dtype, device: torch.device) -> dict:
 def main(out_dir: Path, train_seconds: float, max_steps: int, batch_size: int, smoke_on_cpu: bool) -> None:
     if smoke_on_cpu:
         device = torch.device("cpu")
+        batch_size = min(batch_size, 4)  # the recipe at 600 spectra a step needs ~20 GB of RAM on a CPU
+        max_steps, train_seconds = min(max_steps, 3), min(train_seconds, 60.0)
     elif not torch.cuda.is_available():
         raise click.ClickException("no CUDA device: this check runs on a GPU machine")
     else:

@@ -378,3 +378,16 @@ def test_final_model_uses_the_folds_config_and_median_best_epoch(data, uninterru
     assert record["spectra"] == len(manifest)  # every sample, the control included
     assert len(list(paths.final_denoised.rglob("*_denoised.npy"))) == len(manifest)
     assert messages(paths.final_log_dir / "auditing_manifest.log")[-1] == "Final model completed"
+
+
+def test_cv_option_errors_are_clear_and_start_nothing(tmp_path):
+    from spectra_cv.cli import main
+
+    runner = CliRunner()
+    out = runner.invoke(main, ["cv", "--gpus", "0,1", "--device", "cpu", "--run-root", str(tmp_path)])
+    assert out.exit_code == 1 and "--device cpu conflicts with --gpus 0,1" in out.output
+    out = runner.invoke(main, ["cv", "--gpus", "0,0", "--run-root", str(tmp_path)])
+    assert out.exit_code == 1 and "lists a GPU twice" in out.output
+    out = runner.invoke(main, ["cv", "--set", "d_modle=3", "--run-root", str(tmp_path)])
+    assert out.exit_code == 1 and "unknown flag 'd_modle'" in out.output
+    assert not (tmp_path / "logs").exists()

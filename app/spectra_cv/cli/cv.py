@@ -33,10 +33,13 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
     gpu_ids = parse_gpus(gpus)
     args = opts.forward()
     if gpu_ids:
-        args = [a for a in args]
+        from spectra_cv.errors import ConfigError
+
+        if opts.device not in ("auto", "cuda"):
+            raise ConfigError(f"--device {opts.device} conflicts with --gpus {gpus}: each fold sees only its own "
+                              "GPU (as cuda); drop --device")
         index = args.index("--device")
-        if args[index + 1] in ("auto", "cpu"):
-            args[index + 1] = "cuda"  # each child sees its one GPU as cuda:0
+        args[index + 1] = "cuda"
     if skip_existing:
         args.append("--skip-existing")
     if allow_mixed_config:
