@@ -42,7 +42,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max())
+    return float((a.detach().float() - b.detach().float()).abs().max())
 
 
 def scan_parity(fn, dtype: torch.dtype, device: torch.device) -> dict:
