@@ -25,6 +25,11 @@ BASE_IMAGE_CPU ?= spectra-cv-base:bookworm
 CODE_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 BUILD_ARGS_cuda :=
 BUILD_ARGS_cpu := --build-arg VARIANT=cpu --build-arg BASE_IMAGE=$(BASE_IMAGE_CPU) --build-arg TORCH_SPEC=$(TORCH)
+# wheelhouse: the CPU image's Python is the host's (3.11, bookworm); the CUDA image's is Ubuntu 24.04's 3.12.
+WHEELHOUSE_ARGS_cpu := $(TORCH)
+WHEELHOUSE_ARGS_cuda := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --extra-index-url https://download.pytorch.org/whl/cu128 \
+  torch==2.10.0 packaging ninja einops transformers
 COMPOSE_FILES_cuda := -f compose.yaml
 COMPOSE_FILES_cpu := -f compose.yaml -f compose.cpu.yaml
 COMPOSE := docker compose $(COMPOSE_FILES_$(VARIANT))
@@ -36,9 +41,13 @@ comma := ,
 FIRST_GPU = $(firstword $(subst $(comma), ,$(GPUS)))
 # The image reference recorded as provenance, only for what runs in containers.
 fold cv report final ci-container: export SPECTRA_CV_IMAGE := $(IMAGE)
+# Host folders mounted into the containers (compose.yaml reads the same variables).
+export DATA_DIR ?= ./volumes/data
+export CHECKPOINTS_DIR ?= ./volumes/checkpoints
+export OUTPUTS_DIR ?= ./volumes/outputs
 FOLD ?= 3
 FOLDS ?= 1 2 3 4 5
-PARALLEL ?= 1
+PARALLEL ?=
 GPUS ?= 0
 
 .PHONY: help setup test demo bench gpu-check lint clean build base-image wheelhouse volumes cv fold report final \
@@ -84,23 +93,24 @@ lint: $(STAMP) ## Byte-compile the package, check the compose files (docker comp
 base-image: ## CPU base image without a registry: debootstrap bookworm + python3 → $(BASE_IMAGE_CPU)
 	scripts/docker_base_image.sh $(BASE_IMAGE_CPU)
 
-wheelhouse: ## Download the image's wheels into docker/wheelhouse/ (air-gapped hosts, CI here)
-	$(PYTHON) -m pip download --quiet --dest docker/wheelhouse --only-binary=:all: \
-	  $(if $(filter cpu,$(VARIANT)),$(TORCH),torch==2.10.0 --extra-index-url https://download.pytorch.org/whl/cu128) \
-	  -r docker/requirements.txt 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+wheelhouse: ## Download the image's wheels into docker/wheelhouse/$(VARIANT)/ (air-gapped hosts, CI here)
+	$(PYTHON) -m pip download --quiet --dest docker/wheelhouse/$(VARIANT) --only-binary=:all: \
+	  $(WHEELHOUSE_ARGS_$(VARIANT)) -r docker/requirements.txt 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(if $(filter cuda,$(VARIANT)),$(PYTHON) -m pip download --quiet --dest docker/wheelhouse/cuda --no-deps \
+	  --no-binary :all: mamba-ssm==2.3.1 causal-conv1d==1.5.4)
 
 build: ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
 	docker build --network host -f docker/Dockerfile $(BUILD_ARGS_$(VARIANT)) \
 	  --build-arg IMAGE_TAG=$(IMAGE) --build-arg CODE_VERSION=$(CODE_VERSION) -t $(IMAGE) .
 
-volumes: ## Create the output folders under volumes/ (owned by the containers' uid)
-	mkdir -p volumes/data volumes/checkpoints $(addprefix volumes/outputs/,manifests logs denoised artifacts)
-	@if [ "$(HOST_UID)" = 0 ]; then chown -R $(SPECTRA_CV_UID):$(SPECTRA_CV_GID) volumes/checkpoints volumes/outputs; fi
+volumes: ## Create the mounted folders (volumes/ or DATA_DIR, CHECKPOINTS_DIR, OUTPUTS_DIR), owned by the containers' uid
+	mkdir -p $(DATA_DIR) $(CHECKPOINTS_DIR) $(addprefix $(OUTPUTS_DIR)/,manifests logs denoised artifacts)
+	@if [ "$(HOST_UID)" = 0 ]; then chown -R $(SPECTRA_CV_UID):$(SPECTRA_CV_GID) $(CHECKPOINTS_DIR) $(OUTPUTS_DIR); fi
 
 fold: volumes ## One fold in a container: make fold FOLD=3 [VARIANT=cpu] [GPUS=1]
 	GPU=$(FIRST_GPU) $(COMPOSE) run --rm fold --fold $(FOLD)
 
-cv: volumes ## All folds, one container each: make cv FOLDS="1 2 3 4 5" PARALLEL=2 GPUS=0,1 [VARIANT=cpu]
+cv: volumes ## All folds, one container each, one lane per GPU: make cv FOLDS="1 2 3 4 5" GPUS=0,1 [VARIANT=cpu PARALLEL=2]
 	COMPOSE="$(COMPOSE)" FOLDS="$(FOLDS)" PARALLEL="$(PARALLEL)" GPUS="$(GPUS)" scripts/compose_cv.sh
 
 report: volumes ## cv_report.md, cv_metrics.csv and plots from the folds' outputs

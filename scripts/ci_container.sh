@@ -43,11 +43,18 @@ say "tiny synthetic data in volumes/data"
 if [ -n "$(ls -A volumes/data | grep -v '^.gitkeep$' || true)" ] && ! grep -q '"tiny"' volumes/data/synth_config.json 2>/dev/null; then
   fail "volumes/data holds data that is not this stage's tiny synthetic set; move it away first"
 fi
+marker=volumes/outputs/.ci-container   # says: what volumes/ holds was written by this stage
+for dir in volumes/checkpoints volumes/outputs; do
+  if [ -n "$(ls -A "$dir" 2>/dev/null | grep -v '^.gitkeep$' || true)" ] && [ ! -f "$marker" ]; then
+    fail "$dir holds results this stage did not write; move them away (or run CI from a clean clone)"
+  fi
+done
 find volumes/data -mindepth 1 ! -name .gitkeep -delete
 rm -rf .docker-build/tiny && "$CLI" -q data synth .docker-build/tiny --preset tiny --seed 0
 cp -r .docker-build/tiny/. volumes/data/ && rm -rf .docker-build/tiny
-rm -rf volumes/checkpoints/Track_H_fold_03 volumes/outputs
+find volumes/checkpoints volumes/outputs -mindepth 1 ! -name .gitkeep -delete
 make --no-print-directory volumes VARIANT=cpu
+touch "$marker"
 
 say "docker compose run --rm fold --fold 3"
 export PRESET=cpu_quick EPOCHS=2 SETS="d_model=8 n_layers=1"

@@ -1,25 +1,41 @@
 #!/usr/bin/env bash
-# `make cv`: every fold in its own container, PARALLEL at a time, fold i on GPU number i mod len(GPUS).
-# The coordinator service runs throughout (the folds' depends_on starts it) and writes the audit logs
-# and the summary; afterwards the report is built. Exits 1 if any fold failed (the others still run).
+# `make cv`: every fold in its own container. The folds are dealt round-robin onto lanes, one lane
+# per GPU in GPUS (or PARALLEL lanes, when that is larger, sharing the GPUs); each lane runs its
+# folds one after another, so a GPU never holds two folds unless PARALLEL asks for more lanes than
+# there are GPUs. The coordinator service writes the audit logs and the summary throughout; the
+# report is built at the end. Exits 1 if any fold failed (the others still run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 COMPOSE=${COMPOSE:-docker compose}
-FOLDS=${FOLDS:-1 2 3 4 5}
-PARALLEL=${PARALLEL:-1}
+read -r -a FOLD_LIST <<<"${FOLDS:-1 2 3 4 5}"
 IFS=, read -r -a GPU_LIST <<<"${GPUS:-0}"
-$COMPOSE up -d coordinator
-jobs_file=$(mktemp)
-i=0
-for fold in $FOLDS; do
-  echo "$fold ${GPU_LIST[$((i % ${#GPU_LIST[@]}))]}" >>"$jobs_file"
-  i=$((i + 1))
+lanes=${PARALLEL:-${#GPU_LIST[@]}}
+[ "$lanes" -ge 1 ] 2>/dev/null || { echo "[cv] PARALLEL must be a number >= 1" >&2; exit 2; }
+if [ "$lanes" -gt "${#GPU_LIST[@]}" ] && [ "${#GPU_LIST[@]}" -gt 1 ]; then
+  echo "[cv] warning: $lanes lanes on ${#GPU_LIST[@]} GPUs: some GPUs run two folds at once" >&2
+fi
+$COMPOSE up -d coordinator || exit 1
+status_dir=$(mktemp -d)
+for ((lane = 0; lane < lanes; lane++)); do
+  gpu=${GPU_LIST[$((lane % ${#GPU_LIST[@]}))]}
+  (
+    for ((i = lane; i < ${#FOLD_LIST[@]}; i += lanes)); do
+      fold=${FOLD_LIST[$i]}
+      echo "[cv] fold $fold on GPU $gpu (lane $lane)"
+      if GPU=$gpu $COMPOSE run --rm --no-deps fold --fold "$fold"; then
+        echo "[cv] fold $fold completed"
+      else
+        echo "[cv] fold $fold failed"; touch "$status_dir/failed-$fold"
+      fi
+    done
+  ) &
 done
-# shellcheck disable=SC2016
-xargs -P "$PARALLEL" -L 1 sh -c 'echo "[cv] fold $0 on GPU $1"; GPU=$1 '"$COMPOSE"' run --rm --no-deps fold --fold $0 \
-  || { echo "[cv] fold $0 failed"; exit 1; }' <"$jobs_file"
-status=$?
-rm -f "$jobs_file"
+wait
+failed=$(ls "$status_dir" | sed 's/failed-//' | tr '\n' ' ')
+rm -rf "$status_dir"
 $COMPOSE stop coordinator  # its last sync runs on SIGTERM
-$COMPOSE run --rm --no-deps report || status=1
-exit $status
+$COMPOSE run --rm --no-deps report || failed="$failed report"
+if [ -n "${failed// /}" ]; then
+  echo "[cv] not completed: $failed (rerun the same command to resume them)" >&2
+  exit 1
+fi

@@ -142,13 +142,22 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
 
 
 def append_durably(path: str | os.PathLike[str], data: bytes) -> None:
-    """Append ``data`` with one ``write`` on an O_APPEND descriptor, then fsync (single-writer logs).
+    """Append ``data`` to a single-writer log on an O_APPEND descriptor, then fsync.
 
     A crash leaves the file as it was or with a prefix of ``data`` (a torn tail the readers cut).
+    A write that fails (a full disk) is undone: the file is cut back to its old size and the
+    error raised, so a later append never lands glued to half a line.
     """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
     finally:
         os.close(fd)

@@ -110,7 +110,13 @@ class RunPaths:
 
     @property
     def coordinator_lock(self) -> Path:
+        """Held by whoever writes the audit logs and summary, for one pass."""
         return self.artifacts / ".coordinator.lock"
+
+    @property
+    def follower_lock(self) -> Path:
+        """Held for its lifetime by a following coordinator (``--follow``, or ``cv``)."""
+        return self.artifacts / ".coordinator.follow.lock"
 
     @property
     def report_md(self) -> Path:

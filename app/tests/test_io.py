@@ -67,3 +67,28 @@ def test_staged_directory_appears_whole_or_not_at_all(tmp_path):
     with io.staged_directory(final, replace=True) as stage:
         io.atomic_write_text(stage / "z.txt", "3", durable=False)
     assert sorted(p.name for p in final.iterdir()) == ["z.txt"]
+
+
+def test_append_durably_undoes_a_failed_write(tmp_path, monkeypatch):
+    import os
+
+    from spectra_cv import io as sio
+
+    path = tmp_path / "log"
+    sio.append_durably(path, b"one\n")
+    real_write = os.write
+    calls = []
+
+    def short_then_full_disk(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:3]))  # a short write…
+        raise OSError(28, "No space left on device")  # …then the disk is full
+
+    monkeypatch.setattr(os, "write", short_then_full_disk)
+    with pytest.raises(OSError, match="No space"):
+        sio.append_durably(path, b"two\n")
+    monkeypatch.setattr(os, "write", real_write)
+    assert path.read_bytes() == b"one\n"  # no half line left for the next append to glue onto
+    sio.append_durably(path, b"three\n")
+    assert path.read_bytes() == b"one\nthree\n"

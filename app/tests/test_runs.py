@@ -25,7 +25,7 @@ from spectra_cv.data import synth
 from spectra_cv.errors import ConfigError, DataContractError, FoldError
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import Coordinator, CoordinatorError, render_audit, summary_row
+from spectra_cv.runs.coordinator import Coordinator, render_audit, summary_row
 from spectra_cv.runs.summary import SUMMARY_COLUMNS, read_summary
 
 APP = Path(__file__).resolve().parents[1]
@@ -174,8 +174,14 @@ def test_coordinator_cuts_a_torn_line_and_refuses_an_edited_log(tmp_path):
     Coordinator(paths).sync()
     assert log_path.read_bytes() == want
     log_path.write_bytes(want.replace(b"note 1", b"note X"))
-    with pytest.raises(CoordinatorError, match="--rebuild"):
-        Coordinator(paths).sync()
+    _fake_fold(paths, 4)  # another fold, written although fold 2's log is refused
+    result = Coordinator(paths).sync()
+    assert len(result.errors) == 1 and "fold 2" in result.errors[0] and "--rebuild" in result.errors[0]
+    assert log_path.read_bytes() == want.replace(b"note 1", b"note X")  # left as it is
+    assert paths.audit_log(4).read_bytes() == render_audit(ev.read_events(paths.events(4)))
+    assert read_summary(paths.summary_csv)["fold"].tolist() == [2, 4]
+    Coordinator(paths).rebuild()
+    assert log_path.read_bytes() == want
 
 
 def test_coordinator_killed_between_appends_restarts_without_loss_or_repeat(tmp_path):

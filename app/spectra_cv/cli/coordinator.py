@@ -23,20 +23,21 @@ from spectra_cv.cli import CONTEXT_SETTINGS
 def coordinator(mode: str, interval: float, run_root: Path | None) -> None:
     """Turn the folds' events into audit lines and summary rows (restartable at any point)."""
     from spectra_cv.paths import RunPaths
-    from spectra_cv.runs.coordinator import Coordinator, locked
+    from spectra_cv.errors import SpectraCVError
+    from spectra_cv.runs.coordinator import Coordinator, follower
 
     paths = RunPaths(root=run_root) if run_root is not None else RunPaths.from_env()
-    with locked(paths):
-        coord = Coordinator(paths)
-        if mode == "once":
-            result = coord.sync()
-            click.echo(f"synced folds {list(result.folds)}: {result.appended} audit line(s) appended")
-        elif mode == "rebuild":
-            result = coord.rebuild()
-            click.echo(f"rebuilt folds {list(result.folds)} from their events")
-        else:
-            stop = threading.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-            click.echo(f"coordinator following {paths.root / 'logs'} every {interval:g} s (SIGTERM to stop)")
-            coord.follow(stop, interval)
+    coord = Coordinator(paths)
+    if mode in ("once", "rebuild"):
+        result = coord.sync() if mode == "once" else coord.rebuild()
+        done = "synced" if mode == "once" else "rebuilt"
+        click.echo(f"{done} folds {list(result.folds)}: {result.appended} audit line(s) written")
+        if result.errors:
+            raise SpectraCVError("; ".join(result.errors))
+        return
+    with follower(paths):
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"coordinator following {paths.root / 'logs'} every {interval:g} s (SIGTERM to stop)")
+        coord.follow(stop, interval)

@@ -29,12 +29,14 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
     from spectra_cv.errors import SpectraCVError
     from spectra_cv.runs.cv import CvPlan, folds_of, parse_gpus, run_cv, summary_lines
 
+    from spectra_cv.errors import ConfigError
+
     opts.config()  # a bad --set fails here, before any fold starts
+    if parallel is not None and parallel < 1:
+        raise ConfigError(f"--parallel must be >= 1; got {parallel}")
     gpu_ids = parse_gpus(gpus)
     args = opts.forward()
     if gpu_ids:
-        from spectra_cv.errors import ConfigError
-
         if opts.device not in ("auto", "cuda"):
             raise ConfigError(f"--device {opts.device} conflicts with --gpus {gpus}: each fold sees only its own "
                               "GPU (as cuda); drop --device")

@@ -10,10 +10,12 @@ Folds emit events (``logs/Track_H_fold_##/events.jsonl``); the coordinator rende
 * summary — one row per fold (``runs.summary``), computed from that fold's events alone and
   written whole, atomically, when it changes.
 
-Both are pure functions of the events, so ``rebuild`` regenerates them byte for byte. The
-coordinator lock (``flock``) makes sure only one coordinator writes at a time; a fold process
-that finds it free syncs once itself on the way out (so ``spectra-cv fold`` alone leaves a
-complete audit log), and otherwise leaves the work to the running coordinator.
+Both are pure functions of the events, so ``rebuild`` regenerates them byte for byte. Two
+``flock`` locks: every pass holds the write lock, so passes never overlap; a following
+coordinator (``--follow``, or ``cv``) also holds the follower lock for its lifetime. A fold
+process syncs once itself on the way out unless a follower exists (so ``spectra-cv fold`` alone
+leaves a complete audit log). A fold whose files cannot be read or reconciled is reported and
+skipped; the other folds are still written.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
         "fold": fold, "status": fold_status(events),
         "train_manifest": _rel(rel.manifest(fold, "train")), "val_manifest": _rel(rel.manifest(fold, "val")),
         "test_manifest": _rel(rel.manifest(fold, "test")), "checkpoint": _rel(rel.best_checkpoint(fold)),
+        # (the model name of the run, below, when the events name it)
         "train_log": _rel(rel.train_log(fold)), "audit_log": _rel(rel.audit_log(fold)),
         "events": _rel(rel.events(fold)), "metrics_json": _rel(rel.metrics_json(fold)),
         "denoised_root": _rel(rel.root / "denoised" / "folds" / f"fold_{fold:02d}"),
@@ -96,6 +98,8 @@ def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
     start = ev.last_of(run, ev.START)
     if start is not None:
         d = start.data
+        if d.get("model"):
+            row["checkpoint"] = _rel(rel.best_checkpoint(fold, str(d["model"])))
         row.update(started_at=start.time, config_hash=d.get("config_hash", ""), preset=d.get("preset", ""),
                    model=d.get("model", ""), seed=d.get("seed", ""), data_root=d.get("data_root", ""),
                    code_version=d.get("code_version", ""), image=d.get("image") or "",
@@ -139,6 +143,8 @@ class SyncResult:
     appended: int
     """Audit lines appended in this pass."""
     summary_written: bool
+    errors: tuple[str, ...] = ()
+    """One message per fold that could not be read or reconciled (it is left as it is)."""
 
 
 class Coordinator:
@@ -147,8 +153,14 @@ class Coordinator:
     def __init__(self, paths: RunPaths) -> None:
         self.paths = paths
 
-    def _events(self) -> dict[int, list[ev.Event]]:
-        return {fold: ev.read_events(self.paths.events(fold)) for fold in discover_folds(self.paths)}
+    def _events(self) -> tuple[dict[int, list[ev.Event]], list[str]]:
+        events, errors = {}, []
+        for fold in discover_folds(self.paths):
+            try:
+                events[fold] = ev.read_events(self.paths.events(fold))
+            except (SpectraCVError, OSError) as exc:
+                errors.append(f"fold {fold}: {exc}")
+        return events, errors
 
     def _append_audit(self, fold: int, events: list[ev.Event]) -> int:
         path = self.paths.audit_log(fold)
@@ -169,15 +181,10 @@ class Coordinator:
         if not missing:
             return 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            for i, line in enumerate(missing.splitlines(keepends=True)):
-                if i == 1:
-                    faults.point("coordinator_mid_append")
-                os.write(fd, line)  # one write per line: a crash leaves whole lines (or one torn tail)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        for i, line in enumerate(missing.splitlines(keepends=True)):
+            if i == 1:
+                faults.point("coordinator_mid_append")
+            sio.append_durably(path, line)  # line by line: a crash leaves whole lines (or one torn tail)
         return missing.count(b"\n")
 
     def _write_summary(self, all_events: dict[int, list[ev.Event]]) -> bool:
@@ -189,56 +196,70 @@ class Coordinator:
         return True
 
     def sync(self) -> SyncResult:
-        """Append what the audit logs lack and rewrite the summary if it changed."""
-        all_events = self._events()
-        appended = sum(self._append_audit(fold, events) for fold, events in all_events.items())
-        written = self._write_summary(all_events) if all_events else False
+        """Append what the audit logs lack and rewrite the summary if it changed (one locked pass)."""
+        with write_lock(self.paths):
+            all_events, errors = self._events()
+            appended = 0
+            for fold, events in sorted(all_events.items()):
+                try:
+                    appended += self._append_audit(fold, events)
+                except (SpectraCVError, OSError) as exc:
+                    errors.append(f"fold {fold}: {exc}")
+            written = self._write_summary(all_events) if all_events else False
+        for error in errors:
+            log.error("coordinator: %s (left as it is; the other folds are written)", error)
         if appended or written:
             log.info("synced folds %s: %d audit line(s) appended%s", sorted(all_events), appended,
                      ", summary updated" if written else "")
-        return SyncResult(folds=tuple(sorted(all_events)), appended=appended, summary_written=written)
+        return SyncResult(folds=tuple(sorted(all_events)), appended=appended, summary_written=written,
+                          errors=tuple(errors))
 
     def rebuild(self) -> SyncResult:
         """Regenerate every audit log and the summary from the events (atomic whole-file writes)."""
-        all_events = self._events()
-        lines = 0
-        for fold, events in all_events.items():
-            blob = render_audit(events)
-            sio.atomic_write_bytes(self.paths.audit_log(fold), blob)
-            lines += blob.count(b"\n")
-        written = self._write_summary(all_events) if all_events else False
+        with write_lock(self.paths):
+            all_events, errors = self._events()
+            lines = 0
+            for fold, events in all_events.items():
+                blob = render_audit(events)
+                sio.atomic_write_bytes(self.paths.audit_log(fold), blob)
+                lines += blob.count(b"\n")
+            written = self._write_summary(all_events) if all_events else False
+        for error in errors:
+            log.error("coordinator: %s (not rebuilt)", error)
         log.info("rebuilt %d audit log(s) (%d lines) and the summary from the events", len(all_events), lines)
-        return SyncResult(folds=tuple(sorted(all_events)), appended=lines, summary_written=written)
+        return SyncResult(folds=tuple(sorted(all_events)), appended=lines, summary_written=written,
+                          errors=tuple(errors))
 
     def follow(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Sync every ``interval`` seconds until ``stop`` is set, then once more."""
+        """Sync every ``interval`` seconds until ``stop`` is set, then once more. A failed pass is
+        logged and the next one tries again: the follower never dies quietly."""
         while not stop.wait(interval):
+            self._pass()
+        self._pass()
+
+    def _pass(self) -> None:
+        try:
             self.sync()
-        self.sync()
+        except Exception:  # noqa: BLE001 - keep following; the error is in the log
+            log.exception("coordinator pass failed; the next pass retries")
 
 
-def locked(paths: RunPaths, blocking: bool = False):  # noqa: ANN201 - a context manager
-    """The coordinator lock for ``paths``' run root."""
-    return file_lock(paths.coordinator_lock, "the coordinator of this run root", blocking=blocking)
+def write_lock(paths: RunPaths):  # noqa: ANN201 - a context manager
+    """The lock every pass holds (blocking: passes queue up, they never overlap)."""
+    return file_lock(paths.coordinator_lock, "the coordinator write lock", blocking=True)
+
+
+def follower(paths: RunPaths):  # noqa: ANN201 - a context manager
+    """Held for its lifetime by a following coordinator; LockBusy when one already follows."""
+    return file_lock(paths.follower_lock, "a following coordinator of this run root")
 
 
 def sync_if_free(paths: RunPaths) -> SyncResult | None:
-    """One sync if no coordinator is running (else it does the work); never raises LockBusy."""
+    """One sync unless a following coordinator exists (it does the work then); never raises LockBusy."""
     try:
-        with locked(paths):
-            return Coordinator(paths).sync()
+        with follower(paths):
+            pass
     except LockBusy:
-        log.info("a coordinator is running; it will write the audit log and summary")
+        log.info("a coordinator is following this run; it writes the audit log and summary")
         return None
-
-
-def wait_for_lock_free(paths: RunPaths, timeout: float) -> bool:
-    """Whether the coordinator lock became free within ``timeout`` seconds (tests and tooling)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with locked(paths):
-                return True
-        except LockBusy:
-            time.sleep(0.05)
-    return False
+    return Coordinator(paths).sync()

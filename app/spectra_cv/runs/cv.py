@@ -27,7 +27,7 @@ from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import Coordinator, fold_status, locked
+from spectra_cv.runs.coordinator import Coordinator, fold_status, follower
 from spectra_cv.runs.locks import LockBusy, file_lock
 
 log = get_logger("cv")
@@ -65,8 +65,12 @@ class _Child:
 
 
 def _check(plan: CvPlan) -> None:
+    from spectra_cv.folds.manifests import _check_fold
+
     if not plan.folds:
         raise ConfigError("no folds to run; pass --folds 1 2 3 4 5 (or a subset)")
+    for fold in plan.folds:
+        _check_fold(fold)
     if len(set(plan.folds)) != len(plan.folds):
         raise ConfigError(f"--folds {list(plan.folds)} repeats a fold")
     if plan.parallel < 1:
@@ -97,21 +101,27 @@ def run_cv(plan: CvPlan) -> CvOutcome:
     outcome = CvOutcome(results={f: "not run" for f in plan.folds})
     with contextlib.ExitStack() as stack:
         stop = threading.Event()
-        follower: threading.Thread | None = None
+        thread: threading.Thread | None = None
         try:
-            stack.enter_context(locked(paths))
+            stack.enter_context(follower(paths))
             coord = Coordinator(paths)
-            follower = threading.Thread(target=coord.follow, args=(stop, 1.0), name="coordinator", daemon=True)
-            follower.start()
+            thread = threading.Thread(target=coord.follow, args=(stop, 1.0), name="coordinator", daemon=True)
+            thread.start()
         except LockBusy:
-            log.info("a coordinator already runs for %s; it writes the audit logs and summary", paths.root)
+            log.info("a coordinator already follows %s; it writes the audit logs and summary", paths.root)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # `docker compose stop cv`: stop the folds cleanly
         try:
             _run_children(plan, outcome)
         finally:
+            signal.signal(signal.SIGTERM, previous)
             stop.set()
-            if follower is not None:
-                follower.join()
+            if thread is not None:
+                thread.join()
     return outcome
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
@@ -146,11 +156,12 @@ def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
                         other.process.send_signal(signal.SIGTERM)
     except KeyboardInterrupt:
         log.error("interrupted; stopping the running folds (rerun to resume them)")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in running.values():
             child.process.send_signal(signal.SIGTERM)
         for fold, child in running.items():
             child.process.wait()
-            _record_death(paths, fold, "interrupted by the user")
+            _record_death(paths, fold, "interrupted (the cv run was stopped)")
         raise
 
 

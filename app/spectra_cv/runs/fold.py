@@ -29,7 +29,7 @@ from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv import provenance
 from spectra_cv.data import contract
-from spectra_cv.errors import FoldError
+from spectra_cv.errors import DataContractError, FoldError
 from spectra_cv.log import LOGGER_NAME, get_logger
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
@@ -100,6 +100,11 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _num(value: Any, spec: str = ".2f") -> str:
+    """A metric for a message; n/a when it is missing or not finite."""
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
 @contextlib.contextmanager
@@ -191,8 +196,9 @@ class _Pipeline:
 
     def _start(self) -> None:
         cfg = self.s.config
-        for stale in (self.paths.checkpoint_dir(self.fold) / "last_state.pt", self.paths.completion_record(self.fold)):
-            stale.unlink(missing_ok=True)  # a new run trains afresh and is not done until it says so
+        for stale in (self.paths.checkpoint_dir(self.fold) / "last_state.pt", self.paths.completion_record(self.fold),
+                      self.checkpoint):
+            stale.unlink(missing_ok=True)  # a new run trains afresh, and an old best must not pass for its own
         self.w.emit(
             ev.START, f"Starting {self.tag}",
             config_hash=self.config_hash, config=cfg.to_dict(), preset=cfg.preset, model=cfg.model.name,
@@ -211,7 +217,11 @@ class _Pipeline:
         for other in discover_folds(self.paths):
             if other == self.fold:
                 continue
-            events = ev.read_events(self.paths.events(other))
+            try:
+                events = ev.read_events(self.paths.events(other))
+            except DataContractError as exc:
+                log.warning("%s: cannot check fold %d's config: %s", self.tag, other, exc)
+                continue
             if fold_status(events) != "completed":
                 continue
             start = ev.last_of(ev.current_run(events), ev.START)
@@ -388,9 +398,9 @@ class _Pipeline:
         model = test["model"]
         self.w.emit(
             ev.EVALUATED,
-            f"Test metrics: PSNR {model['psnr_mean']:.2f} ± {model['psnr_std']:.2f} dB, SAM "
-            f"{model['sam_deg_mean']:.3f}° (Gaussian {test['gaussian']['psnr_mean']:.2f} dB, "
-            f"ridge {test['ridge']['psnr_mean']:.2f} dB)",
+            f"Test metrics: PSNR {_num(model.get('psnr_mean'))} ± {_num(model.get('psnr_std'))} dB, SAM "
+            f"{_num(model.get('sam_deg_mean'), '.3f')}° (Gaussian "
+            f"{_num(test.get('gaussian', {}).get('psnr_mean'))} dB, ridge {_num(test.get('ridge', {}).get('psnr_mean'))} dB)",
             checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"],
         )
         return model
