@@ -18,11 +18,20 @@ from spectra_cv.log import get_logger
 log = get_logger("audit")
 
 
+def flatten(message: str) -> str:
+    """A message on one line (an audit line never spans two)."""
+    return " ".join(str(message).splitlines())
+
+
+def format_line(stamp: str, message: str) -> str:
+    """``<stamp> | <message>`` with its newline: the runbook's audit line."""
+    return f"{stamp} | {flatten(message)}\n"
+
+
 def audit_line(message: str, when: datetime | None = None) -> str:
     """One audit line (with trailing newline); the time is UTC to the second, ISO-8601."""
     stamp = (when or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    flat = " ".join(str(message).splitlines())
-    return f"{stamp} | {flat}\n"
+    return format_line(stamp, message)
 
 
 class AuditLog:

@@ -34,9 +34,7 @@ log = get_logger("denoise")
 RECORD_FILE = "denoise_record.json"
 
 
-def output_path(output_root: Path, relative_path: str) -> Path:
-    """``<output_root>/<relative parent>/<stem>_denoised.npy`` for one manifest row."""
-    return denoised_output(output_root, relative_path)
+output_path = denoised_output  # ``<output_root>/<relative parent>/<stem>_denoised.npy`` (runbook §9)
 
 
 @dataclass(frozen=True, kw_only=True)

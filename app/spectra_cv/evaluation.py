@@ -90,6 +90,13 @@ def score_table(
     return table
 
 
+def format_metric(value: object, spec: str = ".2f", missing: str = "-") -> str:
+    """A metric as text; ``missing`` when it is absent or not finite."""
+    if isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value):
+        return format(value, spec)
+    return missing
+
+
 def format_table(table: dict[str, dict], reference: str = "loo") -> str:
     """A fixed-width text table of the headline metrics."""
     lines = [f"{'method':<16}{'PSNR dB':>16}{'SAM °':>9}{'RMSE':>10}{'ROI PSNR':>10}{'dip c nm':>10}{'dip A %':>9}"]
@@ -99,8 +106,7 @@ def format_table(table: dict[str, dict], reference: str = "loo") -> str:
             continue
 
         def f(key: str, fmt: str) -> str:
-            value = m.get(key)
-            return "-" if value is None or not np.isfinite(value) else format(value, fmt)
+            return format_metric(m.get(key), fmt)
 
         psnr = f"{f('psnr_mean', '.2f')} ± {f('psnr_std', '.2f')}"
         lines.append(f"{name:<16}{psnr:>16}{f('sam_deg_mean', '.3f'):>9}{f('rmse_mean', '.5f'):>10}"

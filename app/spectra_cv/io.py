@@ -161,3 +161,20 @@ def append_durably(path: str | os.PathLike[str], data: bytes) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def cut_torn_tail(path: str | os.PathLike[str]) -> int:
+    """Cut an append-only log back to its last newline (what a crash mid-append leaves beyond it);
+    returns the bytes removed. Only the log's single writer may call it."""
+    p = Path(path)
+    if not p.exists():
+        return 0
+    blob = p.read_bytes()
+    keep = blob.rfind(b"\n") + 1
+    if keep == len(blob):
+        return 0
+    with open(p, "r+b") as handle:
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return len(blob) - keep

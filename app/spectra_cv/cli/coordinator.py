@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import DIR
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -18,7 +19,7 @@ from spectra_cv.cli import CONTEXT_SETTINGS
 @click.option("--rebuild", "mode", flag_value="rebuild",
               help="Regenerate every audit log and the summary from the events, then exit.")
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between syncs (--follow).")
-@click.option("--run-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--run-root", type=DIR, default=None,
               help="Run root holding logs/ and artifacts/ [env SPECTRA_CV_RUN_ROOT; default .].")
 def coordinator(mode: str, interval: float, run_root: Path | None) -> None:
     """Turn the folds' events into audit lines and summary rows (restartable at any point)."""

@@ -9,26 +9,27 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import DIR, FILE
 from spectra_cv.data import contract
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--data-root",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=DIR,
     default=None,
     help=f"Spectra, manifest.csv, wavelength_grid.npy [env {paths.ENV_DATA_ROOT}, "
     f"default {paths.DEFAULT_DATA_ROOT}].",
 )
 @click.option(
     "--metadata-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=DIR,
     default=None,
     help=f"Holds dose_features.csv [env {paths.ENV_METADATA_DIR}, default {paths.DEFAULT_METADATA_DIR}].",
 )
 @click.option(
     "--manifest",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=FILE,
     default=None,
     help="Rows to compute over [default: DATA_ROOT/manifest.csv, every spectrum].",
 )
@@ -41,7 +42,7 @@ from spectra_cv.data import contract
 )
 @click.option(
     "--output-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=DIR,
     default=None,
     help="Write the three files side by side here (created if needed).",
 )

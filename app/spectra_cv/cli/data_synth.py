@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import DIR
 
 PRESET_NAMES = ("tiny", "demo", "full")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("out", type=DIR)
 @click.option(
     "--preset",
     type=click.Choice(PRESET_NAMES),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import GreedyCommand
+from spectra_cv.cli.options import DIR, FILE, GreedyCommand
 
 
 def _names(flag: str) -> list[str]:
@@ -17,20 +17,20 @@ def _names(flag: str) -> list[str]:
 
 
 @click.command(cls=GreedyCommand, greedy=("film_features",), context_settings=CONTEXT_SETTINGS)
-@click.option(*_names("manifest"), "manifest", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option(*_names("manifest"), "manifest", type=FILE, required=True,
               help="Manifest whose rows are denoised.")
-@click.option(*_names("root-dir"), "root_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option(*_names("root-dir"), "root_dir", type=DIR, required=True,
               help="Data root the manifest's relative paths live under.")
-@click.option(*_names("checkpoint"), "checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option(*_names("checkpoint"), "checkpoint", type=FILE, required=True,
               help="A spectra-cv checkpoint (EMA weights are used when present).")
-@click.option(*_names("output-root"), "output_root", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option(*_names("output-root"), "output_root", type=DIR, required=True,
               help="Outputs go to <output-root>/<relative parent>/<stem>_denoised.npy.")
 @click.option(*_names("sequence-length"), "sequence_length", type=int, default=None,
               help="Checked against the model's (601 in the runbook).")
 @click.option(*_names("batch-size"), "batch_size", type=int, default=64, show_default=True)
-@click.option(*_names("dose-features-csv"), "dose_features_csv", type=click.Path(path_type=Path, dir_okay=False),
+@click.option(*_names("dose-features-csv"), "dose_features_csv", type=FILE,
               default=None, help="Per-spectrum dose features (needed by FiLM checkpoints).")
-@click.option(*_names("dose-stats-json"), "dose_stats_json", type=click.Path(path_type=Path, dir_okay=False),
+@click.option(*_names("dose-stats-json"), "dose_stats_json", type=FILE,
               default=None, help="Checked against the statistics stored in the checkpoint.")
 @click.option(*_names("film-features"), "film_features", multiple=True,
               help="Checked against the checkpoint's features (several values after one flag).")

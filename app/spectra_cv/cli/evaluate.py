@@ -7,25 +7,26 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import DIR, FILE
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--manifest", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--manifest", type=FILE, required=True,
               help="Manifest to score (e.g. manifests/fold_01/test_manifest.csv).")
-@click.option("--train-manifest", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--train-manifest", type=FILE, required=True,
               help="Train split the baselines' parameters are chosen on.")
-@click.option("--root-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--root-dir", type=DIR, required=True,
               help="Data root the manifests' relative paths live under.")
-@click.option("--denoised-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--denoised-root", type=DIR, default=None,
               help="Where `spectra-cv denoise` wrote this manifest's outputs.")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--checkpoint", type=FILE, default=None,
               help="Denoise with this checkpoint first (outputs under --denoised-root, or a temp dir).")
-@click.option("--dose-features-csv", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--dose-features-csv", type=FILE, default=None,
               help="Needed with --checkpoint when the model is FiLM-conditioned.")
-@click.option("--clean-manifest", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--clean-manifest", type=FILE, default=None,
               help="Synthetic data: clean/clean_manifest.csv, to score against the noise-free truth too.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--output", type=FILE, default=None,
               help="Write the full table as JSON here (atomically).")
 def evaluate(manifest: Path, train_manifest: Path, root_dir: Path, denoised_root: Path | None,
              checkpoint: Path | None, dose_features_csv: Path | None, clean_manifest: Path | None,

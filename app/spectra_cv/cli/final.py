@@ -7,14 +7,15 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import DIR
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--data-root", "--train-dir", "data_root", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--data-root", "--train-dir", "data_root", type=DIR,
               default=None, help="Spectra, manifest.csv, lambda_stats.npz [env SPECTRA_CV_DATA_ROOT].")
-@click.option("--metadata-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--metadata-dir", type=DIR, default=None,
               help="dose_features.csv, dose_stats.json [env SPECTRA_CV_METADATA_DIR].")
-@click.option("--run-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--run-root", type=DIR, default=None,
               help="Run root of the cross-validation [env SPECTRA_CV_RUN_ROOT; default .].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--infer-batch-size", type=int, default=64, show_default=True)

@@ -8,9 +8,15 @@ after a greedy option are rewritten into repeated options (``--folds 3 --folds 4
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
+
+FILE = click.Path(path_type=Path, dir_okay=False)
+"""A file path option (not checked for existence: the commands say what is missing and how to fix it)."""
+DIR = click.Path(path_type=Path, file_okay=False)
+"""A directory path option (same)."""
 
 
 class GreedyCommand(click.Command):

@@ -8,10 +8,11 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import DIR
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--run-root", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+@click.option("--run-root", type=DIR, default=Path("."),
               envvar=paths.ENV_RUN_ROOT, show_default=True,
               help=f"Run root holding artifacts/cross_validation/fold_summary.csv [env {paths.ENV_RUN_ROOT}].")
 @click.option("--no-plots", is_flag=True, help="Skip the PNGs (matplotlib is then not needed).")

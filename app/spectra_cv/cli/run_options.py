@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from spectra_cv import paths as run_paths
+from spectra_cv.cli.options import DIR, FILE
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -121,21 +122,21 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--set", "sets", multiple=True, metavar="FLAG=VALUE", envvar="SPECTRA_CV_SET", show_envvar=True,
                      help="Any `spectra-cv train` flag, e.g. --set d_model=32 (repeatable; the variable "
                      "takes several, space-separated)."),
-        click.option("--data-root", "--train-dir", "data_root", type=click.Path(path_type=Path, file_okay=False),
+        click.option("--data-root", "--train-dir", "data_root", type=DIR,
                      default=None, help=f"Spectra, manifest.csv, lambda_stats.npz [env {run_paths.ENV_DATA_ROOT}; "
                      f"default {run_paths.DEFAULT_DATA_ROOT}]."),
-        click.option("--metadata-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+        click.option("--metadata-dir", type=DIR, default=None,
                      help=f"dose_features.csv, dose_stats.json, dose_sampling_weights.csv "
                      f"[env {run_paths.ENV_METADATA_DIR}; default {run_paths.DEFAULT_METADATA_DIR}]."),
-        click.option("--run-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+        click.option("--run-root", type=DIR, default=None,
                      help=f"Where manifests/, logs/, checkpoints/, denoised/, artifacts/ go "
                      f"[env {run_paths.ENV_RUN_ROOT}; default .]."),
-        click.option("--fold-config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+        click.option("--fold-config", type=FILE, default=None,
                      help="folds.json (default: the SPEC §2 rotation)."),
         click.option("--device", default="auto", show_default=True, envvar="SPECTRA_CV_DEVICE", show_envvar=True,
                      help="auto, cpu, cuda, cuda:1 …"),
         click.option("--infer-batch-size", type=int, default=64, show_default=True, help="Denoising batch size."),
-        click.option("--clean-manifest", type=click.Path(path_type=Path, dir_okay=False), default=None,
+        click.option("--clean-manifest", type=FILE, default=None,
                      help="Synthetic data: clean truth (default: <data-root>/../clean/clean_manifest.csv if present)."),
     ]
     names = ("preset", "batch_size", "epochs", "patience", "lr", "lr_min", "seed", "time_budget_s", "sets",

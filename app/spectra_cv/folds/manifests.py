@@ -93,7 +93,7 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _check_fold(fold: int) -> None:
+def check_fold(fold: int) -> None:
     if not isinstance(fold, int) or not 1 <= fold <= N_FOLDS:
         raise FoldError(f"fold {fold!r} is out of range; pass --fold 1..{N_FOLDS}")
 
@@ -105,7 +105,7 @@ def _samples_by_treatment(manifest_df: pd.DataFrame) -> dict[str, list[str]]:
 
 def rotation_assignment(manifest_df: pd.DataFrame, fold: int) -> FoldAssignment:
     """SPEC §2 rotation for ``fold`` over the treatments of ``manifest_df`` (columns treatment, sample)."""
-    _check_fold(fold)
+    check_fold(fold)
     roles: dict[str, dict[str, tuple[str, ...]]] = {role: {} for role in ROLES}
     excluded: dict[str, str] = {}
     k = fold
@@ -144,7 +144,7 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
     twice. All problems are reported in one ``FoldError``. Treatments of the manifest that the fold
     does not name are excluded (reported, not silently dropped).
     """
-    _check_fold(fold)
+    check_fold(fold)
     path = Path(path)
     if not path.is_file():
         raise FoldError(f"{path}: fold config not found; fix --config or omit it to use the SPEC §2 rotation")
@@ -288,7 +288,7 @@ def check_no_leakage(splits: Mapping[str, pd.DataFrame]) -> None:
 
 def write_fold_manifests(splits: Mapping[str, pd.DataFrame], output_root: str | Path, fold: int) -> dict[str, Path]:
     """Write ``<output_root>/fold_XX/{train,val,test}_manifest.csv`` atomically (leakage checked first)."""
-    _check_fold(fold)
+    check_fold(fold)
     check_no_leakage(splits)
     directory = Path(output_root) / fold_tag(fold)
     return {role: atomic_write_csv(directory / f"{role}_manifest.csv", splits[role]) for role in ROLES}
@@ -306,7 +306,7 @@ def generate(
     ``fold.json`` is removed first and written last, so it exists only beside a complete set of
     manifests whose sha256 it records.
     """
-    _check_fold(fold)
+    check_fold(fold)
     input_manifest = Path(input_manifest)
     manifest_df = read_manifest(input_manifest)
     check_manifest_rows(manifest_df, input_manifest, check_files=check_files)

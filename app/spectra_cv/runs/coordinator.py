@@ -21,7 +21,6 @@ skipped; the other folds are still written.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pandas as pd
 
 from spectra_cv import faults
 from spectra_cv import io as sio
+from spectra_cv.audit import format_line
 from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
@@ -50,7 +50,7 @@ class CoordinatorError(SpectraCVError):
 
 def render_audit(events: list[ev.Event]) -> bytes:
     """The audit log the events describe."""
-    return b"".join(f"{e.time} | {e.message}\n".encode() for e in events if e.message is not None)
+    return b"".join(format_line(e.time, e.message).encode() for e in events if e.message is not None)
 
 
 def discover_folds(paths: RunPaths) -> list[int]:
@@ -69,25 +69,13 @@ def _rel(path: Path) -> str:
     return path.as_posix()
 
 
-def fold_status(events: list[ev.Event]) -> str:
-    """``completed``, ``failed``, ``running`` (started, no end yet) or ``pending``."""
-    run = ev.current_run(events)
-    if not run:
-        return "pending"
-    ends = [e for e in run if e.type in (ev.COMPLETED, ev.FAILED, ev.RESUME)]
-    if not ends:
-        return "running"
-    last = ends[-1].type
-    return {ev.COMPLETED: "completed", ev.FAILED: "failed"}.get(last, "running")
-
-
 def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
     """The fold's summary row, from its events only (paths relative to the run root)."""
     rel = RunPaths(root=Path("."))
     run = ev.current_run(events)
     row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
     row.update({
-        "fold": fold, "status": fold_status(events),
+        "fold": fold, "status": ev.fold_status(events),
         "train_manifest": _rel(rel.manifest(fold, "train")), "val_manifest": _rel(rel.manifest(fold, "val")),
         "test_manifest": _rel(rel.manifest(fold, "test")), "checkpoint": _rel(rel.best_checkpoint(fold)),
         # (the model name of the run, below, when the events name it)
@@ -165,13 +153,9 @@ class Coordinator:
     def _append_audit(self, fold: int, events: list[ev.Event]) -> int:
         path = self.paths.audit_log(fold)
         want = render_audit(events)
-        have = path.read_bytes() if path.exists() else b""
-        whole = have[: have.rfind(b"\n") + 1]
-        if whole != have:
-            log.warning("%s: cutting a torn last line left by an interrupted append", path)
-            with open(path, "r+b") as handle:
-                handle.truncate(len(whole))
-                os.fsync(handle.fileno())
+        if sio.cut_torn_tail(path):
+            log.warning("%s: cut a torn last line left by an interrupted append", path)
+        whole = path.read_bytes() if path.exists() else b""
         if not want.startswith(whole):
             raise CoordinatorError(
                 f"{path}: its lines are not the ones fold {fold}'s events describe (edited by hand, or "

@@ -27,7 +27,8 @@ from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import Coordinator, fold_status, follower
+from spectra_cv.runs.coordinator import Coordinator, follower
+from spectra_cv.runs.events import fold_status
 from spectra_cv.runs.locks import LockBusy, file_lock
 
 log = get_logger("cv")
@@ -65,12 +66,12 @@ class _Child:
 
 
 def _check(plan: CvPlan) -> None:
-    from spectra_cv.folds.manifests import _check_fold
+    from spectra_cv.folds.manifests import check_fold
 
     if not plan.folds:
         raise ConfigError("no folds to run; pass --folds 1 2 3 4 5 (or a subset)")
     for fold in plan.folds:
-        _check_fold(fold)
+        check_fold(fold)
     if len(set(plan.folds)) != len(plan.folds):
         raise ConfigError(f"--folds {list(plan.folds)} repeats a fold")
     if plan.parallel < 1:
@@ -185,8 +186,9 @@ def _launch(plan: CvPlan, fold: int, gpu: str | None) -> _Child:
 
 def _finish(paths: RunPaths, fold: int, code: int, seconds: float) -> str:
     if code == 0:
-        status = fold_status(ev.read_events(paths.events(fold)))
-        last = ev.current_run(ev.read_events(paths.events(fold)))
+        events = ev.read_events(paths.events(fold))
+        status = fold_status(events)
+        last = ev.current_run(events)
         result = "skipped" if last and last[-1].type == ev.SKIP else "completed"
         log.info("[fold %d] %s in %.0f s", fold, result if status == "completed" else status, seconds)
         return result

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from spectra_cv.audit import flatten
 from spectra_cv.errors import DataContractError
-from spectra_cv.io import append_durably
+from spectra_cv.io import append_durably, cut_torn_tail
 from spectra_cv.log import get_logger
 
 log = get_logger("events")
@@ -105,21 +106,14 @@ class EventWriter:
         self.events = read_events(self.path)
 
     def _cut_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
-        blob = self.path.read_bytes()
-        keep = blob.rfind(b"\n") + 1
-        if keep != len(blob):
-            log.warning("%s: dropping a torn last line (%d bytes) left by a crash", self.path, len(blob) - keep)
-            with open(self.path, "r+b") as handle:
-                handle.truncate(keep)
-                handle.flush()
-                os.fsync(handle.fileno())
+        cut = cut_torn_tail(self.path)
+        if cut:
+            log.warning("%s: dropped a torn last line (%d bytes) left by a crash", self.path, cut)
 
     def emit(self, type_: str, message: str | None = None, **data: Any) -> Event:
         """Append one event durably and return it; ``message`` becomes an audit line."""
         event = Event(seq=len(self.events), time=now_iso(), fold=self.fold, type=type_,
-                      message=" ".join(message.splitlines()) if message is not None else None, data=data)
+                      message=flatten(message) if message is not None else None, data=data)
         append_durably(self.path, event.to_line())
         self.events.append(event)
         if message is not None:
@@ -143,3 +137,14 @@ def last_of(events: list[Event], type_: str, **match: Any) -> Event | None:
         if event.type == type_ and all(event.data.get(k) == v for k, v in match.items()):
             return event
     return None
+
+
+def fold_status(events: list[Event]) -> str:
+    """``completed``, ``failed``, ``running`` (started, no end yet) or ``pending``."""
+    run = current_run(events)
+    if not run:
+        return "pending"
+    ends = [e for e in run if e.type in (COMPLETED, FAILED, RESUME)]
+    if not ends:
+        return "running"
+    return {COMPLETED: "completed", FAILED: "failed"}.get(ends[-1].type, "running")

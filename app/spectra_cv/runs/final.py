@@ -25,11 +25,11 @@ from spectra_cv import provenance
 from spectra_cv.audit import AuditLog
 from spectra_cv.data import contract
 from spectra_cv.errors import ConfigError
-from spectra_cv.log import get_logger
+from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import discover_folds, fold_status
-from spectra_cv.runs.fold import _log_to
+from spectra_cv.runs.coordinator import discover_folds
+from spectra_cv.runs.events import fold_status
 from spectra_cv.runs.locks import file_lock
 from spectra_cv.train.presets import RunConfig
 
@@ -107,7 +107,7 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
             meta = metadata_dir
             film = bool(cfg.film_features)
             t0 = time.perf_counter()
-            with _log_to(log_dir / "train.log"):
+            with log_to_file(log_dir / "train.log"):
                 log.info("validation during the final run scores the training data itself (nothing is held out)")
                 result = run_training(
                     cfg,
@@ -126,7 +126,7 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
             audit(f"Final checkpoint ready: {final} (sha256 {sha[:12]})")
             out = paths.final_denoised
             audit(f"Starting inference for all -> {out}")
-            with _log_to(log_dir / "inference_all.log"):
+            with log_to_file(log_dir / "inference_all.log"):
                 denoised = denoise_manifest(checkpoint=final, manifest=manifest, root_dir=data_root, output_root=out,
                                             batch_size=infer_batch_size, device=device,
                                             dose_features_csv=meta / contract.DOSE_FEATURES_FILE if film else None)

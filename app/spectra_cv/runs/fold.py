@@ -16,7 +16,6 @@ coordinator's (``runs.coordinator``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Iterator
@@ -30,10 +29,12 @@ from spectra_cv import io as sio
 from spectra_cv import provenance
 from spectra_cv.data import contract
 from spectra_cv.errors import DataContractError, FoldError
-from spectra_cv.log import LOGGER_NAME, get_logger
+from spectra_cv.evaluation import format_metric
+from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import fold_status, sync_if_free
+from spectra_cv.runs.coordinator import sync_if_free
+from spectra_cv.runs.events import fold_status
 from spectra_cv.runs.locks import file_lock
 from spectra_cv.runs.summary import TEST_METRICS
 from spectra_cv.train.presets import RunConfig
@@ -75,9 +76,9 @@ class FoldOutcome:
 
 def run_fold(settings: FoldSettings) -> FoldOutcome:
     """Run (or resume, or skip) one fold; the fold lock keeps a second process of it out."""
-    from spectra_cv.folds.manifests import _check_fold
+    from spectra_cv.folds.manifests import check_fold
 
-    _check_fold(settings.fold)
+    check_fold(settings.fold)
     paths = settings.paths
     with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}"):
         writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
@@ -100,26 +101,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _num(value: Any, spec: str = ".2f") -> str:
-    """A metric for a message; n/a when it is missing or not finite."""
-    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
-
-
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """Copy the package's log records into ``path`` (appended) for the ``with`` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 class _Pipeline:
@@ -263,7 +244,7 @@ class _Pipeline:
         if self._seen(ev.MANIFESTS) is None:
             self.w.emit(ev.MANIFESTS, "Generating manifests")
         with self._stage("Manifest generation failed", "manifests"), \
-                _log_to(self.paths.log_dir(self.fold) / "generate_manifests.log"):
+                log_to_file(self.paths.log_dir(self.fold) / "generate_manifests.log"):
             result = generate(self.fold, self.s.data_root / contract.MANIFEST_FILE, self.paths.root / "manifests",
                               config=self.s.fold_config, check_files=True)
             hashes = self._manifest_hashes()
@@ -290,7 +271,7 @@ class _Pipeline:
             self.w.emit(ev.TRAIN, "Launching training run")
         faults.point(f"{self.tag}_training")
         t0 = time.perf_counter()
-        with self._stage("Training failed", "train"), _log_to(self.paths.train_log(self.fold)):
+        with self._stage("Training failed", "train"), log_to_file(self.paths.train_log(self.fold)):
             result = self._run_training()
         seconds = time.perf_counter() - t0
         if not self.checkpoint.is_file():
@@ -354,7 +335,7 @@ class _Pipeline:
             self.w.emit(ev.INFER, f"Starting inference for {split} -> {self._rel(out)}", split=split)
         film = bool(self.s.config.film_features)
         with self._stage(f"Inference failed for {split}", f"infer_{split}"), \
-                _log_to(self.paths.inference_log(self.fold, split)):
+                log_to_file(self.paths.inference_log(self.fold, split)):
             result = denoise_manifest(
                 checkpoint=self.checkpoint, manifest=manifest, root_dir=self.s.data_root, output_root=out,
                 batch_size=self.s.infer_batch_size, device=self.s.device, amp=self.s.amp,
@@ -398,9 +379,9 @@ class _Pipeline:
         model = test["model"]
         self.w.emit(
             ev.EVALUATED,
-            f"Test metrics: PSNR {_num(model.get('psnr_mean'))} ± {_num(model.get('psnr_std'))} dB, SAM "
-            f"{_num(model.get('sam_deg_mean'), '.3f')}° (Gaussian "
-            f"{_num(test.get('gaussian', {}).get('psnr_mean'))} dB, ridge {_num(test.get('ridge', {}).get('psnr_mean'))} dB)",
+            f"Test metrics: PSNR {format_metric(model.get('psnr_mean'), missing='n/a')} ± {format_metric(model.get('psnr_std'), missing='n/a')} dB, SAM "
+            f"{format_metric(model.get('sam_deg_mean'), '.3f', 'n/a')}° (Gaussian "
+            f"{format_metric(test.get('gaussian', {}).get('psnr_mean'), missing='n/a')} dB, ridge {format_metric(test.get('ridge', {}).get('psnr_mean'), missing='n/a')} dB)",
             checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"],
         )
         return model

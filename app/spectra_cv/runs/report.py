@@ -24,6 +24,7 @@ import pandas as pd
 from spectra_cv import io as sio
 from spectra_cv.data import loaders
 from spectra_cv.errors import ConfigError, DataContractError
+from spectra_cv.evaluation import format_metric
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import find_minima, loo_means, psnr
 from spectra_cv.paths import RunPaths, fold_tag
@@ -85,7 +86,7 @@ def _cell(value: Any) -> str:
 
 
 def _fmt(value: float, spec: str) -> str:
-    return format(value, spec) if math.isfinite(value) else "—"
+    return format_metric(value, spec, "—")
 
 
 def read_fold_metrics(paths: RunPaths, folds: tuple[int, ...]) -> dict[int, dict]:
