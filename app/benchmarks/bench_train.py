@@ -73,7 +73,7 @@ def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_s
     split, grid = synthetic_split(device, cfg)
     model = MambaUV(cfg.model).to(device)
     if cfg.model.prior != "none":
-        install_prior(model, split.noisy, split.loo)  # as spectra-cv train does, on the (synthetic) train data
+        install_prior(model, split.noisy, split.loo, split.arrays.group_ids)  # as spectra-cv train does, on the (synthetic) train data
     model.set_scan_backend(backend)
     objective = Objective(cfg.objective, grid, None).to(device)
     opt = adamw(model, cfg.train.lr, cfg.train.weight_decay)

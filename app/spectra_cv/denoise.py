@@ -23,9 +23,9 @@ from spectra_cv import faults
 from spectra_cv.paths import denoised_output
 from spectra_cv import io as sio
 from spectra_cv.io import sha256_file
-from spectra_cv.data import contract, loaders
+from spectra_cv.data import contract, loaders, rows
 from spectra_cv.data.conditioning import DoseStats, conditioning_matrix, read_dose_features, read_dose_stats
-from spectra_cv.errors import ConfigError
+from spectra_cv.errors import ConfigError, ModelOutputError
 from spectra_cv.log import get_logger
 from spectra_cv.model.checkpoint import load_model
 
@@ -104,9 +104,8 @@ def denoise_manifest(
     if batch_size < 1:
         raise ConfigError("--batch-size must be ≥ 1")
     frame = loaders.read_manifest(manifest)
+    rows.check_manifest(frame, root_dir, str(manifest))  # the row contract, before anything is written
     rel = frame["relative_path"].astype(str).tolist()
-    if len(set(rel)) != len(rel):
-        raise ConfigError(f"{manifest}: duplicate relative_path rows would overwrite each other's output")
     grid = loaders.read_grid(root_dir, cfg.sequence_length)
     stored_grid = ckpt.get("wavelength")
     if stored_grid is not None and not np.allclose(grid, np.asarray(stored_grid)):
@@ -127,6 +126,14 @@ def denoise_manifest(
             inputs = torch.stack([refl, lam.expand_as(refl), cos_all[sl, None].expand_as(refl)], dim=1)
             pred = model(inputs, cond_all[sl] if cond_all is not None else None)
             out[sl] = pred[:, 0, :].float().cpu().numpy()
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ModelOutputError(
+            f"{manifest} row {first + 1}: {rel[first]}: the model's output has "
+            f"{int((~np.isfinite(out[first])).sum())} NaN/inf value(s) ({int(bad.sum())} row(s) affected); "
+            f"nothing was written. The checkpoint {checkpoint} is broken (non-finite weights?): retrain it"
+        )
     record_path = output_root / RECORD_FILE
     if record_path.exists():
         record_path.unlink()  # the old record no longer describes what is on disk

@@ -25,3 +25,7 @@ class FoldError(SpectraCVError):
 
 class ConfigError(SpectraCVError):
     """A configuration value or combination of flags is invalid; names the flag to change."""
+
+
+class ModelOutputError(SpectraCVError):
+    """A model produced unusable output (NaN/inf); names the row and the checkpoint."""

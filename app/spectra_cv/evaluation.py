@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectra_cv.data import loaders
+from spectra_cv.data import loaders, rows
 from spectra_cv.data.loaders import group_ids_of
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
-from spectra_cv.metrics import evaluate, fit_baselines, loo_means
+from spectra_cv.metrics import FittedBaseline, evaluate, fit_baselines, loo_means
 from spectra_cv.paths import denoised_output as output_path
 
 log = get_logger("evaluation")
@@ -39,20 +39,24 @@ class Split:
 
 def read_split(root: Path, manifest: Path, grid: np.ndarray) -> Split:
     frame = loaders.read_manifest(manifest)
+    rows.check_manifest(frame, root, str(manifest))
     rel = frame["relative_path"].astype(str).tolist()
     return Split(relative_paths=rel, noisy=loaders.load_spectra(root, rel, grid),
                  groups=group_ids_of(frame, str(manifest)))
 
 
-def read_denoised(denoised_root: Path, relative_paths: list[str]) -> np.ndarray:
-    """The ``_denoised.npy`` of every row, (N, L); a missing file is an error naming it."""
-    rows = []
+def read_denoised(denoised_root: Path, relative_paths: list[str], length: int | None = None) -> np.ndarray:
+    """The ``_denoised.npy`` of every row, (N, L); a missing, mis-shaped or non-finite file is an error naming it."""
+    out = []
     for rel in relative_paths:
         path = output_path(denoised_root, rel)
         if not path.is_file():
             raise DataContractError(f"{path}: missing denoised output for {rel}; rerun `spectra-cv denoise`")
-        rows.append(np.load(path).astype(np.float32))
-    return np.stack(rows)
+        values = loaders.read_npy_vector(path, length).astype(np.float32)
+        if not np.isfinite(values).all():
+            raise DataContractError(f"{path}: denoised output for {rel} holds NaN/inf values; rerun `spectra-cv denoise`")
+        out.append(values)
+    return np.stack(out)
 
 
 def read_clean(clean_manifest: Path, groups: list[str]) -> np.ndarray:
@@ -66,16 +70,26 @@ def read_clean(clean_manifest: Path, groups: list[str]) -> np.ndarray:
     return np.stack([cache[g] for g in groups])
 
 
+def train_baselines(train: Split) -> dict[str, FittedBaseline]:
+    """The baselines fitted on a train split, parameters chosen on its held-out samples."""
+    return fit_baselines(train.noisy, loo_means(train.noisy, train.groups), train.groups)
+
+
 def score_table(
     pred: np.ndarray | None,
     split: Split,
     train: Split,
     wavelength: np.ndarray,
     clean: np.ndarray | None = None,
+    baselines: dict[str, FittedBaseline] | None = None,
 ) -> dict[str, dict]:
-    """``{method: {"loo": metrics, "clean": metrics | absent, "params": …}}`` for the model and baselines."""
+    """``{method: {"loo": metrics, "clean": metrics | absent, "params": …}}`` for the model and baselines.
+
+    ``baselines`` already fitted on ``train`` (``train_baselines``) are reused; otherwise they are fitted here.
+    """
     ref = loo_means(split.noisy, split.groups)
-    baselines = fit_baselines(train.noisy, loo_means(train.noisy, train.groups))
+    if baselines is None:
+        baselines = train_baselines(train)
     outputs: dict[str, tuple[np.ndarray, dict]] = {}
     if pred is not None:
         outputs[MODEL_ROW] = (pred, {})

@@ -85,14 +85,26 @@ def test_parameters_are_chosen_on_train_only():
     np.testing.assert_allclose(fitted.apply(test_noisy), bl.gaussian_filter(test_noisy, 4.0), atol=1e-12)
 
 
+def _grouped(rng: np.random.Generator, treatments: int = 3, samples: int = 3, reps: int = 8,
+             length: int = 120, noise: float = 0.01) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Noisy spectra with their clean group means and treatment/sample/angle ids."""
+    means, groups = [], []
+    signals = _smooth_signals(rng, treatments * samples * 2, length)
+    for t in range(treatments):
+        for s in range(samples):
+            for a, angle in enumerate(("6Oclock", "12Oclock")):
+                means.append(signals[(t * samples + s) * 2 + a])
+                groups.append(f"treatment_{t + 1}/sample_{'ABCDE'[s]}/{angle}")
+    clean = np.repeat(np.stack(means), reps, axis=0)
+    ids = [g for g in groups for _ in range(reps)]
+    return clean + noise * rng.normal(size=clean.shape), clean, ids
+
+
 def test_fit_baselines_all_five_beat_or_equal_identity_on_noisy_low_rank_data():
     rng = np.random.default_rng(5)
-    clean = _smooth_signals(rng, 60)
-    groups = np.repeat(np.arange(12), 5)
-    clean = clean[groups]  # 12 groups of 5 replicates
-    noisy = clean + 0.01 * rng.normal(size=clean.shape)
+    noisy, clean, groups = _grouped(rng, reps=5)
     ref = loo_means(noisy, groups)
-    fitted = fit_baselines(noisy, ref)
+    fitted = fit_baselines(noisy, ref, groups)
     assert set(fitted) == {"identity", "savgol", "gaussian", "pca", "ridge"}
     base = np.mean(psnr(fitted["identity"].apply(noisy), clean))
     for name in ("savgol", "gaussian", "pca", "ridge"):
@@ -100,3 +112,93 @@ def test_fit_baselines_all_five_beat_or_equal_identity_on_noisy_low_rank_data():
     assert fitted["identity"].params == {}
     with pytest.raises(ValueError, match="odd window"):
         bl.savgol_projection(4, 2)
+    with pytest.raises(ValueError, match="needs the group"):
+        bl.fit_ridge(noisy, ref)  # a choice on held-out samples needs to know the samples
+
+
+# --- parameters chosen on held-out samples of the train split ----------------------------------------
+def test_inner_folds_hold_out_one_sample_of_every_treatment():
+    groups = [f"treatment_{t}/sample_{s}/{a}" for t in (1, 2) for s in "BCA" for a in ("6Oclock", "12Oclock")
+              for _ in range(2)]
+    folds = bl.inner_folds(groups)
+    assert len(folds) == 3
+    np.testing.assert_array_equal(np.sum(folds, axis=0), np.ones(len(groups)))  # each spectrum held out once
+    for j, held in enumerate(folds):
+        held_samples = {tuple(g.split("/")[:2]) for g, h in zip(groups, held) if h}
+        assert held_samples == {(f"treatment_{t}", f"sample_{'ABC'[j]}") for t in (1, 2)}  # sorted names
+    with pytest.raises(Exception, match="≥ 2 samples in some treatment"):
+        bl.inner_folds([f"treatment_{t}/sample_A/6Oclock" for t in (1, 2, 3)])
+
+
+def test_held_out_samples_regularise_more_than_the_training_fit():
+    rng = np.random.default_rng(7)
+    noisy, clean, groups = _grouped(rng, treatments=3, samples=3, reps=6, length=60, noise=0.02)
+    ref = loo_means(noisy, groups)
+    alphas = tuple(float(a) for a in np.logspace(-9, -1, 33))
+    on_fit = {a: np.mean(psnr(bl.fit_ridge(noisy, ref, alphas=(a,)).apply(noisy), ref)) for a in alphas}
+    assert max(on_fit, key=on_fit.get) == alphas[0]  # the training fit always wants the least penalty …
+    fitted = bl.fit_ridge(noisy, ref, groups, alphas=alphas)
+    chosen = fitted.params["alpha"]
+    assert alphas[0] < chosen < alphas[-1]  # … held-out samples pick an interior α
+    manual = {}
+    for a in alphas:  # the same choice, spelled out: fit on two samples, score the third
+        total = 0.0
+        for held in bl.inner_folds(groups):
+            model = bl.fit_ridge(noisy[~held], ref[~held], alphas=(a,))
+            total += psnr(model.apply(noisy[held]), ref[held]).sum()
+        manual[a] = total / len(noisy)
+    assert max(manual, key=manual.get) == pytest.approx(chosen)
+    pca = bl.fit_pca(noisy, ref, groups)
+    on_fit_rank = bl.fit_pca(noisy, ref, ranks=(max(bl.PCA_RANKS),)).params["rank"]
+    assert pca.params["rank"] < on_fit_rank
+
+
+def test_ridge_grid_grows_until_the_choice_is_interior():
+    rng = np.random.default_rng(8)
+    noisy, _, groups = _grouped(rng, treatments=3, samples=3, reps=6, length=60, noise=0.02)
+    ref = loo_means(noisy, groups)
+    wide = bl.fit_ridge(noisy, ref, groups)
+    narrow = bl.fit_ridge(noisy, ref, groups, alphas=(1e-12, 1e-11))  # far below the best α
+    assert narrow.params["alpha"] == pytest.approx(wide.params["alpha"], rel=1e-6)
+    lo, hi = narrow.params["alpha_grid"]
+    assert lo < narrow.params["alpha"] < hi
+
+
+# --- parity with SciPy and scikit-learn ----------------------------------------------------------------
+def test_savgol_matches_scipy_including_edges():
+    signal = pytest.importorskip("scipy.signal")
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(4, 601))
+    for window, order in ((5, 2), (21, 3), (41, 2), (101, 4), (151, 2)):
+        want = signal.savgol_filter(x, window, order, mode="interp", axis=1)
+        np.testing.assert_allclose(bl.savgol_filter(x, window, order), want, atol=1e-10)
+
+
+def test_gaussian_matches_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(3, 601))
+    for sigma in bl.GAUSSIAN_SIGMAS + (1.1, 2.3):
+        want = ndimage.gaussian_filter1d(x, sigma, axis=1, mode="mirror", truncate=4.0)
+        np.testing.assert_allclose(bl.gaussian_filter(x, sigma), want, atol=1e-12, err_msg=f"sigma {sigma}")
+
+
+def test_pca_matches_sklearn():
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    rng = np.random.default_rng(11)
+    noisy, _, _ = _grouped(rng, length=80)
+    z = noisy[:7] + 0.01
+    for rank in (1, 3, 10):
+        ref = decomposition.PCA(n_components=rank, svd_solver="full").fit(noisy)
+        np.testing.assert_allclose(bl.fit_pca(noisy, noisy, ranks=(rank,)).apply(z),
+                                   ref.inverse_transform(ref.transform(z)), atol=1e-10)
+
+
+def test_ridge_matches_sklearn_with_alpha_times_n():
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(12)
+    noisy, clean, _ = _grouped(rng, length=50)
+    z = rng.normal(0.4, 0.1, size=(5, 50))
+    for alpha in (1e-7, 1e-4, 1e-2):
+        ref = linear_model.Ridge(alpha=alpha * len(noisy), fit_intercept=True, solver="svd").fit(noisy, clean)
+        np.testing.assert_allclose(bl.fit_ridge(noisy, clean, alphas=(alpha,)).apply(z), ref.predict(z), atol=1e-9)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from spectra_cv.cli import main
 from spectra_cv.data import synth
 from spectra_cv.denoise import RECORD_FILE, denoise_manifest, is_complete, output_path
-from spectra_cv.errors import ConfigError
+from spectra_cv.errors import ConfigError, DataContractError, ModelOutputError
 from spectra_cv.folds import generate
 from spectra_cv.model.checkpoint import load_model
 from spectra_cv.train.presets import cpu_quick
@@ -137,3 +137,41 @@ def test_cli_error_is_a_clean_message(trained, tmp_path):
                                        "--root-dir", str(root / "data" / "spectra_for_fold"),
                                        "--checkpoint", str(tmp_path / "none.pt"), "--output-root", str(tmp_path / "o")])
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_rows_breaking_the_contract_are_refused_before_anything_is_written(trained, tmp_path):
+    root, ckpt = trained
+    frame = pd.read_csv(root / "manifests" / "fold_01" / "val_manifest.csv", dtype=str, keep_default_na=False)
+    data_root = root / "data" / "spectra_for_fold"
+    first = frame["relative_path"].iat[0]
+    twin = first.replace(".npy", ".csv")
+    values = np.load(data_root / first)
+    pd.DataFrame({"wavelength_nm": np.linspace(300, 600, values.size), "reflectance": values}).to_csv(
+        data_root / twin, index=False)
+    try:
+        for bad, message in ((f"../spectra_for_fold/{first}", "contains '..'"),
+                             (twin, f"would all be denoised to {first.replace('.npy', '_denoised.npy')}")):
+            edited = pd.concat([frame, frame.iloc[[1]].assign(relative_path=bad)], ignore_index=True)
+            edited.to_csv(tmp_path / "m.csv", index=False)
+            out = tmp_path / "out"
+            with pytest.raises(DataContractError, match=message):
+                denoise_manifest(**_kwargs(root, ckpt, tmp_path / "m.csv", out))
+            assert not out.exists()
+    finally:
+        (data_root / twin).unlink()
+
+
+def test_non_finite_model_output_fails_naming_the_row_and_writes_nothing(trained, tmp_path):
+    root, ckpt = trained
+    blob = torch.load(ckpt, weights_only=True)
+    for state in ("model_state", "ema_state"):
+        if blob.get(state) is not None:
+            key = next(k for k in blob[state] if k.endswith("out_proj.weight"))
+            blob[state][key] = torch.full_like(blob[state][key], float("nan"))
+    broken = tmp_path / "broken.pt"
+    torch.save(blob, broken)
+    manifest = root / "manifests" / "fold_01" / "val_manifest.csv"
+    first = pd.read_csv(manifest)["relative_path"].iat[0]
+    with pytest.raises(ModelOutputError, match=rf"val_manifest.csv row 1: {first}: the model's output has"):
+        denoise_manifest(**_kwargs(root, broken, manifest, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -254,7 +254,7 @@ def test_missing_file_names_the_row(manifest_path, manifest_df, tmp_path):
 
 def test_duplicate_rows_rejected(manifest_path, manifest_df, tmp_path):
     pd.concat([manifest_df, manifest_df.iloc[[3]]]).to_csv(manifest_path, index=False)
-    with pytest.raises(DataContractError, match=r"row 49: .*rep_001.npy is listed twice"):
+    with pytest.raises(DataContractError, match=r"rows 4, 49: duplicate relative_path .*rep_001.npy"):
         generate(1, manifest_path, tmp_path / "m")
 
 

@@ -264,6 +264,11 @@ def _prior_model():
                        residual=True, out_activation="none", prior="pca", scan_backend="ref")
 
 
+def _groups(n: int) -> list[str]:
+    """treatment/sample/angle ids: 2 treatments × 4 samples, so parameters can be chosen on held-out samples."""
+    return [f"treatment_{i % 2}/sample_{(i // 2) % 4}/6Oclock" for i in range(n)]
+
+
 def _low_rank_spectra(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """n spectra = mean + two smooth components; returns (spectra (n, L), the two components (2, L))."""
     g = torch.Generator().manual_seed(seed)
@@ -281,7 +286,7 @@ def test_prior_model_starts_as_the_fitted_prior_and_the_stem_sees_the_distance()
     clean, _ = _low_rank_spectra()
     g = torch.Generator().manual_seed(1)
     noisy = (clean + 0.01 * torch.randn(clean.shape, generator=g, dtype=torch.float64)).float()
-    prior = install_prior(model, noisy, clean.float())
+    prior = install_prior(model, noisy, clean.float(), _groups(len(noisy)))
     assert prior.kind == "pca" and prior.params["rank"] <= 3  # two components + noise: a small rank wins
     x, _ = _inputs(batch=3)
     x[:, 0] = noisy[:3]
@@ -306,8 +311,8 @@ def test_ridge_prior_equals_the_ridge_baseline():
     clean, _ = _low_rank_spectra(n=60)
     rng = np.random.default_rng(0)
     noisy = clean.numpy() + 0.01 * rng.standard_normal(clean.shape)
-    prior = fit_prior("ridge", noisy, clean.numpy())
-    baseline = fit_ridge(noisy, clean.numpy())
+    prior = fit_prior("ridge", noisy, clean.numpy(), _groups(len(noisy)))
+    baseline = fit_ridge(noisy, clean.numpy(), _groups(len(noisy)))
     assert prior.params == baseline.params
     np.testing.assert_allclose(noisy @ prior.matrix + prior.offset, baseline.apply(noisy), atol=1e-10)
 
@@ -330,7 +335,7 @@ def test_prior_is_a_checkpointed_buffer_and_must_be_fitted(tmp_path):
     with pytest.raises(ConfigError, match="not finite"):
         model.set_prior(torch.full((L, L), float("nan")), torch.zeros(L), 1.0)
     clean, _ = _low_rank_spectra()
-    install_prior(model, clean.float(), clean.float())
+    install_prior(model, clean.float(), clean.float(), _groups(len(clean)))
     assert {"prior_matrix", "prior_offset", "prior_residual_scale", "prior_fitted"} <= set(model.state_dict())
     path = tmp_path / "m.pt"
     save_checkpoint(path, model_state_for_save(model))

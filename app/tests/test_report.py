@@ -33,19 +33,6 @@ def _summary(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{c: row.get(c, "") for c in SUMMARY_COLUMNS} for row in rows], columns=SUMMARY_COLUMNS)
 
 
-def _fit_once(fit):
-    """``fit_baselines`` remembered per train split: val and test of a fold share one fit (halves the time)."""
-    fitted: dict[bytes, dict] = {}
-
-    def cached(noisy: np.ndarray, ref: np.ndarray) -> dict:
-        key = np.ascontiguousarray(noisy).tobytes()
-        if key not in fitted:
-            fitted[key] = fit(noisy, ref)
-        return fitted[key]
-
-    return cached
-
-
 def _write_run(root: Path) -> None:
     """Data, manifests, denoised test outputs, metrics JSONs, learning curves and the summary."""
     paths = RunPaths(root=root)
@@ -58,6 +45,7 @@ def _write_run(root: Path) -> None:
         splits = {role: evaluation.read_split(data_root, paths.manifest(fold, role), grid)
                   for role in ("train", "val", "test")}
         tables = {}
+        fitted = evaluation.train_baselines(splits["train"])  # val and test of a fold share one fit
         for role in ("val", "test"):
             split = splits[role]
             pred = gaussian_filter(split.noisy, SIGMA[fold]).astype(np.float32)
@@ -65,7 +53,7 @@ def _write_run(root: Path) -> None:
                 for rel, x in zip(split.relative_paths, pred):
                     atomic_save_npy(output_path(paths.denoised(fold, "test"), rel), x, durable=False)
             clean = evaluation.read_clean(root / "data" / "clean" / "clean_manifest.csv", split.groups)
-            tables[role] = evaluation.score_table(pred, split, splits["train"], grid, clean)
+            tables[role] = evaluation.score_table(pred, split, splits["train"], grid, clean, fitted)
         atomic_write_json(paths.metrics_json(fold), {"fold": fold, "splits": tables}, durable=False)
         epochs = np.arange(1, 7)
         atomic_write_csv(paths.learning_curve(fold), pd.DataFrame({
@@ -85,9 +73,7 @@ def run(tmp_path_factory):
     from spectra_cv.runs.report import build_report
 
     root = tmp_path_factory.mktemp("run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(evaluation, "fit_baselines", _fit_once(evaluation.fit_baselines))
-        _write_run(root)
+    _write_run(root)
     paths = RunPaths(root=root)
     return paths, build_report(paths, examples_per_fold=3)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from pathlib import Path
 
@@ -200,20 +201,17 @@ class _Problems:
 
 def _check_spectra(root: Path, manifest: pd.DataFrame, grid: np.ndarray, name: str, out: _Problems) -> dict:
     """Load every manifest spectrum once (unclipped); report per-row problems naming the row."""
-    from spectra_cv.data import loaders
+    from spectra_cv.data import loaders, rows
 
     rel = manifest["relative_path"].astype(str).to_numpy()
     first = ~pd.Series(rel).duplicated(keep="first").to_numpy()
     values = np.zeros((len(rel), grid.shape[0]), dtype=np.float32)  # (N, L)
     ok = np.zeros(len(rel), dtype=bool)
+    resolved_root = Path(os.path.realpath(root))
     for i in np.flatnonzero(first):
         r = rel[i]
-        if not r.strip():
-            out.add(f"{name} row {i + 1}: empty relative_path; fill it or delete the row")
-            continue
-        if Path(r).is_absolute() or ".." in Path(r).parts:
-            out.add(f"{name} row {i + 1}: {r}: must be a path relative to the data root {root}; fix the row")
-            continue
+        if rows.path_problem(r) is not None or rows.escapes(root, r, resolved_root) is not None:
+            continue  # reported by rows.manifest_problems
         try:
             values[i] = loaders.load_spectrum(root / r, grid, clip=False)
             ok[i] = True
@@ -339,7 +337,7 @@ def check_dataset(
     metadata (dose features for every row, sampling weights, dose stats, λ-weights). Each problem
     names the file or the 1-based manifest data row, and the fix.
     """
-    from spectra_cv.data import conditioning, loaders
+    from spectra_cv.data import conditioning, loaders, rows
     from spectra_cv.errors import DataContractError
 
     root, meta, features = Path(data_root), Path(metadata_dir), tuple(film_features)
@@ -373,10 +371,7 @@ def check_dataset(
                 f"{','.join(MANIFEST_COLUMNS)}"
             )
         if "relative_path" in manifest.columns:
-            rel = manifest["relative_path"].astype(str)
-            for path, rows in rel[rel.duplicated(keep=False)].groupby(rel, sort=False).groups.items():
-                where = ", ".join(str(int(r) + 1) for r in rows)
-                out.add(f"{mname} rows {where}: duplicate relative_path {path}; delete the repeated row(s)")
+            out.extend(rows.manifest_problems(manifest, root, mname, check_files=False))
             check_grid = grid if grid is not None else np.linspace(GRID_START_NM, GRID_STOP_NM, sequence_length)
             found.update(_check_spectra(root, manifest, check_grid, mname, out))
         if all(c in manifest.columns for c in ("relative_path", "treatment", "sample", "angle")):

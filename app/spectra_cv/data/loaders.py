@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
-from spectra_cv.data import contract
+from spectra_cv.data import contract, rows
 from spectra_cv.errors import DataContractError
 
 
@@ -112,14 +113,61 @@ def _resample_table(path: Path, grid: np.ndarray) -> np.ndarray:
     return np.interp(grid, wl, refl)
 
 
-def _read_npy(path: Path) -> np.ndarray:
+MAX_TABLE_BYTES = 32 << 20
+"""A .csv/.txt spectrum larger than this is refused before it is parsed (a 601-row table is ~15 kB)."""
+
+
+def _npy_header(handle: IO[bytes], path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, read before any data (an oversized file is never loaded)."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported (1.0 or 2.0)")
+    except Exception as exc:  # noqa: BLE001 - any unreadable header is a contract error
+        raise SpectrumError(path, f"corrupt or unreadable .npy ({exc}); re-export the spectrum") from exc
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def _check_header(path: Path, shape: tuple[int, ...], dtype: np.dtype, length: int | None, what: str) -> None:
+    if dtype.hasobject or not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise SpectrumError(path, f"{what}dtype {dtype} is not numeric; save float32 reflectance")
+    if len(shape) != 1:
+        raise SpectrumError(path, f"{what}array of shape {shape}, expected 1-D ({length},); save one spectrum per file")
+    if length is not None and shape[0] != length:
+        raise SpectrumError(
+            path, f"{what}has {shape[0]} points, expected {length} ({contract.GRID_FILE}); resample or re-export it")
+
+
+def read_npy_vector(path: str | Path, length: int | None) -> np.ndarray:
+    """A 1-D numeric .npy of ``length`` values; shape, dtype and size are checked from the header first."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            shape, dtype = _npy_header(handle, path)
+            _check_header(path, shape, dtype, length, "")
+            offset = handle.tell()
+    except FileNotFoundError:
+        raise SpectrumError(path, "file not found; fix the manifest row or restore the file") from None
+    expected = offset + shape[0] * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise SpectrumError(path, f"{size} bytes where its header promises {expected}; the file is truncated or "
+                                  "padded: re-export it")
     try:
         return np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a contract error
+    except Exception as exc:  # noqa: BLE001
         raise SpectrumError(path, f"corrupt or unreadable .npy ({exc}); re-export the spectrum") from exc
 
 
-def _read_npz(path: Path) -> np.ndarray:
+def _read_npy(path: Path, length: int) -> np.ndarray:
+    return read_npy_vector(path, length)
+
+
+def _read_npz(path: Path, length: int) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if contract.NPZ_KEY not in archive.files:
@@ -128,6 +176,9 @@ def _read_npz(path: Path) -> np.ndarray:
                     f".npz has keys {sorted(archive.files)} but no '{contract.NPZ_KEY}'; "
                     f"save the spectrum under the key '{contract.NPZ_KEY}'",
                 )
+            with archive.zip.open(f"{contract.NPZ_KEY}.npy") as member:
+                shape, dtype = _npy_header(member, path)  # type: ignore[arg-type]
+            _check_header(path, shape, dtype, length, f"'{contract.NPZ_KEY}': ")
             return archive[contract.NPZ_KEY]
     except SpectrumError:
         raise
@@ -150,10 +201,13 @@ def load_spectrum(path: str | Path, grid: np.ndarray, clip: bool = True) -> np.n
     if not path.is_file():
         raise SpectrumError(path, "spectrum file not found; fix the manifest row or restore the file")
     if suffix == ".npy":
-        values = _read_npy(path)
+        values = _read_npy(path, grid.shape[0])
     elif suffix == ".npz":
-        values = _read_npz(path)
+        values = _read_npz(path, grid.shape[0])
     else:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise SpectrumError(path, f"{path.stat().st_size} bytes, over the {MAX_TABLE_BYTES >> 20} MiB a spectrum "
+                                      "table may have; export one spectrum per file")
         values = _resample_table(path, grid)
     values = np.asarray(values)
     if values.ndim != 1:
@@ -184,11 +238,13 @@ def load_spectrum(path: str | Path, grid: np.ndarray, clip: bool = True) -> np.n
 def load_spectra(
     root: str | Path, relative_paths: Sequence[str], grid: np.ndarray, clip: bool = True
 ) -> np.ndarray:
-    """Spectra of ``relative_paths`` (under ``root``) stacked as float32 (N, L), in the given order."""
+    """Spectra of ``relative_paths`` (under ``root``) stacked as float32 (N, L), in the given order.
+
+    Each path must follow the row rules of ``data.rows`` (relative, no ``..``, inside the root)."""
     root = Path(root)
     out = np.empty((len(relative_paths), grid.shape[0]), dtype=np.float32)
     for i, rel in enumerate(relative_paths):
-        out[i] = load_spectrum(root / rel, grid, clip=clip)
+        out[i] = load_spectrum(rows.resolve_row(root, rel), grid, clip=clip)
     return out
 
 

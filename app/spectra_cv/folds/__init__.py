@@ -30,6 +30,7 @@ __all__ = [
     "generate",
     "load_fold_config",
     "rotation_assignment",
+    "split_fold",
     "split_manifest",
     "write_fold_manifests",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from spectra_cv import __version__
-from spectra_cv.data import contract
+from spectra_cv.data import contract, rows
 from spectra_cv.data.loaders import read_manifest
 from spectra_cv.errors import DataContractError, FoldError
 from spectra_cv.io import atomic_write_csv, atomic_write_json, sha256_file
@@ -207,24 +207,20 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
 
 
 def check_manifest_rows(manifest_df: pd.DataFrame, manifest_path: str | Path, check_files: bool = True) -> None:
-    """Fail on empty identity cells, duplicate ``relative_path`` rows and (with ``check_files``)
-    files missing under the data root (the manifest's directory). Rows are 1-based, header excluded."""
+    """Fail on empty identity cells, on rows that break the row contract (``data.rows``: relative
+    paths inside the data root, each once, one denoised output per row) and (with ``check_files``)
+    on files missing under the data root (the manifest's directory). Rows are 1-based, header excluded."""
     manifest_path = Path(manifest_path)
+    root = manifest_path.parent
     problems: list[str] = []
-    for column in ("relative_path", "treatment", "sample", "group_id"):
+    for column in ("treatment", "sample", "group_id"):
         for i in manifest_df.index[manifest_df[column].str.strip() == ""][:_MAX_LISTED]:
             problems.append(f"{manifest_path} row {i + 1}: empty {column}; fill it in or drop the row")
-    duplicated = manifest_df["relative_path"].duplicated(keep="first")
-    for i in manifest_df.index[duplicated][:_MAX_LISTED]:
-        problems.append(
-            f"{manifest_path} row {i + 1}: {manifest_df.at[i, 'relative_path']} is listed twice; "
-            "remove duplicate rows (they double-weight a spectrum and pair it with itself)"
-        )
+    problems += rows.manifest_problems(manifest_df, root, str(manifest_path), check_files=False)
     if problems:
         raise DataContractError(f"{len(problems)} bad manifest row(s), first: {problems[0]}", problems)
     if not check_files:
         return
-    root = manifest_path.parent
     missing = [(i, rel) for i, rel in enumerate(manifest_df["relative_path"]) if not (root / rel).is_file()]
     if missing:
         listed = [f"{manifest_path} row {i + 1}: {root / rel} not found" for i, rel in missing]
@@ -286,26 +282,21 @@ def check_no_leakage(splits: Mapping[str, pd.DataFrame]) -> None:
         )
 
 
-def write_fold_manifests(splits: Mapping[str, pd.DataFrame], output_root: str | Path, fold: int) -> dict[str, Path]:
-    """Write ``<output_root>/fold_XX/{train,val,test}_manifest.csv`` atomically (leakage checked first)."""
+def write_fold_manifests(splits: Mapping[str, pd.DataFrame], output_root: str | Path, fold: int,
+                         directory: str | Path | None = None) -> dict[str, Path]:
+    """Write ``<output_root>/fold_XX/{train,val,test}_manifest.csv`` (or into ``directory``) atomically
+    (leakage checked first)."""
     check_fold(fold)
     check_no_leakage(splits)
-    directory = Path(output_root) / fold_tag(fold)
+    directory = Path(directory) if directory is not None else Path(output_root) / fold_tag(fold)
     return {role: atomic_write_csv(directory / f"{role}_manifest.csv", splits[role]) for role in ROLES}
 
 
-def generate(
-    fold: int,
-    input_manifest: str | Path,
-    output_root: str | Path,
-    config: str | Path | None = None,
-    check_files: bool = True,
-) -> FoldResult:
-    """Runbook §3 for one fold: read, check, assign (rotation or ``config``), split, prove, write.
-
-    ``fold.json`` is removed first and written last, so it exists only beside a complete set of
-    manifests whose sha256 it records.
-    """
+def split_fold(
+    fold: int, input_manifest: str | Path, config: str | Path | None = None, check_files: bool = True
+) -> tuple[pd.DataFrame, FoldAssignment, dict[str, pd.DataFrame]]:
+    """Read and check the input manifest, assign the fold (rotation or ``config``), split, prove: the
+    manifests ``generate`` would write, in memory (input frame, assignment, rows of each role)."""
     check_fold(fold)
     input_manifest = Path(input_manifest)
     manifest_df = read_manifest(input_manifest)
@@ -314,14 +305,33 @@ def generate(
         assignment = rotation_assignment(manifest_df, fold)
     else:
         assignment = load_fold_config(config, fold, manifest_df)
-    for treatment, reason in assignment.excluded.items():
-        log.warning("fold %d: %s excluded from CV: %s", fold, treatment, reason)
     splits = split_manifest(manifest_df, assignment)
     check_no_leakage(splits)
+    return manifest_df, assignment, splits
 
-    record = Path(output_root) / fold_tag(fold) / RECORD_FILE
+
+def generate(
+    fold: int,
+    input_manifest: str | Path,
+    output_root: str | Path,
+    config: str | Path | None = None,
+    check_files: bool = True,
+    directory: str | Path | None = None,
+) -> FoldResult:
+    """Runbook §3 for one fold: read, check, assign (rotation or ``config``), split, prove, write.
+
+    ``fold.json`` is removed first and written last, so it exists only beside a complete set of
+    manifests whose sha256 it records.
+    """
+    input_manifest = Path(input_manifest)
+    manifest_df, assignment, splits = split_fold(fold, input_manifest, config, check_files=check_files)
+    for treatment, reason in assignment.excluded.items():
+        log.warning("fold %d: %s excluded from CV: %s", fold, treatment, reason)
+
+    directory = Path(directory) if directory is not None else Path(output_root) / fold_tag(fold)
+    record = directory / RECORD_FILE
     record.unlink(missing_ok=True)
-    paths = write_fold_manifests(splits, output_root, fold)
+    paths = write_fold_manifests(splits, output_root, fold, directory)
     counts = {role: int(len(splits[role])) for role in ROLES}
     atomic_write_json(
         record,

@@ -86,9 +86,10 @@ class ModelConfig:
     mean). Fitted on the train split before training (``set_prior``), stored as buffers in the
     checkpoint; the stem also sees the input's distance from the prior."""
     prior_rank: int = 0
-    """PCA prior rank (0: chosen on the train split like the PCA baseline)."""
+    """PCA prior rank (0: chosen on held-out samples of the train split, like the PCA baseline)."""
     prior_alpha: float = 0.0
-    """Ridge prior α (0: chosen on the train split like the ridge baseline)."""
+    """Ridge prior α per training spectrum, penalty α·N·I (0: chosen on held-out samples of the train
+    split, like the ridge baseline)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spectra_cv.data import contract, loaders
+from spectra_cv.data import contract, loaders, rows
 from spectra_cv.data.loaders import group_ids_of  # noqa: F401 - re-exported (the helper lives in data)
 from spectra_cv.errors import DataContractError
 
@@ -53,10 +53,8 @@ def read_split(
     manifest_name: str = "manifest",
 ) -> SplitArrays:
     """Load the spectra of ``manifest`` under ``root`` with their groups and conditioning rows."""
+    rows.check_manifest(manifest, root, manifest_name)
     rel = manifest["relative_path"].astype(str).tolist()
-    if len(set(rel)) != len(rel):
-        dup = pd.Series(rel)[pd.Series(rel).duplicated()].iloc[0]
-        raise DataContractError(f"{manifest_name}: duplicate relative_path {dup!r}; each spectrum once")
     if cond.shape[0] != len(rel):
         raise DataContractError(f"{manifest_name}: {cond.shape[0]} conditioning rows for {len(rel)} spectra")
     groups = group_ids_of(manifest, manifest_name)

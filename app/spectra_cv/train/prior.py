@@ -1,13 +1,14 @@
 """Fitting a model's linear prior on the train split (``ModelConfig.prior``).
 
 The prior is one of the baselines of SPEC §4 — PCA projection or ridge regression onto the
-leave-one-out means — fitted exactly as the baseline is (same code, same parameter choice on the
-train split), then handed to the model as an affine map ``x @ M + c``. The Mamba network learns
+leave-one-out means — fitted exactly as the baseline is (same code, its parameter chosen on
+held-out samples of the train split), then handed to the model as an affine map ``x @ M + c``. The Mamba network learns
 only what the linear prior misses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,14 +32,19 @@ class FittedPrior:
     """Standard deviation of x − prior(x) on train."""
 
 
-def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, rank: int = 0, alpha: float = 0.0) -> FittedPrior:
-    """Fit the ``kind`` prior ('pca' or 'ridge') on train ``noisy`` (N, L) and its LOO-mean ``targets``."""
+def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, groups: Sequence[str] | None = None,
+              rank: int = 0, alpha: float = 0.0) -> FittedPrior:
+    """Fit the ``kind`` prior ('pca' or 'ridge') on train ``noisy`` (N, L) and its LOO-mean ``targets``.
+
+    ``groups`` (``treatment/sample/angle`` per row) let the parameter be chosen on held-out samples;
+    they are needed unless ``rank``/``alpha`` fixes it.
+    """
     x = np.asarray(noisy, dtype=np.float64)
     y = np.asarray(targets, dtype=np.float64)
     if kind == "pca":
-        fitted = fit_pca(x, y, ranks=(rank,) if rank else PCA_RANKS)
+        fitted = fit_pca(x, y, groups, ranks=(rank,) if rank else PCA_RANKS)
     elif kind == "ridge":
-        fitted = fit_ridge(x, y, alphas=(alpha,) if alpha else RIDGE_ALPHAS)
+        fitted = fit_ridge(x, y, groups, alphas=(alpha,) if alpha else RIDGE_ALPHAS)
     else:
         raise ValueError(f"unknown prior kind {kind!r}")
     length = x.shape[1]
@@ -49,14 +55,16 @@ def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, rank: int = 0, 
                        residual_scale=float(resid.std()))
 
 
-def install_prior(model: MambaUV, noisy: torch.Tensor, targets: torch.Tensor) -> FittedPrior:
-    """Fit ``model.config.prior`` on the train tensors and install it in ``model``."""
+def install_prior(model: MambaUV, noisy: torch.Tensor, targets: torch.Tensor,
+                  groups: Sequence[str] | None = None) -> FittedPrior:
+    """Fit ``model.config.prior`` on the train tensors (groups: each row's treatment/sample/angle)
+    and install it in ``model``."""
     cfg = model.config
-    prior = fit_prior(cfg.prior, noisy.detach().cpu().numpy(), targets.detach().cpu().numpy(),
+    prior = fit_prior(cfg.prior, noisy.detach().cpu().numpy(), targets.detach().cpu().numpy(), groups,
                       rank=cfg.prior_rank, alpha=cfg.prior_alpha)
     device = model.prior_matrix.device
     model.set_prior(torch.as_tensor(prior.matrix, dtype=torch.float32, device=device),
                     torch.as_tensor(prior.offset, dtype=torch.float32, device=device), prior.residual_scale)
-    log.info("Prior: %s %s fitted on %d train spectra (residual std %.2e)", prior.kind, prior.params,
-             noisy.shape[0], prior.residual_scale)
+    log.info("Prior: %s %s fitted on %d train spectra, parameter chosen on held-out samples (residual std %.2e)",
+             prior.kind, prior.params, noisy.shape[0], prior.residual_scale)
     return prior

@@ -173,7 +173,7 @@ def run_training(
 
     model = MambaUV(cfg.model).to(device)
     if cfg.model.prior != "none":
-        install_prior(model, train.noisy, train.loo)
+        install_prior(model, train.noisy, train.loo, train_arrays.group_ids)
     objective = Objective(cfg.objective, grid, weights).to(device)
     n_params = count_parameters(model)
     log.info("Model %s: %s parameters", cfg.model.name, f"{n_params:,}")
