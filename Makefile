@@ -49,8 +49,11 @@ FOLD ?= 3
 FOLDS ?= 1 2 3 4 5
 PARALLEL ?=
 GPUS ?= 0
+# FORCE=1: retrain completed folds (a rerun otherwise skips them); each retrain works beside the
+# finished result and replaces it only when it completes.
+export FORCE ?=
 
-.PHONY: help setup test demo bench gpu-check lint clean build base-image wheelhouse volumes cv fold report final \
+.PHONY: help setup test demo bench gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
         ci-container
 
 help: ## List the targets
@@ -99,11 +102,19 @@ wheelhouse: ## Download the image's wheels into docker/wheelhouse/$(VARIANT)/ (a
 	$(if $(filter cuda,$(VARIANT)),$(PYTHON) -m pip download --quiet --dest docker/wheelhouse/cuda --no-deps \
 	  --no-binary :all: mamba-ssm==2.3.1 causal-conv1d==1.5.4)
 
-build: ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
+env: ## Write .env: your uid/gid (and COMPOSE_FILE for VARIANT=cpu), so bare `docker compose run` runs as you
+	@touch .env
+	@{ grep -vE '^(SPECTRA_CV_UID|SPECTRA_CV_GID|COMPOSE_FILE)=' .env || true; \
+	  echo "SPECTRA_CV_UID=$(SPECTRA_CV_UID)"; echo "SPECTRA_CV_GID=$(SPECTRA_CV_GID)"; \
+	  $(if $(filter cpu,$(VARIANT)),echo "COMPOSE_FILE=compose.yaml:compose.cpu.yaml";) true; } >.env.new
+	@mv .env.new .env
+	@echo ".env: containers run as $(SPECTRA_CV_UID):$(SPECTRA_CV_GID)$(if $(filter cpu,$(VARIANT)), on the CPU image (compose.cpu.yaml),)"
+
+build: env ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
 	docker build --network host -f docker/Dockerfile $(BUILD_ARGS_$(VARIANT)) \
 	  --build-arg IMAGE_TAG=$(IMAGE) --build-arg CODE_VERSION=$(CODE_VERSION) -t $(IMAGE) .
 
-volumes: ## Create the mounted folders (volumes/ or DATA_DIR, CHECKPOINTS_DIR, OUTPUTS_DIR), owned by the containers' uid
+volumes: env ## Create the mounted folders (volumes/ or DATA_DIR, CHECKPOINTS_DIR, OUTPUTS_DIR), owned by the containers' uid
 	mkdir -p $(DATA_DIR) $(CHECKPOINTS_DIR) $(addprefix $(OUTPUTS_DIR)/,manifests logs denoised artifacts)
 	@if [ "$(HOST_UID)" = 0 ]; then chown -R $(SPECTRA_CV_UID):$(SPECTRA_CV_GID) $(CHECKPOINTS_DIR) $(OUTPUTS_DIR); fi
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# CI container stage (after the unit tests): a real engine, the CPU image, one fold in compose on
-# tiny synthetic data mounted from volumes/, then checks from the host. Stops what it started.
+# CI container stage (after the unit tests): a real engine, the CPU image, and the README's bare
+# `docker compose run --rm fold --fold 3` run by an ordinary (non-root) user in their own checkout,
+# then checks from the host. Stops what it started. ~2-5 minutes (the first base image is the slow part).
 #
 #   1. engine + Compose v2 (scripts/docker_engine.sh; installed and started when absent)
 #   2. base image (debootstrap, no registry), wheelhouse (host pip), CPU image
-#   3. `docker compose config` validates both compose files
-#   4. `docker compose run --rm fold --fold 3` (cpu override, tiny model) with the coordinator service
-#   5. host checks: audit log lines, the fold's summary row, every denoised file
-#   6. the containers run as non-root, with no network, on a read-only root filesystem
+#   3. `docker compose config` validates both compose files; `docker compose up` starts only the coordinator
+#   4. as user spectra-ci: `make env VARIANT=cpu`, then `docker compose run --rm fold --fold 3` (tiny model)
+#   5. host checks: audit log lines, the fold's summary row, every denoised file, files owned by the user
+#   6. rerun = resume: the same command skips the fold; FORCE=1 retrains it beside the finished result
+#   7. the containers: non-root, no network, read-only root, no capabilities, NoNewPrivs, nosuid tmpfs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS=0
@@ -17,11 +19,18 @@ export VARIANT=cpu
 IMAGE=spectra-cv:cpu
 export SPECTRA_CV_IMAGE=$IMAGE
 COMPOSE="docker compose -f compose.yaml -f compose.cpu.yaml"
+CI_USER=${CI_USER:-spectra-ci}
 say() { echo "[ci-container $(printf '%4d' $SECONDS)s] $*"; }
 fail() { echo "[ci-container] FAILED: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || fail "this stage needs root (engine, debootstrap, a test user)"
 
 scripts/docker_engine.sh up
+home=""
 cleanup() {
+  if [ -n "$home" ] && [ -d "$home/spectra-cv" ]; then
+    (cd "$home/spectra-cv" && runuser -u "$CI_USER" -- docker compose down --remove-orphans >/dev/null 2>&1) || true
+    rm -rf "$home/spectra-cv"
+  fi
   $COMPOSE down --remove-orphans >/dev/null 2>&1 || true
   scripts/docker_engine.sh down
 }
@@ -35,34 +44,37 @@ make --no-print-directory build VARIANT=cpu >.docker-build/build.log 2>&1 || { t
 size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
 say "image $IMAGE: $((size / 1024 / 1024)) MiB"
 
-say "compose config"
+say "compose config; \`docker compose up\` starts at most the coordinator"
 docker compose -f compose.yaml config -q
 $COMPOSE config -q
+services=$($COMPOSE config --services | tr '\n' ' ')
+[ "$services" = "coordinator " ] || fail "without a profile compose would start: $services"
 
-say "tiny synthetic data in volumes/data"
-if [ -n "$(ls -A volumes/data | grep -v '^.gitkeep$' || true)" ] && ! grep -q '"tiny"' volumes/data/synth_config.json 2>/dev/null; then
-  fail "volumes/data holds data that is not this stage's tiny synthetic set; move it away first"
-fi
-marker=volumes/outputs/.ci-container   # says: what volumes/ holds was written by this stage
-for dir in volumes/checkpoints volumes/outputs; do
-  if [ -n "$(ls -A "$dir" 2>/dev/null | grep -v '^.gitkeep$' || true)" ] && [ ! -f "$marker" ]; then
-    fail "$dir holds results this stage did not write; move them away (or run CI from a clean clone)"
-  fi
-done
-find volumes/data -mindepth 1 ! -name .gitkeep -delete
+say "user $CI_USER with a checkout of its own"
+getent group docker >/dev/null || groupadd --system docker
+id "$CI_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$CI_USER"
+usermod -aG docker "$CI_USER"
+sock=/var/run/docker.sock
+[ "$(stat -c %G "$sock")" = docker ] || { chgrp docker "$sock" && chmod 660 "$sock"; }
+home=$(getent passwd "$CI_USER" | cut -d: -f6)
+uid=$(id -u "$CI_USER")
+as_user() { (cd "$home/spectra-cv" && runuser -u "$CI_USER" -- env -u FORCE PRESET=cpu_quick EPOCHS=2 \
+  SETS="d_model=8 n_layers=1" SPECTRA_CV_IMAGE=$IMAGE "$@"); }
+rm -rf "$home/spectra-cv" && mkdir -p "$home/spectra-cv"
+git ls-files -z -co --exclude-standard | tar --null -T - -c | tar -x -C "$home/spectra-cv"
 rm -rf .docker-build/tiny && "$CLI" -q data synth .docker-build/tiny --preset tiny --seed 0
-cp -r .docker-build/tiny/. volumes/data/ && rm -rf .docker-build/tiny
-find volumes/checkpoints volumes/outputs -mindepth 1 ! -name .gitkeep -delete
-make --no-print-directory volumes VARIANT=cpu
-touch "$marker"
+cp -r .docker-build/tiny/. "$home/spectra-cv/volumes/data/" && rm -rf .docker-build/tiny
+chown -R "$CI_USER": "$home/spectra-cv"
+as_user make --no-print-directory env VARIANT=cpu
+grep -q "^SPECTRA_CV_UID=$uid$" "$home/spectra-cv/.env" || fail ".env does not carry $CI_USER's uid $uid"
+out="$home/spectra-cv/volumes/outputs"
 
-say "docker compose run --rm fold --fold 3"
-export PRESET=cpu_quick EPOCHS=2 SETS="d_model=8 n_layers=1"
-$COMPOSE run --rm fold --fold 3
-$COMPOSE stop coordinator   # SIGTERM: its final sync, then exit
+say "as $CI_USER: docker compose run --rm fold --fold 3 (the README's command, nothing else set)"
+as_user docker compose run --rm fold --fold 3
+as_user docker compose stop coordinator   # SIGTERM: its final sync, then exit
 
 say "host checks"
-audit=volumes/outputs/logs/Track_H_fold_03/auditing_manifest.log
+audit=$out/logs/Track_H_fold_03/auditing_manifest.log
 [ -f "$audit" ] || fail "no audit log at $audit"
 for msg in "Starting fold_03" "Generating manifests" "Generated manifests: manifests/fold_03/train_manifest.csv" \
            "Launching training run" "Training completed successfully" \
@@ -70,11 +82,15 @@ for msg in "Starting fold_03" "Generating manifests" "Generated manifests: manif
            "Starting inference for val -> denoised/folds/fold_03/val" "Completed inference for test" "Fold completed"; do
   grep -q "^[0-9T:-]* | $msg" "$audit" || fail "audit log lacks '$msg'"
 done
-"$PY" - <<'PYCHECK'
-import sys
+foreign=$(find "$out" "$home/spectra-cv/volumes/checkpoints" ! -uid "$uid" | head -3)
+[ -z "$foreign" ] || fail "files not owned by $CI_USER (uid $uid): $foreign"
+check_fold() {
+  "$PY" - "$home/spectra-cv/volumes" "$1" <<'PYCHECK'
+import hashlib, json, sys
 from pathlib import Path
 import pandas as pd
-out = Path("volumes/outputs")
+volumes, runs = Path(sys.argv[1]), int(sys.argv[2])
+out = volumes / "outputs"
 rows = pd.read_csv(out / "artifacts/cross_validation/fold_summary.csv")
 row = rows[rows["fold"] == 3]
 assert len(row) == 1 and row.iloc[0]["status"] == "completed", rows[["fold", "status"]]
@@ -86,12 +102,28 @@ for role in ("train", "val", "test"):
         p = Path(rel)
         missing += not (out / "denoised/folds/fold_03" / role / p.parent / f"{p.stem}_denoised.npy").is_file()
 assert missing == 0, f"{missing} denoised files missing"
-assert Path("volumes/checkpoints/Track_H_fold_03/mamba_tiny_uv_best.pt").is_file()
-print(f"summary row ok: test PSNR {row.iloc[0]['test_psnr_mean']:.2f} dB; all denoised files present")
+ckpt = volumes / "checkpoints/Track_H_fold_03/mamba_tiny_uv_best.pt"
+record = json.loads((volumes / "checkpoints/Track_H_fold_03/fold_complete.json").read_text())
+assert record["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest(), "record and checkpoint differ"
+audit = (out / "logs/Track_H_fold_03/auditing_manifest.log").read_text()
+assert audit.count("| Fold completed\n") == runs, audit
+print(f"summary row ok: test PSNR {row.iloc[0]['test_psnr_mean']:.2f} dB; all denoised files present; "
+      f"{runs} completed run(s) in the audit log")
 PYCHECK
+}
+check_fold 1
 
-say "non-root, no network, read-only root filesystem"
-probe=$($COMPOSE run --rm --no-deps --entrypoint python fold -c '
+say "rerun = resume: the same command skips the completed fold; FORCE=1 retrains it"
+as_user docker compose run --rm fold --fold 3 | tee .docker-build/rerun.log
+grep -q "\[fold 3\] skipped" .docker-build/rerun.log || fail "the rerun did not skip the completed fold"
+grep -q "| Skipping fold_03: already completed" "$audit" || fail "no 'Skipping fold_03' audit line"
+as_user env FORCE=1 docker compose run --rm fold --fold 3
+as_user docker compose stop coordinator
+check_fold 2
+grep -q "| Swapping the retrained fold_03 in" "$audit" || fail "the forced retrain was not swapped in"
+
+say "containers: non-root, no network, read-only root, no capabilities, no new privileges, nosuid tmpfs"
+probe=$(as_user docker compose run --rm --no-deps --entrypoint python fold -c '
 import os, socket
 net = sorted(os.listdir("/sys/class/net"))
 try:
@@ -102,11 +134,17 @@ try:
     open("/usr/probe", "w"); ro = "writable"
 except OSError:
     ro = "read-only"
-print(os.getuid(), ",".join(net), reach, ro)')
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+mounts = {f[1]: f[3] for f in (l.split() for l in open("/proc/mounts")) if f[1] in ("/tmp", "/run/home")}
+tmpfs = "ok" if len(mounts) == 2 and all({"nosuid", "nodev"} <= set(o.split(",")) for o in mounts.values()) else mounts
+print(os.getuid(), ",".join(net), reach, ro, status["CapEff"].strip(), status["NoNewPrivs"].strip(), tmpfs)')
 echo "  probe: $probe"
-read -r uid nets reach ro <<<"$(echo "$probe" | tail -1)"
-[ "$uid" != 0 ] || fail "container runs as root"
+read -r puid nets reach ro capeff nnp tmpfs <<<"$(echo "$probe" | tail -1)"
+[ "$puid" = "$uid" ] || fail "container runs as uid $puid, not the user's $uid"
 [ "$nets" = lo ] || fail "container has network interfaces: $nets"
 [ "$reach" = unreachable ] || fail "container reached the network"
 [ "$ro" = read-only ] || fail "root filesystem is writable"
+[ "$capeff" = 0000000000000000 ] || fail "effective capabilities are not empty: $capeff"
+[ "$nnp" = 1 ] || fail "NoNewPrivs is not set"
+[ "$tmpfs" = ok ] || fail "tmpfs mounts lack nosuid,nodev: $tmpfs"
 say "passed (image $((size / 1024 / 1024)) MiB)"

@@ -3,7 +3,8 @@
 # per GPU in GPUS (or PARALLEL lanes, when that is larger, sharing the GPUs); each lane runs its
 # folds one after another, so a GPU never holds two folds unless PARALLEL asks for more lanes than
 # there are GPUs. The coordinator service writes the audit logs and the summary throughout; the
-# report is built at the end. Exits 1 if any fold failed (the others still run).
+# report is built at the end. Exits 1 if any fold failed or was refused (the others still run).
+# Rerun the same command to resume: completed folds are skipped; FORCE=1 retrains them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 COMPOSE=${COMPOSE:-docker compose}
@@ -14,6 +15,9 @@ lanes=${PARALLEL:-${#GPU_LIST[@]}}
 if [ "$lanes" -gt "${#GPU_LIST[@]}" ] && [ "${#GPU_LIST[@]}" -gt 1 ]; then
   echo "[cv] warning: $lanes lanes on ${#GPU_LIST[@]} GPUs: some GPUs run two folds at once" >&2
 fi
+# FORCE=1 retrains every fold of this run: tell each fold which others are retrained with it, so
+# their old configs are not taken for a mixed cross-validation.
+if [ -n "${FORCE:-}" ]; then export RETRAINING_FOLDS="${FOLD_LIST[*]}"; fi
 $COMPOSE up -d coordinator || exit 1
 status_dir=$(mktemp -d)
 for ((lane = 0; lane < lanes; lane++)); do
@@ -22,8 +26,12 @@ for ((lane = 0; lane < lanes; lane++)); do
     for ((i = lane; i < ${#FOLD_LIST[@]}; i += lanes)); do
       fold=${FOLD_LIST[$i]}
       echo "[cv] fold $fold on GPU $gpu (lane $lane)"
-      if GPU=$gpu $COMPOSE run --rm --no-deps fold --fold "$fold"; then
-        echo "[cv] fold $fold completed"
+      GPU=$gpu $COMPOSE run --rm --no-deps fold --fold "$fold"
+      code=$?
+      if [ "$code" = 0 ]; then
+        echo "[cv] fold $fold done"
+      elif [ "$code" = 3 ]; then
+        echo "[cv] fold $fold refused (its message above says why; nothing of it changed)"; touch "$status_dir/failed-$fold"
       else
         echo "[cv] fold $fold failed"; touch "$status_dir/failed-$fold"
       fi

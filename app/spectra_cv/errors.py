@@ -23,6 +23,15 @@ class FoldError(SpectraCVError):
     """A fold definition is invalid or a split leaks (a sample in two roles)."""
 
 
+class FoldRefused(SpectraCVError):
+    """Running a fold as asked would overwrite or mix results; names what differs and the way forward.
+
+    The CLI exits with ``EXIT_REFUSED`` so a runner (``cv``, ``make cv``) can tell it from a failure."""
+
+
+EXIT_REFUSED = 3
+
+
 class ConfigError(SpectraCVError):
     """A configuration value or combination of flags is invalid; names the flag to change."""
 

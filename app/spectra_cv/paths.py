@@ -16,6 +16,8 @@ ENV_METADATA_DIR = "SPECTRA_CV_METADATA_DIR"
 ENV_RUN_ROOT = "SPECTRA_CV_RUN_ROOT"
 
 DEFAULT_DATA_ROOT = Path("data/spectra_for_fold")
+LAST_STATE_FILE = "last_state.pt"
+"""The trainer's resumable state, beside the best checkpoint."""
 DEFAULT_METADATA_DIR = Path("data/metadata")
 
 
@@ -107,6 +109,11 @@ class RunPaths:
     def completion_record(self, fold: int) -> Path:
         """Written last by a finished fold: checkpoint sha256, config hash, metrics."""
         return self.checkpoint_dir(fold) / "fold_complete.json"
+
+    @property
+    def start_lock(self) -> Path:
+        """Held while a fold decides how to start and checks the other folds' configs."""
+        return self.root / "logs" / ".start.lock"
 
     @property
     def coordinator_lock(self) -> Path:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from spectra_cv import paths
+
+sys.path.insert(0, str(Path(__file__).parent))  # runs_support, shared by the fold-run tests
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +19,23 @@ def _isolated_paths(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.ENV_METADATA_DIR, str(tmp_path / "data" / "metadata"))
     monkeypatch.setenv(paths.ENV_RUN_ROOT, str(tmp_path))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset (216 spectra) shared by the fold-run tests (read-only: copy before editing)."""
+    from spectra_cv.data import synth
+
+    root = tmp_path_factory.mktemp("data")
+    synth.write_synthetic(root / "data", synth.tiny())
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(data, tmp_path_factory) -> Path:
+    """Fold 1 run once, start to end: the reference the crash tests compare against (copy before rerunning)."""
+    from runs_support import fold_args, spectra_cv
+
+    root = tmp_path_factory.mktemp("uninterrupted")
+    spectra_cv("fold", "--fold", "1", *fold_args(data, root), cwd=root)
+    return root

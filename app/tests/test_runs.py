@@ -22,73 +22,14 @@ import pytest
 from click.testing import CliRunner
 
 from spectra_cv.data import synth
-from spectra_cv.errors import ConfigError, DataContractError, FoldError
+from spectra_cv.errors import ConfigError, DataContractError, FoldRefused
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.coordinator import Coordinator, render_audit, summary_row
 from spectra_cv.runs.summary import SUMMARY_COLUMNS, read_summary
 
-APP = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \| \S.*$")
-TIME_COLUMNS = ("started_at", "finished_at", "train_seconds", "denoise_seconds", "total_seconds")
-EXPECTED_MESSAGES = [
-    "Starting fold_01", "Generating manifests", "Generated manifests: ", "Launching training run",
-    "Training started: ", "Training stopped after ", "Training completed successfully",
-    "Checkpoint ready: checkpoints/Track_H_fold_01/mamba_tiny_uv_best.pt",
-    "Starting inference for train -> denoised/folds/fold_01/train", "Completed inference for train",
-    "Starting inference for val -> denoised/folds/fold_01/val", "Completed inference for val",
-    "Starting inference for test -> denoised/folds/fold_01/test", "Completed inference for test",
-    "Test metrics: PSNR ", "Fold completed",
-]
-
-
-# --- helpers ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    synth.write_synthetic(root / "data", synth.tiny())
-    return root / "data"
-
-
-def fold_args(data: Path, root: Path, epochs: int = 4) -> list[str]:
-    """Tiny settings; the run root is given as "." (the processes run in it, as the runbook does), so
-    checkpoints of two run roots hold the same relative manifest paths and hash the same."""
-    del root
-    return ["--preset", "cpu_quick", "--epochs", str(epochs), "--set", "d_model=8", "--set", "n_layers=1",
-            "--data-root", str(data / "spectra_for_fold"), "--metadata-dir", str(data / "metadata"),
-            "--run-root", "."]
-
-
-def spectra_cv(*args: str, cwd: Path, fault: str | None = None, check: bool = True,
-               timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(APP)}
-    env.pop("SPECTRA_CV_FAULT", None)
-    if fault:
-        env["SPECTRA_CV_FAULT"] = fault
-    cwd.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-m", "spectra_cv", *args], capture_output=True, text=True,
-                         timeout=timeout, env=env, cwd=cwd)
-    if check and out.returncode != 0:
-        raise AssertionError(f"spectra-cv {' '.join(args)} exited {out.returncode}:\n{out.stderr[-3000:]}")
-    return out
-
-
-def messages(path: Path) -> list[str]:
-    lines = path.read_text().splitlines()
-    assert all(LINE.match(line) for line in lines), lines
-    return [line.split(" | ", 1)[1] for line in lines]
-
-
-def summary_without_times(root: Path) -> pd.DataFrame:
-    return read_summary(RunPaths(root=root).summary_csv).drop(columns=list(TIME_COLUMNS))
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(data, tmp_path_factory) -> Path:
-    """Fold 1 run once, start to end: the reference the crash tests compare against."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    spectra_cv("fold", "--fold", "1", *fold_args(data, root), cwd=root)
-    return root
+from runs_support import (APP, EXPECTED_MESSAGES, fold_args, messages, spectra_cv,  # noqa: E402
+                          summary_without_times)
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -243,7 +184,7 @@ def test_fold_killed_while_denoising_resumes_to_the_uninterrupted_result(data, u
     paths = RunPaths(root=tmp_path)
     assert not (paths.denoised(1, "train") / "denoise_record.json").exists()  # half written, not complete
     spectra_cv("coordinator", "--once", "--run-root", str(tmp_path), cwd=tmp_path)
-    assert read_summary(paths.summary_csv).loc[0, "status"] == "running"
+    assert read_summary(paths.summary_csv).loc[0, "status"] == "interrupted"  # killed outside cv: its lock is free
     spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path)
     ref = RunPaths(root=uninterrupted)
     assert messages(paths.audit_log(1)) == messages(ref.audit_log(1))
@@ -275,7 +216,7 @@ def test_a_fold_with_another_config_than_completed_folds_is_refused(data, tmp_pa
 
     settings = FoldSettings(fold=1, config=cpu_quick(), data_root=data / "spectra_for_fold",
                             metadata_dir=data / "metadata", paths=paths)
-    with pytest.raises(FoldError, match=r"differs from completed fold 2 \(h1\).*--allow-mixed-config"):
+    with pytest.raises(FoldRefused, match=r"differs from completed fold 2 \(h1\).*--allow-mixed-config"):
         run_fold(settings)
     assert not paths.events(1).exists() or ev.read_events(paths.events(1)) == []
     assert parse_sets(("d_model=32", "residual=false", "prior=ridge")) == {

@@ -15,7 +15,7 @@ import click
 
 from spectra_cv import __version__
 from spectra_cv import log as log_mod
-from spectra_cv.errors import SpectraCVError
+from spectra_cv.errors import EXIT_REFUSED, FoldRefused, SpectraCVError
 
 # Before torch is imported: OpenMP threads that spin while waiting collapse throughput 10-40x
 # when another process shares the cores (a coordinator, a second fold, a test run).
@@ -49,6 +49,10 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except FoldRefused as exc:
+            refused = click.ClickException(str(exc))
+            refused.exit_code = EXIT_REFUSED  # runners tell "refused, nothing changed" from a failure
+            raise refused from exc
         except SpectraCVError as exc:
             raise click.ClickException(str(exc)) from exc
 

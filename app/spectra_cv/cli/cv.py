@@ -19,12 +19,15 @@ from spectra_cv.cli.run_options import RunOptions, run_options
 @click.option("--parallel", type=int, default=None,
               help="Folds at once [default 1, or one per GPU with --gpus].")
 @click.option("--gpus", default=None, help="GPU ids for the folds, one GPU per fold, e.g. 0,1,2,3.")
-@click.option("--skip-existing", is_flag=True, help="Skip folds whose completion record matches their checkpoint.")
+@click.option("--force", is_flag=True, envvar="SPECTRA_CV_FORCE", show_envvar=True,
+              help="Retrain completed folds (each beside its finished result, swapped in when it completes).")
+@click.option("--skip-existing", is_flag=True,
+              help="Accepted for the runbook: a rerun skips folds that completed with this config and data anyway.")
 @click.option("--fail-fast", is_flag=True, help="Stop every fold when one fails.")
 @click.option("--allow-mixed-config", is_flag=True, help="Let folds run with a config other folds completed without.")
 @run_options
-def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, skip_existing: bool,
-       fail_fast: bool, allow_mixed_config: bool) -> None:
+def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, force: bool,
+       skip_existing: bool, fail_fast: bool, allow_mixed_config: bool) -> None:
     """Run the cross-validation folds (each resumable) and write the audit logs and summary."""
     from spectra_cv.errors import SpectraCVError
     from spectra_cv.runs.cv import CvPlan, folds_of, parse_gpus, run_cv, summary_lines
@@ -42,16 +45,26 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
                               "GPU (as cuda); drop --device")
         index = args.index("--device")
         args[index + 1] = "cuda"
-    if skip_existing:
-        args.append("--skip-existing")
+    del skip_existing  # what every rerun does (runs.rerun)
+    planned = folds_of(folds)
+    if force:  # every planned fold is retrained: their old configs do not make the new one "mixed"
+        args += ["--force", "--retraining-folds", ",".join(map(str, planned))]
     if allow_mixed_config:
         args.append("--allow-mixed-config")
-    plan = CvPlan(folds=folds_of(folds), fold_args=tuple(args), paths=opts.paths(),
+    plan = CvPlan(folds=planned, fold_args=tuple(args), paths=opts.paths(),
                   parallel=parallel or max(1, len(gpu_ids)), gpus=gpu_ids, fail_fast=fail_fast)
     outcome = run_cv(plan)
     for line in summary_lines(plan.paths):
         click.echo(line)
     click.echo(f"summary: {plan.paths.summary_csv}")
-    if outcome.failed:
-        raise SpectraCVError(f"fold(s) {', '.join(map(str, outcome.failed))} did not complete; see "
-                             f"logs/Track_H_fold_##/fold.log and the audit logs, fix, and rerun to resume them")
+    refused = outcome.refused
+    failed = [f for f in outcome.failed if f not in refused]
+    problems = []
+    if failed:
+        problems.append(f"fold(s) {', '.join(map(str, failed))} did not complete; see logs/Track_H_fold_##/fold.log "
+                        "and the audit logs, fix, and rerun to resume them")
+    if refused:
+        problems.append(f"fold(s) {', '.join(map(str, refused))} refused to run (nothing of theirs was changed): "
+                        + "; ".join(outcome.reasons[f] for f in refused))
+    if problems:
+        raise SpectraCVError(". ".join(problems))

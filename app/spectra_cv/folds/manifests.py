@@ -218,7 +218,9 @@ def check_manifest_rows(manifest_df: pd.DataFrame, manifest_path: str | Path, ch
             problems.append(f"{manifest_path} row {i + 1}: empty {column}; fill it in or drop the row")
     problems += rows.manifest_problems(manifest_df, root, str(manifest_path), check_files=False)
     if problems:
-        raise DataContractError(f"{len(problems)} bad manifest row(s), first: {problems[0]}", problems)
+        more = f"\n  … and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        raise DataContractError(f"{len(problems)} bad manifest row(s):\n  " + "\n  ".join(problems[:_MAX_LISTED])
+                                + more, problems)
     if not check_files:
         return
     missing = [(i, rel) for i, rel in enumerate(manifest_df["relative_path"]) if not (root / rel).is_file()]

@@ -7,10 +7,12 @@ Folds emit events (``logs/Track_H_fold_##/events.jsonl``); the coordinator rende
   first lines of the rendering (a torn last line from a crash mid-append is cut off first), so a
   coordinator killed at any point and restarted neither repeats nor loses a line. Anything else
   (an edited log) is refused with a pointer to ``--rebuild``.
-* summary — one row per fold (``runs.summary``), computed from that fold's events alone and
+* summary — one row per fold (``runs.summary``), computed from that fold's events and whether a
+  process holds its lock (a run without an outcome whose lock is free shows as ``interrupted``),
   written whole, atomically, when it changes.
 
-Both are pure functions of the events, so ``rebuild`` regenerates them byte for byte. Two
+The audit log is a pure function of the events, and so is the summary when no fold is at work, so
+``rebuild`` regenerates both byte for byte. Two
 ``flock`` locks: every pass holds the write lock, so passes never overlap; a following
 coordinator (``--follow``, or ``cv``) also holds the follower lock for its lifetime. A fold
 process syncs once itself on the way out unless a follower exists (so ``spectra-cv fold`` alone
@@ -36,7 +38,7 @@ from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.locks import LockBusy, file_lock
+from spectra_cv.runs.locks import LockBusy, file_lock, is_held
 from spectra_cv.runs.summary import BASELINES, SUMMARY_COLUMNS, TEST_METRICS
 
 log = get_logger("coordinator")
@@ -69,13 +71,38 @@ def _rel(path: Path) -> str:
     return path.as_posix()
 
 
-def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
-    """The fold's summary row, from its events only (paths relative to the run root)."""
+def _shown_run(events: list[ev.Event]) -> tuple[list[ev.Event], list[ev.Event] | None]:
+    """(the run the row describes, a retrain in progress beside it or None).
+
+    While a forced retrain works in its staging places the finished result is still the live one,
+    so the row keeps describing it and names the retrain's state in ``retrain``."""
+    runs = ev.runs_of(events)
+    if not runs:
+        return [], None
+    current = runs[-1]
+    if current[0].data.get("staged") and ev.run_status(current) != "completed":
+        for run in reversed(runs[:-1]):
+            if ev.run_status(run) == "completed":
+                return run, current
+            if not run[0].data.get("staged"):
+                break
+    return current, None
+
+
+def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[str, Any]:
+    """The fold's summary row, from its events (paths relative to the run root).
+
+    ``alive``: whether a process holds the fold's lock. A run whose events end without an outcome
+    and whose lock is free was killed: it shows as ``interrupted``.
+    """
     rel = RunPaths(root=Path("."))
-    run = ev.current_run(events)
+    run, retrain = _shown_run(events)
     row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
+    status = ev.run_status(run)
+    if status == "running" and not alive:
+        status = "interrupted"
     row.update({
-        "fold": fold, "status": ev.fold_status(events),
+        "fold": fold, "status": status,
         "train_manifest": _rel(rel.manifest(fold, "train")), "val_manifest": _rel(rel.manifest(fold, "val")),
         "test_manifest": _rel(rel.manifest(fold, "test")), "checkpoint": _rel(rel.best_checkpoint(fold)),
         # (the model name of the run, below, when the events name it)
@@ -83,6 +110,12 @@ def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
         "events": _rel(rel.events(fold)), "metrics_json": _rel(rel.metrics_json(fold)),
         "denoised_root": _rel(rel.root / "denoised" / "folds" / f"fold_{fold:02d}"),
     })
+    if retrain is not None:
+        state = ev.run_status(retrain)
+        if state == "running" and not alive:
+            state = "interrupted"
+        failure = ev.last_of(retrain, ev.FAILED)
+        row["retrain"] = f"{state}: {failure.message}" if state == "failed" and failure is not None else state
     start = ev.last_of(run, ev.START)
     if start is not None:
         d = start.data
@@ -90,6 +123,7 @@ def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
             row["checkpoint"] = _rel(rel.best_checkpoint(fold, str(d["model"])))
         row.update(started_at=start.time, config_hash=d.get("config_hash", ""), preset=d.get("preset", ""),
                    model=d.get("model", ""), seed=d.get("seed", ""), data_root=d.get("data_root", ""),
+                   data_fingerprint=d.get("data_digest", ""),
                    code_version=d.get("code_version", ""), image=d.get("image") or "",
                    library_versions=json.dumps(d.get("library_versions", {}), sort_keys=True))
     trained = ev.last_of(run, ev.TRAIN_DONE)
@@ -98,8 +132,7 @@ def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
         row.update(best_epoch=d.get("best_epoch", ""), epochs_run=d.get("epochs_run", ""),
                    stopped_because=d.get("stopped_because", ""), val_psnr_mean=d.get("val_psnr", ""),
                    val_sam_deg_mean=d.get("val_sam", ""), checkpoint_sha256=d.get("checkpoint_sha256", ""),
-                   parameters=d.get("parameters", ""), data_fingerprint=d.get("data_fingerprint", ""),
-                   train_seconds=d.get("seconds", ""))
+                   parameters=d.get("parameters", ""), train_seconds=d.get("seconds", ""))
     inferred = [e for e in run if e.type == ev.INFER_DONE]
     if inferred:
         latest = {e.data.get("split"): float(e.data.get("seconds", 0.0)) for e in inferred}
@@ -118,6 +151,11 @@ def summary_row(fold: int, events: list[ev.Event]) -> dict[str, Any]:
         if end.type == ev.FAILED:
             row["error"] = end.data.get("error", end.message or "")
     return row
+
+
+def fold_alive(paths: RunPaths, fold: int) -> bool:
+    """Whether a process holds ``fold``'s lock (is working on it) right now."""
+    return is_held(paths.fold_lock(fold))
 
 
 def render_summary(rows: list[dict[str, Any]]) -> bytes:
@@ -171,8 +209,19 @@ class Coordinator:
             sio.append_durably(path, line)  # line by line: a crash leaves whole lines (or one torn tail)
         return missing.count(b"\n")
 
+    def _rows(self, all_events: dict[int, list[ev.Event]]) -> list[dict[str, Any]]:
+        rows = []
+        for fold, events in sorted(all_events.items()):
+            alive = True
+            if ev.fold_status(events) == "running" and not fold_alive(self.paths, fold):
+                # free lock: re-read, in case the fold ended between the read and the probe
+                events = ev.read_events(self.paths.events(fold))
+                alive = False
+            rows.append(summary_row(fold, events, alive=alive))
+        return rows
+
     def _write_summary(self, all_events: dict[int, list[ev.Event]]) -> bool:
-        blob = render_summary([summary_row(fold, events) for fold, events in sorted(all_events.items())])
+        blob = render_summary(self._rows(all_events))
         path = self.paths.summary_csv
         if path.exists() and path.read_bytes() == blob:
             return False
@@ -239,7 +288,10 @@ def follower(paths: RunPaths):  # noqa: ANN201 - a context manager
 
 
 def sync_if_free(paths: RunPaths) -> SyncResult | None:
-    """One sync unless a following coordinator exists (it does the work then); never raises LockBusy."""
+    """One sync unless a following coordinator exists (it does the work then); never raises LockBusy.
+    Nothing at all (not even a lock file) when no fold has events yet."""
+    if not discover_folds(paths):
+        return None
     try:
         with follower(paths):
             pass

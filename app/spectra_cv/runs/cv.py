@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from spectra_cv.errors import ConfigError
+from spectra_cv.errors import EXIT_REFUSED, ConfigError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
@@ -49,11 +49,17 @@ class CvPlan:
 @dataclass
 class CvOutcome:
     results: dict[int, str] = field(default_factory=dict)
-    """fold → completed | skipped | failed | not run."""
+    """fold → completed | skipped | refused | failed | not run."""
+    reasons: dict[int, str] = field(default_factory=dict)
+    """fold → why it was refused (the fold's own message)."""
 
     @property
     def failed(self) -> list[int]:
         return sorted(f for f, r in self.results.items() if r != "completed" and r != "skipped")
+
+    @property
+    def refused(self) -> list[int]:
+        return sorted(f for f, r in self.results.items() if r == "refused")
 
 
 @dataclass
@@ -148,6 +154,8 @@ def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
                 if child.gpu is not None:
                     free_gpus.append(child.gpu)
                 outcome.results[fold] = _finish(paths, fold, code, time.monotonic() - child.started)
+                if outcome.results[fold] == "refused":
+                    outcome.reasons[fold] = _refusal(paths, fold)
                 if outcome.results[fold] == "failed" and plan.fail_fast and not stopping:
                     stopping = True
                     log.error("--fail-fast: fold %d failed; stopping the others (not started: %s)", fold,
@@ -184,7 +192,20 @@ def _launch(plan: CvPlan, fold: int, gpu: str | None) -> _Child:
     return _Child(fold=fold, process=process, gpu=gpu, log_handle=handle, started=time.monotonic())
 
 
+def _refusal(paths: RunPaths, fold: int) -> str:
+    """The refusal message the fold printed last (its fold.log ends with ``Error: …``)."""
+    try:
+        lines = (paths.log_dir(fold) / "fold.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "see its fold.log"
+    errors = [line[len("Error: "):] for line in lines if line.startswith("Error: ")]
+    return errors[-1] if errors else "see its fold.log"
+
+
 def _finish(paths: RunPaths, fold: int, code: int, seconds: float) -> str:
+    if code == EXIT_REFUSED:
+        log.error("[fold %d] refused: %s", fold, _refusal(paths, fold))
+        return "refused"
     if code == 0:
         events = ev.read_events(paths.events(fold))
         status = fold_status(events)

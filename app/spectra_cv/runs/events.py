@@ -41,6 +41,7 @@ CHECKPOINT = "checkpoint"
 INFER = "infer"
 INFER_DONE = "infer_done"
 EVALUATED = "evaluated"
+SWAP = "swap"  # a retrain's staged outputs are being moved over the finished ones (runs.outputs)
 COMPLETED = "completed"
 FAILED = "failed"
 NOTE = "note"  # an audit line with no stage meaning (e.g. the trainer's own messages)
@@ -125,10 +126,21 @@ class EventWriter:
         self.emit(NOTE, message)
 
 
+def runs_of(events: list[Event]) -> list[list[Event]]:
+    """The events split into runs, each beginning with its ``start`` (events before any start are dropped)."""
+    runs: list[list[Event]] = []
+    for event in events:
+        if event.type == START:
+            runs.append([event])
+        elif runs:
+            runs[-1].append(event)
+    return runs
+
+
 def current_run(events: list[Event]) -> list[Event]:
     """The events of the latest run: from the last ``start`` on ([] before any start)."""
-    starts = [i for i, e in enumerate(events) if e.type == START]
-    return events[starts[-1]:] if starts else []
+    runs = runs_of(events)
+    return runs[-1] if runs else []
 
 
 def last_of(events: list[Event], type_: str, **match: Any) -> Event | None:
@@ -139,12 +151,20 @@ def last_of(events: list[Event], type_: str, **match: Any) -> Event | None:
     return None
 
 
-def fold_status(events: list[Event]) -> str:
-    """``completed``, ``failed``, ``running`` (started, no end yet) or ``pending``."""
-    run = current_run(events)
+def run_status(run: list[Event]) -> str:
+    """``completed``, ``failed``, ``running`` (started, no outcome since) or ``pending`` (no run) of one run."""
     if not run:
         return "pending"
     ends = [e for e in run if e.type in (COMPLETED, FAILED, RESUME)]
     if not ends:
         return "running"
     return {COMPLETED: "completed", FAILED: "failed"}.get(ends[-1].type, "running")
+
+
+def fold_status(events: list[Event]) -> str:
+    """The latest run's status: ``completed``, ``failed``, ``running`` or ``pending``.
+
+    ``running`` only says that the events end without an outcome; whether a process is still at
+    work is the fold lock's to say (``runs.coordinator.live_status`` shows a dead one as ``interrupted``).
+    """
+    return run_status(current_run(events))

@@ -29,7 +29,7 @@ from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.coordinator import discover_folds
-from spectra_cv.runs.events import fold_status
+from spectra_cv.runs.rerun import finished_run
 from spectra_cv.runs.locks import file_lock
 from spectra_cv.train.presets import RunConfig
 
@@ -55,10 +55,9 @@ def cv_record(paths: RunPaths, allow_mixed_config: bool = False) -> CvRecord:
     best: dict[int, int] = {}
     by_fold: dict[int, str] = {}
     for fold in discover_folds(paths):
-        events = ev.read_events(paths.events(fold))
-        if fold_status(events) != "completed":
+        run = finished_run(ev.read_events(paths.events(fold)))  # the live result (a retrain may run beside it)
+        if run is None:
             continue
-        run = ev.current_run(events)
         start, trained = ev.last_of(run, ev.START), ev.last_of(run, ev.TRAIN_DONE)
         if start is None or trained is None:
             continue
@@ -90,7 +89,11 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
     from spectra_cv.denoise import denoise_manifest
     from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
+    from spectra_cv.data import loaders, rows
+
     cv = cv_record(paths, allow_mixed_config)
+    manifest = data_root / contract.MANIFEST_FILE
+    rows.check_manifest(loaders.read_manifest(manifest), data_root, str(manifest))  # before anything is written
     log_dir, ckpt_dir = paths.final_log_dir, paths.final_checkpoint_dir
     with file_lock(log_dir / ".final.lock", "the final-model run"):
         audit = AuditLog(log_dir / "auditing_manifest.log")
@@ -100,7 +103,6 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
             time_budget_s=0.0,
         )
         cfg = dataclasses.replace(cfg, train=train_cfg)
-        manifest = data_root / contract.MANIFEST_FILE
         audit(f"Starting final model: config {cv.config_hash[:12]}, {cv.epochs} epochs (median best epoch of "
               f"folds {sorted(cv.best_epochs)}: {sorted(cv.best_epochs.values())}), all spectra of {manifest}")
         try:

@@ -2,12 +2,18 @@
 
 A fold's events are its memory. Each stage records that it began (the runbook's audit line, e.g.
 ``Launching training run``) and that it finished (``Training completed successfully``), with the
-hashes that prove its outputs. A rerun of an unfinished fold resumes: finished stages whose
-outputs still match are skipped, a stage that was cut off carries on (training from
-``last_state.pt``) without announcing itself again, so the audit log of a run that was killed
-and rerun reads like one that never stopped. A stage that *failed* is announced again on retry,
-after a ``Retrying fold_##`` line. A finished fold reruns from scratch unless ``skip_existing``
-holds and its completion record still matches its checkpoint.
+hashes that prove its outputs. Running the fold again follows the rerun rules (``runs.rerun``):
+a completed fold with the same config and data is skipped, an unfinished one resumes (finished
+stages whose outputs still match are skipped, a stage that was cut off carries on — training from
+``last_state.pt`` — without announcing itself again, so the audit log of a run that was killed and
+rerun reads like one that never stopped), a failed one is retried after a ``Retrying fold_##``
+line, and a completed fold whose config or data differ is refused unless forced.
+
+Before anything is written, every input is checked and fingerprinted (``runs.fingerprint``), and
+the other folds of the run root are checked for another config (under the start lock, so two
+folds started at once cannot both pass). A retrain of a finished fold works in staging places and
+swaps its outputs in only when it completes (``runs.outputs``): nothing finished is deleted before
+its replacement exists.
 
 The fold writes only its own event file (under the fold lock); audit logs and the summary are the
 coordinator's (``runs.coordinator``).
@@ -16,6 +22,8 @@ coordinator's (``runs.coordinator``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -28,20 +36,25 @@ from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv import provenance
 from spectra_cv.data import contract
-from spectra_cv.errors import DataContractError, FoldError
+from spectra_cv.errors import DataContractError, FoldError, FoldRefused
 from spectra_cv.evaluation import format_metric
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import sync_if_free
+from spectra_cv.runs import fingerprint as fp
+from spectra_cv.runs import rerun
+from spectra_cv.runs.coordinator import discover_folds, sync_if_free
 from spectra_cv.runs.events import fold_status
-from spectra_cv.runs.locks import file_lock
+from spectra_cv.runs.locks import file_lock, is_held
+from spectra_cv.runs.outputs import FoldOutputs, clear_staging, swap_in
 from spectra_cv.runs.summary import TEST_METRICS
 from spectra_cv.train.presets import RunConfig
 
 log = get_logger("fold")
 
 SPLITS = ("train", "val", "test")
+LOCK_WAIT_S = 3.0
+"""How long a fold waits for its own lock (rides out another process's ``is_held`` probe)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,8 +72,11 @@ class FoldSettings:
     infer_batch_size: int = 64
     amp: bool = True
     """bf16 inference on CUDA (ignored on CPU)."""
-    skip_existing: bool = False
+    force: bool = False
+    """Retrain a completed fold, or restart an unfinished one whose config or data changed."""
     allow_mixed_config: bool = False
+    retraining_folds: tuple[int, ...] = ()
+    """Folds retrained (``force``) by the same cv run: their finished configs do not count as mixed."""
     clean_manifest: Path | None = None
     """Synthetic data: noise-free truth to score against as well (found beside the data when None)."""
 
@@ -80,10 +96,12 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
 
     check_fold(settings.fold)
     paths = settings.paths
-    with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}"):
+    with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}", wait_s=LOCK_WAIT_S):
         writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
         try:
             return _Pipeline(settings, writer).run()
+        except FoldRefused:
+            raise  # nothing ran: the fold's history is unchanged
         except Exception as exc:
             if fold_status(writer.events) == "running":  # an error outside any stage: still recorded
                 writer.emit(ev.FAILED, f"Fold failed: {exc}", stage="pipeline", error=f"{type(exc).__name__}: {exc}")
@@ -111,7 +129,13 @@ class _Pipeline:
         self.tag = fold_tag(settings.fold)
         self.paths = settings.paths
         self.config_hash = settings.config.hash()
-        self.checkpoint = self.paths.best_checkpoint(self.fold, settings.config.model.name)
+        self.model = settings.config.model.name
+        self.out = FoldOutputs(self.paths, self.fold)
+        self.fingerprint = fp.DataFingerprint()
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out.best_checkpoint(self.model)
 
     # --- event helpers -------------------------------------------------------------------------
     @property
@@ -143,58 +167,91 @@ class _Pipeline:
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> FoldOutcome:
-        self._check_mixed_config()
-        status = fold_status(self.w.events)
-        if status == "completed":
-            if self.s.skip_existing and self._completion_valid():
-                sha = self.run_events[-1].data.get("checkpoint_sha256", "")
+        with file_lock(self.paths.start_lock, "the run root's start lock", blocking=True):
+            cfg = self.s.config
+            self.fingerprint = fp.fold_inputs(self.fold, self.s.data_root, self.s.metadata_dir, self.s.fold_config,
+                                              film=bool(cfg.film_features))  # every input checked first
+            self._check_other_folds()
+            force = self.s.force
+            while True:
+                decision = rerun.decide(
+                    self.w.events, tag=self.tag, config_hash=self.config_hash, config=cfg.to_dict(),
+                    data_change=self._data_change, completion_problem=self._completion_problem, force=force,
+                )
+                if decision.action != rerun.FINISH_SWAP:
+                    break
+                self._finish_swap()
+                force = False  # the forced run it belonged to has completed now: nothing to retrain again
+            self.out = FoldOutputs(self.paths, self.fold, staged=decision.staged)
+            if decision.action == rerun.SKIP:
+                sha = ev.last_of(self.run_events, ev.COMPLETED).data.get("checkpoint_sha256", "")  # type: ignore[union-attr]
                 self.w.emit(ev.SKIP, f"Skipping {self.tag}: already completed ({self._rel(self.checkpoint)}, "
                                      f"sha256 {sha[:12]})")
                 return FoldOutcome(self.fold, "skipped", self.checkpoint, None)
-            self._start()
-        elif status in ("running", "failed"):
-            start = ev.last_of(self.run_events, ev.START)
-            assert start is not None
-            if start.data.get("config_hash") != self.config_hash:
-                self.w.emit(ev.NOTE, f"Abandoning the unfinished run of {self.tag} (config "
-                                     f"{str(start.data.get('config_hash'))[:12]}): the settings changed")
-                self._start()
-            elif status == "failed":
-                failure = next(e for e in reversed(self.run_events) if e.type == ev.FAILED)
-                self.w.emit(ev.RESUME, f"Retrying {self.tag} after: {failure.message}", after=failure.seq)
+            if decision.action in (rerun.START, rerun.RETRAIN):
+                self._start(decision)
+            elif decision.action == rerun.RETRY:
+                self.w.emit(ev.RESUME, decision.reason, after=decision.after)
             else:
-                self.w.emit(ev.RESUME, None, after=self.run_events[-1].seq)
+                self.w.emit(ev.RESUME, None, after=decision.after)
                 log.info("%s: resuming an interrupted run (its audit log goes on as one run)", self.tag)
-        else:
-            self._start()
         self._manifests()
         best = self._train()
         for split in SPLITS:
             self._infer(split, best)
         test = self._evaluate(best)
         self._complete(best, test)
-        return FoldOutcome(self.fold, "completed", self.checkpoint, test.get("psnr_mean"))
+        return FoldOutcome(self.fold, "completed", self.paths.best_checkpoint(self.fold, self.model),
+                           test.get("psnr_mean"))
 
-    def _start(self) -> None:
+    def _start(self, decision: rerun.Decision) -> None:
         cfg = self.s.config
-        for stale in (self.paths.checkpoint_dir(self.fold) / "last_state.pt", self.paths.completion_record(self.fold),
-                      self.checkpoint):
-            stale.unlink(missing_ok=True)  # a new run trains afresh, and an old best must not pass for its own
+        clear_staging(self.out)  # an abandoned retrain's leftovers (never the finished result)
+        if not decision.staged:  # no finished result exists: the live places are this run's own
+            for stale in (self.out.last_state, self.out.completion_record, self.checkpoint):
+                stale.unlink(missing_ok=True)  # a new run trains afresh; an old best must not pass for its own
+        fp.save(self.out.fingerprint, self.fingerprint)
+        finished = rerun.finished_run(self.w.events)
+        replaces = ev.last_of(finished, ev.COMPLETED).data.get("checkpoint_sha256") if finished else None  # type: ignore[union-attr]
         self.w.emit(
             ev.START, f"Starting {self.tag}",
             config_hash=self.config_hash, config=cfg.to_dict(), preset=cfg.preset, model=cfg.model.name,
             seed=cfg.train.seed, device=self.s.device, data_root=str(self.s.data_root),
+            metadata_dir=str(self.s.metadata_dir),
             fold_config=str(self.s.fold_config) if self.s.fold_config else None,
+            data_digest=self.fingerprint.digest, fingerprint=self._rel(self.out.fingerprint),
+            staged=decision.staged, replaces=replaces,
             code_version=provenance.code_version(), image=provenance.image(),
             library_versions=provenance.library_versions(),
         )
+        if decision.reason:
+            self.w.emit(ev.NOTE, decision.reason)
 
-    def _check_mixed_config(self) -> None:
+    # --- the rerun rules' questions ---------------------------------------------------------------
+    def _data_change(self, run: list[ev.Event]) -> str | None:
+        start = run[0]  # its per-file list: where the run wrote it, or (a retrain swapped in since) the live place
+        return fp.describe_change(start.data.get("data_digest"), self.fingerprint,
+                                  [self.paths.root / str(start.data.get("fingerprint", "")), self.out.live().fingerprint])
+
+    def _completion_problem(self) -> str | None:
+        live = self.out.live()
+        record_path, checkpoint = live.completion_record, live.best_checkpoint(self.model)
+        if not record_path.is_file() or not checkpoint.is_file():
+            return f"{self._rel(record_path if not record_path.is_file() else checkpoint)} is missing"
+        try:
+            record = json.loads(record_path.read_text())
+        except ValueError:
+            return f"{self._rel(record_path)} is not readable JSON"
+        if record.get("checkpoint_sha256") != sio.sha256_file(checkpoint):
+            return f"{self._rel(checkpoint)} no longer matches its completion record"
+        return None
+
+    def _check_other_folds(self) -> None:
+        """Refuse to start beside a running fold, or after completed folds, of another config."""
         if self.s.allow_mixed_config:
             return
-        from spectra_cv.runs.coordinator import discover_folds
-
-        others: dict[int, str] = {}
+        running: dict[int, str] = {}
+        completed: dict[int, str] = {}
         for other in discover_folds(self.paths):
             if other == self.fold:
                 continue
@@ -203,36 +260,27 @@ class _Pipeline:
             except DataContractError as exc:
                 log.warning("%s: cannot check fold %d's config: %s", self.tag, other, exc)
                 continue
-            if fold_status(events) != "completed":
-                continue
-            start = ev.last_of(ev.current_run(events), ev.START)
-            if start is not None and start.data.get("config_hash") != self.config_hash:
-                others[other] = str(start.data.get("config_hash"))
-        if others:
-            listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(others.items()))
-            raise FoldError(
+            runs = ev.runs_of(events)
+            if runs and ev.run_status(runs[-1]) == "running" and is_held(self.paths.fold_lock(other)):
+                if runs[-1][0].data.get("config_hash") != self.config_hash:
+                    running[other] = str(runs[-1][0].data.get("config_hash"))
+            finished = rerun.finished_run(events)
+            if finished is not None and other not in self.s.retraining_folds \
+                    and finished[0].data.get("config_hash") != self.config_hash:
+                completed[other] = str(finished[0].data.get("config_hash"))
+        if running:
+            listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(running.items()))
+            raise FoldRefused(
+                f"{self.tag}: this config (hash {self.config_hash[:12]}) differs from {listed}, running now in this "
+                "run root; cross-validation needs one config for every fold. Wait for it (or stop it) and rerun with "
+                "its settings, or pass --allow-mixed-config")
+        if completed:
+            listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(completed.items()))
+            raise FoldRefused(
                 f"{self.tag}: this config (hash {self.config_hash[:12]}) differs from completed {listed}; "
                 "cross-validation needs one config for every fold (the runbook: keep hyperparameters fixed). "
-                "Rerun with the same settings, remove the other folds' logs/checkpoints/denoised outputs, "
-                "or pass --allow-mixed-config"
-            )
-
-    def _completion_valid(self) -> bool:
-        record_path = self.paths.completion_record(self.fold)
-        start = ev.last_of(self.run_events, ev.START)
-        if start is None or start.data.get("config_hash") != self.config_hash:
-            log.info("%s: completed with another config; running it again", self.tag)
-            return False
-        if not record_path.is_file() or not self.checkpoint.is_file():
-            log.info("%s: completion record or checkpoint missing; running it again", self.tag)
-            return False
-        import json
-
-        record = json.loads(record_path.read_text())
-        ok = record.get("checkpoint_sha256") == sio.sha256_file(self.checkpoint)
-        if not ok:
-            log.warning("%s: the checkpoint no longer matches its completion record; running it again", self.tag)
-        return ok
+                "Rerun with the same settings, retrain every fold with these (`spectra-cv cv --force`, or "
+                "`make cv FORCE=1`), or pass --allow-mixed-config")
 
     # --- stages -------------------------------------------------------------------------------
     def _manifests(self) -> None:
@@ -243,20 +291,19 @@ class _Pipeline:
             return
         if self._seen(ev.MANIFESTS) is None:
             self.w.emit(ev.MANIFESTS, "Generating manifests")
-        with self._stage("Manifest generation failed", "manifests"), \
-                log_to_file(self.paths.log_dir(self.fold) / "generate_manifests.log"):
+        with self._stage("Manifest generation failed", "manifests"), log_to_file(self.out.manifests_log):
             result = generate(self.fold, self.s.data_root / contract.MANIFEST_FILE, self.paths.root / "manifests",
-                              config=self.s.fold_config, check_files=True)
+                              config=self.s.fold_config, check_files=True, directory=self.out.manifests_dir)
             hashes = self._manifest_hashes()
             if done is not None and hashes != done.data.get("sha256"):
                 raise FoldError(f"{self.tag}: the manifests regenerated differ from the ones this run started with "
-                                "(the data or folds.json changed); remove the fold's logs to start it afresh")
+                                "(the data or folds.json changed); rerun with --force to start the fold afresh")
         if done is None:
             listed = ", ".join(self._rel(result.manifests[role]) for role in SPLITS)
             self.w.emit(ev.MANIFESTS_DONE, f"Generated manifests: {listed}", sha256=hashes, counts=result.counts)
 
     def _manifest_hashes(self) -> dict[str, str] | None:
-        files = {role: self.paths.manifest(self.fold, role) for role in SPLITS}
+        files = {role: self.out.manifest(role) for role in SPLITS}
         if not all(p.is_file() for p in files.values()):
             return None
         return {role: sio.sha256_file(p) for role, p in files.items()}
@@ -271,7 +318,7 @@ class _Pipeline:
             self.w.emit(ev.TRAIN, "Launching training run")
         faults.point(f"{self.tag}_training")
         t0 = time.perf_counter()
-        with self._stage("Training failed", "train"), log_to_file(self.paths.train_log(self.fold)):
+        with self._stage("Training failed", "train"), log_to_file(self.out.train_log):
             result = self._run_training()
         seconds = time.perf_counter() - t0
         if not self.checkpoint.is_file():
@@ -287,30 +334,30 @@ class _Pipeline:
             checkpoint_sha256=sha, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
             stopped_because=result.stopped_because, val_psnr=_finite(result.best_val.get("psnr")),
             val_sam=_finite(result.best_val.get("sam")), parameters=int(ckpt.get("n_parameters", 0)),
-            data_fingerprint=str(fingerprint.get("train", "")), seconds=round(seconds, 3),
+            train_fingerprint=str(fingerprint.get("train", "")), seconds=round(seconds, 3),
         )
         self.w.emit(ev.CHECKPOINT, f"Checkpoint ready: {self._rel(self.checkpoint)}", checkpoint_sha256=sha)
         return sha
 
     def _run_training(self) -> Any:
-        import dataclasses
-
         from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
         cfg = self.s.config
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=self.s.device))
         meta = self.s.metadata_dir
         weights = meta / contract.SAMPLING_WEIGHTS_FILE
+        live = self.out.live()
         inputs = TrainInputs(
             train_dir=self.s.data_root, val_dir=self.s.data_root,
-            train_manifest=self.paths.manifest(self.fold, "train"), val_manifest=self.paths.manifest(self.fold, "val"),
+            train_manifest=self.out.manifest("train"), val_manifest=self.out.manifest("val"),
+            manifest_labels=(self._rel(live.manifest("train")), self._rel(live.manifest("val"))),
             dose_features_csv=meta / contract.DOSE_FEATURES_FILE if cfg.film_features else None,
             dose_sampling_weights_csv=weights if weights.is_file() else None,
             dose_stats_json=meta / contract.DOSE_STATS_FILE if cfg.film_features else None,
             lambda_weights=self.s.data_root / contract.LAMBDA_STATS_FILE,
         )
-        outputs = TrainOutputs(checkpoint_dir=self.paths.checkpoint_dir(self.fold), model_name=cfg.model.name,
-                               speed_log_json=self.paths.speed_log(self.fold), log_dir=self.paths.log_dir(self.fold))
+        outputs = TrainOutputs(checkpoint_dir=self.out.checkpoint_dir, model_name=cfg.model.name,
+                               speed_log_json=self.out.speed_log, log_dir=self.out.log_dir)
 
         def trainer_audit(message: str) -> None:
             # the trainer's own milestones; a resumed attempt repeats them word for word, keep one
@@ -325,8 +372,8 @@ class _Pipeline:
     def _infer(self, split: str, checkpoint_sha: str) -> None:
         from spectra_cv.denoise import denoise_manifest, is_complete
 
-        out = self.paths.denoised(self.fold, split)
-        manifest = self.paths.manifest(self.fold, split)
+        out = self.out.denoised(split)
+        manifest = self.out.manifest(split)
         done = self._seen(ev.INFER_DONE, split=split)
         if done is not None and done.data.get("checkpoint_sha256") == checkpoint_sha \
                 and is_complete(out, self.checkpoint, manifest):
@@ -335,7 +382,7 @@ class _Pipeline:
             self.w.emit(ev.INFER, f"Starting inference for {split} -> {self._rel(out)}", split=split)
         film = bool(self.s.config.film_features)
         with self._stage(f"Inference failed for {split}", f"infer_{split}"), \
-                log_to_file(self.paths.inference_log(self.fold, split)):
+                log_to_file(self.out.inference_log(split)):
             result = denoise_manifest(
                 checkpoint=self.checkpoint, manifest=manifest, root_dir=self.s.data_root, output_root=out,
                 batch_size=self.s.infer_batch_size, device=self.s.device, amp=self.s.amp,
@@ -355,34 +402,40 @@ class _Pipeline:
 
     def _evaluate(self, checkpoint_sha: str) -> dict[str, Any]:
         from spectra_cv.data import loaders
-        from spectra_cv.evaluation import read_clean, read_denoised, read_split, score_table
+        from spectra_cv.evaluation import read_clean, read_denoised, read_split, score_table, train_baselines
 
         done = self._seen(ev.EVALUATED)
         if done is not None and done.data.get("checkpoint_sha256") == checkpoint_sha \
-                and self.paths.metrics_json(self.fold).is_file():
+                and self.out.metrics_json.is_file():
             return dict(done.data["test"].get("model", {}))
         with self._stage("Evaluation failed", "evaluate"):
             grid = loaders.read_grid(self.s.data_root)
-            train = read_split(self.s.data_root, self.paths.manifest(self.fold, "train"), grid)
+            train = read_split(self.s.data_root, self.out.manifest("train"), grid)
+            baselines = train_baselines(train)  # parameters chosen on held-out samples of train, once for both
             clean_manifest = self._clean_manifest()
             tables: dict[str, Any] = {}
             for split in ("val", "test"):
-                data = read_split(self.s.data_root, self.paths.manifest(self.fold, split), grid)
-                pred = read_denoised(self.paths.denoised(self.fold, split), data.relative_paths)
+                data = read_split(self.s.data_root, self.out.manifest(split), grid)
+                pred = read_denoised(self.out.denoised(split), data.relative_paths, grid.shape[0])
                 clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
-                tables[split] = score_table(pred, data, train, grid, clean)
-            sio.atomic_write_json(self.paths.metrics_json(self.fold),
+                tables[split] = score_table(pred, data, train, grid, clean, baselines)
+            sio.atomic_write_json(self.out.metrics_json,
                                   _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha, "splits": tables}))
         headline = {split: {method: _finite({k: row["loo"].get(k) for k in TEST_METRICS})
                             for method, row in table.items()} for split, table in tables.items()}
         test = headline["test"]
         model = test["model"]
+        params = {name: _finite(row.get("params", {})) for name, row in tables["test"].items() if name != "model"}
+
+        def psnr(method: str) -> str:
+            return format_metric(test.get(method, {}).get("psnr_mean"), missing="n/a")
+
         self.w.emit(
             ev.EVALUATED,
-            f"Test metrics: PSNR {format_metric(model.get('psnr_mean'), missing='n/a')} ± {format_metric(model.get('psnr_std'), missing='n/a')} dB, SAM "
-            f"{format_metric(model.get('sam_deg_mean'), '.3f', 'n/a')}° (Gaussian "
-            f"{format_metric(test.get('gaussian', {}).get('psnr_mean'), missing='n/a')} dB, ridge {format_metric(test.get('ridge', {}).get('psnr_mean'), missing='n/a')} dB)",
-            checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"],
+            f"Test metrics: PSNR {psnr('model')} ± {format_metric(model.get('psnr_std'), missing='n/a')} dB, SAM "
+            f"{format_metric(model.get('sam_deg_mean'), '.3f', 'n/a')}° (Gaussian {psnr('gaussian')} dB, "
+            f"ridge {psnr('ridge')} dB)",
+            checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"], baseline_params=params,
         )
         return model
 
@@ -391,9 +444,30 @@ class _Pipeline:
         assert start is not None
         began = datetime.strptime(start.time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
         total = (datetime.now(timezone.utc) - began).total_seconds()
-        sio.atomic_write_json(self.paths.completion_record(self.fold), {
-            "fold": self.fold, "config_hash": self.config_hash, "checkpoint": self._rel(self.checkpoint),
-            "checkpoint_sha256": checkpoint_sha, "metrics_json": self._rel(self.paths.metrics_json(self.fold)),
-            "test": test,
+        live = self.out.live()
+        sio.atomic_write_json(self.out.completion_record, {
+            "fold": self.fold, "config_hash": self.config_hash, "checkpoint": self._rel(live.best_checkpoint(self.model)),
+            "checkpoint_sha256": checkpoint_sha, "metrics_json": self._rel(live.metrics_json),
+            "data_digest": self.fingerprint.digest, "test": test,
         })
+        if self.out.staged:
+            missing = self.out.missing(self.model)
+            if missing:
+                raise FoldError(f"{self.tag}: the retrain lacks {', '.join(self._rel(p) for p in missing)}; "
+                                "its finished result was left as it is")
+            self.w.emit(ev.SWAP, f"Swapping the retrained {self.tag} in (checkpoint sha256 {checkpoint_sha[:12]}, "
+                                 f"replacing {str(start.data.get('replaces') or '')[:12] or 'what was left'})",
+                        checkpoint_sha256=checkpoint_sha)
+            swap_in(self.out, self.model)
         self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=checkpoint_sha, total_seconds=round(total, 1))
+
+    def _finish_swap(self) -> None:
+        """A swap that began before a crash: finish it and record the completion it was heading for."""
+        run = self.run_events
+        swap = ev.last_of(run, ev.SWAP)
+        assert swap is not None
+        swap_in(FoldOutputs(self.paths, self.fold, staged=True), str(run[0].data.get("model", self.model)))
+        began = datetime.strptime(run[0].time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=swap.data.get("checkpoint_sha256"),
+                    total_seconds=round((datetime.now(timezone.utc) - began).total_seconds(), 1))
+        log.info("%s: finished the swap a crash interrupted", self.tag)

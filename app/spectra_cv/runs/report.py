@@ -23,7 +23,7 @@ import pandas as pd
 
 from spectra_cv import io as sio
 from spectra_cv.data import loaders
-from spectra_cv.errors import ConfigError, DataContractError
+from spectra_cv.errors import ConfigError, DataContractError, SpectraCVError
 from spectra_cv.evaluation import format_metric
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import find_minima, loo_means, psnr
@@ -203,14 +203,16 @@ def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[
 
 
 def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame, plots: list[str],
-                    notes: list[str]) -> str:
-    """The whole ``cv_report.md`` text (plots: PNG file names under ``plots_dir`` to link)."""
+                    notes: list[str], data_warnings: list[str] | None = None) -> str:
+    """The whole ``cv_report.md`` text (plots: PNG file names under ``plots_dir`` to link;
+    data_warnings: completed folds whose data changed since they ran)."""
     done = summary[summary["status"] == "completed"]
     others = summary[summary["status"] != "completed"]
     folds = tuple(int(f) for f in done["fold"])
     lookup = _lookup(frame)
     methods = _ordered({m: None for m in frame["method"]})
     facts, warnings = _consistency(done)
+    warnings += list(data_warnings or [])
     for warning in warnings:
         log.warning("cv report: completed folds are not comparable: %s", warning)
     pending = ", ".join(str(int(f)) for f in others["fold"]) or "none"
@@ -239,6 +241,11 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
         for name in plots:
             link = (paths.plots_dir / name).relative_to(paths.report_md.parent).as_posix()
             out += [f"![{PLOT_TITLES.get(name, name)}]({link})", ""]
+    retraining = [f"fold {int(r['fold'])}: {_cell(r['retrain'])}" for _, r in done.iterrows() if _cell(r["retrain"])]
+    if retraining:
+        out += ["## Retrains in progress", "",
+                "A forced retrain works beside the finished result, which the figures above still describe: "
+                + "; ".join(retraining) + ".", ""]
     out += ["## Folds not completed", ""]
     if len(others):
         out += ["| fold | status | error |", "|---:|---|---|"]
@@ -388,12 +395,59 @@ def plot_learning_curves(curves: dict[int, pd.DataFrame]) -> bytes:
     return _png(fig)
 
 
+def _live_states(paths: RunPaths, summary: pd.DataFrame) -> pd.DataFrame:
+    """``running`` cells of folds whose lock is free become ``interrupted`` (the summary may be older
+    than the kill)."""
+    from spectra_cv.runs.coordinator import fold_alive
+
+    summary = summary.copy()
+    for column in ("status", "retrain"):
+        for i, row in summary.iterrows():
+            if _cell(row[column]) == "running" and not fold_alive(paths, int(row["fold"])):
+                summary.at[i, column] = "interrupted"
+    return summary
+
+
+def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], list[str]]:
+    """(warnings, notes): completed folds whose data changed since they ran, naming the first changed
+    file; folds whose data cannot be checked here."""
+    from spectra_cv.runs import events as ev
+    from spectra_cv.runs import fingerprint as fp
+    from spectra_cv.runs.outputs import FoldOutputs
+    from spectra_cv.runs.rerun import finished_run
+
+    warnings, notes = [], []
+    for fold in folds:
+        run = finished_run(ev.read_events(paths.events(fold)))
+        if run is None:
+            continue
+        start = run[0].data
+        if not start.get("data_digest") or not start.get("metadata_dir"):
+            notes.append(f"fold {fold} ran before data fingerprints were recorded: its data were not checked")
+            continue
+        data_root, meta = paths.root / str(start["data_root"]), paths.root / str(start["metadata_dir"])
+        if not data_root.is_dir():
+            notes.append(f"fold {fold}: its data root {data_root} is not here, so its data were not checked")
+            continue
+        config = start.get("config") or {}
+        folds_json = paths.root / str(start["fold_config"]) if start.get("fold_config") else None
+        try:
+            now = fp.fold_inputs(fold, data_root, meta, folds_json, film=bool(config.get("film_features")))
+        except (DataContractError, ConfigError, SpectraCVError) as exc:
+            warnings.append(f"fold {fold}: its data can no longer be read as it was: {exc}")
+            continue
+        change = fp.describe_change(str(start["data_digest"]), now, [FoldOutputs(paths, fold).fingerprint])
+        if change is not None:
+            warnings.append(f"fold {fold}: the data changed since it ran: {change}")
+    return warnings, notes
+
+
 def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True) -> ReportResult:
     """Aggregate the completed folds into ``cv_report.md``, ``cv_metrics.csv`` and (unless not
     ``plots``) three PNGs under ``plots_dir``; ``examples_per_fold`` test spectra of the first
     completed fold are drawn. Zero completed folds, or a completed fold without its metrics JSON,
     is an error and nothing is written."""
-    summary = read_summary(paths.summary_csv)
+    summary = _live_states(paths, read_summary(paths.summary_csv))
     summary["status"] = summary["status"].map(_cell)
     done = summary[summary["status"] == "completed"]
     if done.empty:
@@ -403,7 +457,7 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
             "`spectra-cv cv` (or a fold and the coordinator), then rerun `spectra-cv report`")
     folds = tuple(int(f) for f in done["fold"])
     frame = metrics_frame(read_fold_metrics(paths, folds))
-    notes: list[str] = []
+    changed, notes = data_changes(paths, folds)
     pngs: dict[str, bytes] = {}
     if plots:
         pngs["fold_metrics.png"] = plot_fold_metrics(frame, folds)
@@ -419,7 +473,7 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
             read_learning_curves(paths, tuple(int(f) for f in summary["fold"]), notes))
     for note in notes:
         log.warning("cv report: %s", note)
-    text = render_markdown(paths, summary, frame, list(pngs), notes)
+    text = render_markdown(paths, summary, frame, list(pngs), notes, changed)
     written = tuple(sio.atomic_write_bytes(paths.plots_dir / name, data) for name, data in pngs.items())
     sio.atomic_write_csv(paths.report_metrics_csv, frame)
     sio.atomic_write_text(paths.report_md, text)

@@ -22,13 +22,14 @@ from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
+from spectra_cv.paths import LAST_STATE_FILE
 from spectra_cv.train.config import TrainConfig
 from spectra_cv.train.data import DeviceSplit
 from spectra_cv.train.schedule import Ema, adamw, lr_at
 
 log = get_logger("train")
 
-LAST_STATE_NAME = "last_state.pt"
+LAST_STATE_NAME = LAST_STATE_FILE
 
 
 class NonFiniteLossError(SpectraCVError):
@@ -181,6 +182,24 @@ def train_epoch(
     return {"train_loss": loss_sum / max(1, seen), "lr": lr}
 
 
+STATE_KEYS = ("config_hash", "model", "optimizer", "ema", "generator", "torch_rng", "state")
+
+
+def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """``last_state.pt`` read with ``weights_only=True`` (tensors and plain values only: a file that
+    would run code when unpickled is refused, not executed); anything else is a named error."""
+    fix = (f"it was not written by this trainer (corrupt, or tampered with). Delete {path} to train the "
+           "fold from its first epoch, or restore the file")
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors …
+        raise SpectraCVError(f"{path}: refused to load the resumable state ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {fix}") from exc
+    if not isinstance(saved, dict) or any(k not in saved for k in STATE_KEYS):
+        raise SpectraCVError(f"{path}: not a resumable training state (keys {sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__}); {fix}")
+    return saved
+
+
 def fit(
     *,
     model: nn.Module,
@@ -216,7 +235,7 @@ def fit(
     warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
 
     if last_path.exists():
-        saved = torch.load(last_path, map_location=device, weights_only=False)
+        saved = load_state(last_path, device)
         if saved.get("config_hash") != config_hash:
             raise SpectraCVError(
                 f"{last_path}: a resumable state from a different configuration "

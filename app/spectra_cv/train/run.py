@@ -49,6 +49,9 @@ class TrainInputs:
     lambda_weights: Path | None = None
     validate_on_train: bool = False
     """The final model: the validation manifest is the training data (fixed epochs, nothing held out)."""
+    manifest_labels: tuple[str, str] | None = None
+    """How the train and validation manifests are named in logs and the checkpoint (default: their paths;
+    a staged retrain names the paths its manifests will have once swapped in)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +133,8 @@ def run_training(
         raise DataContractError(f"{inputs.val_dir}: wavelength grid differs from {inputs.train_dir}")
     train_df, train_name = _manifest(inputs.train_dir, inputs.train_manifest)
     val_df, val_name = _manifest(inputs.val_dir, inputs.val_manifest)
+    if inputs.manifest_labels is not None:
+        train_name, val_name = inputs.manifest_labels
     log.info("Train manifest: %s", train_name)
     log.info("Validation manifest: %s", val_name)
     _check_sampling_weights(inputs.dose_sampling_weights_csv, train_df)

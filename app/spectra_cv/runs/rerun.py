@@ -1,0 +1,156 @@
+"""The rerun rules: what running a fold again does, decided from its events and what it would read now.
+
+The same command again is always safe (``spectra-cv fold``, ``cv``, ``make cv``, ``docker compose
+run fold``, the runbook script):
+
+* never run → **start**;
+* completed with the same config hash and the same data fingerprint, its checkpoint matching its
+  completion record → **skip**;
+* completed, but the config or the data differ → **refused**, naming what differs; ``force``
+  retrains it *beside* the finished result (staged), which stays until the new run completes;
+* completed, but its checkpoint is missing or no longer matches its completion record → retrain
+  beside it (staged: whatever is left stays until the replacement exists);
+* unfinished (interrupted or failed) with the same config and data → **resume** (a failure is
+  retried, and says so);
+* unfinished with another config or other data → **refused**; ``force`` starts afresh (staged
+  when a finished result exists);
+* a swap of a retrain that began and did not end → finish it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from spectra_cv.errors import FoldRefused
+from spectra_cv.runs import events as ev
+
+START, RETRAIN, RESUME, RETRY, SKIP, FINISH_SWAP = "start", "retrain", "resume", "retry", "skip", "finish_swap"
+__all__ = ["FoldRefused", "Decision", "decide", "finished_run", "config_difference"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    staged: bool = False
+    """Whether the run writes into the staging places (a finished result exists beside it)."""
+    reason: str = ""
+    """Why (an audit line for a retrain, the failure for a retry)."""
+    after: int | None = None
+    """The event seq a resume or retry picks up after."""
+
+
+def is_staged(run: list[ev.Event]) -> bool:
+    return bool(run and run[0].data.get("staged"))
+
+
+def finished_run(events: list[ev.Event]) -> list[ev.Event] | None:
+    """The run whose outputs are the live finished result, or None.
+
+    That is the latest completed run, unless a later run wrote the live paths (a non-staged start)."""
+    found = None
+    for run in ev.runs_of(events):
+        if ev.run_status(run) == "completed":
+            found = run
+        elif not is_staged(run):
+            found = None
+    return found
+
+
+def swap_pending(run: list[ev.Event]) -> bool:
+    return any(e.type == ev.SWAP for e in run) and ev.run_status(run) != "completed"
+
+
+def config_difference(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """``train.lr 0.001 → 0.002, model.d_model 32 → 16`` (the first few differing settings)."""
+    if not isinstance(old, dict):
+        return "the recorded config is missing"
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in d.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(old), flat(new)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and not k.endswith((".device", "preset"))]
+    shown = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in keys[:4]]
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    return ", ".join(shown) + more if shown else "the config hash differs"
+
+
+def decide(
+    events: list[ev.Event],
+    *,
+    tag: str,
+    config_hash: str,
+    config: dict[str, Any],
+    data_change: Callable[[list[ev.Event]], str | None],
+    completion_problem: Callable[[], str | None],
+    force: bool,
+) -> Decision:
+    """What to do with fold ``tag`` now (``FoldRefused`` when it must not run as asked).
+
+    ``data_change(run)``: how the data read now differ from what ``run`` read (None: the same).
+    ``completion_problem()``: why the live finished result is not intact (None: it is).
+    """
+    runs = ev.runs_of(events)
+    finished = finished_run(events)
+    staged_if_needed = finished is not None
+    if not runs:
+        return Decision(START)
+    current = runs[-1]
+    if swap_pending(current):
+        return Decision(FINISH_SWAP, staged=True)
+    if ev.run_status(current) == "completed":
+        start = current[0]
+        differs = []
+        if start.data.get("config_hash") != config_hash:
+            differs.append(f"the config differs ({config_difference(start.data.get('config'), config)})")
+        changed = data_change(current)
+        if changed is not None:
+            differs.append(f"the data changed since it ran: {changed}")
+        if differs:
+            if force:
+                return Decision(RETRAIN, staged=True,
+                                reason=f"Retraining {tag} (--force: {'; '.join(differs)}); its finished result "
+                                       "stays until this run completes")
+            raise FoldRefused(
+                f"{tag} completed, but {'; and '.join(differs)}. Its finished result is kept. To retrain it with "
+                f"these settings and this data, rerun with --force (FORCE=1 for make and compose): the new run "
+                f"works beside the finished one and replaces it only when it completes. To keep it, rerun with "
+                f"the settings and data it was run with")
+        problem = completion_problem()
+        if problem is not None:
+            return Decision(RETRAIN, staged=True,
+                            reason=f"Retraining {tag}: {problem}; what is left of its result stays until this run completes")
+        if force:
+            return Decision(RETRAIN, staged=True,
+                            reason=f"Retraining {tag} (--force); its finished result stays until this run completes")
+        return Decision(SKIP)
+    # an unfinished run: interrupted (no outcome) or failed
+    start = current[0]
+    differs = []
+    if start.data.get("config_hash") != config_hash:
+        differs.append(f"it was started with another config ({config_difference(start.data.get('config'), config)})")
+    changed = data_change(current)
+    if changed is not None:
+        differs.append(f"the data changed since it started: {changed}")
+    if differs:
+        if force:
+            return Decision(RETRAIN if staged_if_needed else START, staged=staged_if_needed,
+                            reason=f"Starting {tag} afresh (--force: the unfinished run is abandoned, "
+                                   f"{'; '.join(differs)})")
+        raise FoldRefused(
+            f"{tag} has an unfinished run, but {'; and '.join(differs)}, so it cannot be resumed. Rerun with the "
+            f"settings and data it started with to resume it, or with --force (FORCE=1 for make and compose) to "
+            f"start it afresh{' (its finished result stays until the new run completes)' if staged_if_needed else ''}")
+    if ev.run_status(current) == "failed":
+        failure = next(e for e in reversed(current) if e.type == ev.FAILED)
+        return Decision(RETRY, staged=is_staged(current), reason=f"Retrying {tag} after: {failure.message}",
+                        after=failure.seq)
+    return Decision(RESUME, staged=is_staged(current), after=current[-1].seq)
