@@ -110,7 +110,7 @@ env: ## Write .env: your uid/gid (and COMPOSE_FILE for VARIANT=cpu), so bare `do
 	@mv .env.new .env
 	@echo ".env: containers run as $(SPECTRA_CV_UID):$(SPECTRA_CV_GID)$(if $(filter cpu,$(VARIANT)), on the CPU image (compose.cpu.yaml),)"
 
-build: env ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
+build: volumes ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
 	docker build --network host -f docker/Dockerfile $(BUILD_ARGS_$(VARIANT)) \
 	  --build-arg IMAGE_TAG=$(IMAGE) --build-arg CODE_VERSION=$(CODE_VERSION) -t $(IMAGE) .
 

@@ -6,9 +6,10 @@
 #   1. engine + Compose v2 (scripts/docker_engine.sh; installed and started when absent)
 #   2. base image (debootstrap, no registry), wheelhouse (host pip), CPU image
 #   3. `docker compose config` validates both compose files; `docker compose up` starts only the coordinator
-#   4. as user spectra-ci: `make env VARIANT=cpu`, then `docker compose run --rm fold --fold 3` (tiny model)
+#   4. as user spectra-ci: `make volumes VARIANT=cpu` (.env, folders), then `docker compose run --rm fold --fold 3`
 #   5. host checks: audit log lines, the fold's summary row, every denoised file, files owned by the user
-#   6. rerun = resume: the same command skips the fold; FORCE=1 retrains it beside the finished result
+#   6. rerun = resume: the same command skips the fold, a changed config is refused (exit 3), FORCE=1
+#      retrains it beside the finished result and swaps it in
 #   7. the containers: non-root, no network, read-only root, no capabilities, NoNewPrivs, nosuid tmpfs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,7 +66,7 @@ git ls-files -z -co --exclude-standard | tar --null -T - -c | tar -x -C "$home/s
 rm -rf .docker-build/tiny && "$CLI" -q data synth .docker-build/tiny --preset tiny --seed 0
 cp -r .docker-build/tiny/. "$home/spectra-cv/volumes/data/" && rm -rf .docker-build/tiny
 chown -R "$CI_USER": "$home/spectra-cv"
-as_user make --no-print-directory env VARIANT=cpu
+as_user make --no-print-directory volumes VARIANT=cpu   # (what `make build` does first: .env and the mounted folders)
 grep -q "^SPECTRA_CV_UID=$uid$" "$home/spectra-cv/.env" || fail ".env does not carry $CI_USER's uid $uid"
 out="$home/spectra-cv/volumes/outputs"
 
@@ -82,7 +83,7 @@ for msg in "Starting fold_03" "Generating manifests" "Generated manifests: manif
            "Starting inference for val -> denoised/folds/fold_03/val" "Completed inference for test" "Fold completed"; do
   grep -q "^[0-9T:-]* | $msg" "$audit" || fail "audit log lacks '$msg'"
 done
-foreign=$(find "$out" "$home/spectra-cv/volumes/checkpoints" ! -uid "$uid" | head -3)
+foreign=$(find "$out" "$home/spectra-cv/volumes/checkpoints" ! -uid "$uid" -print -quit)
 [ -z "$foreign" ] || fail "files not owned by $CI_USER (uid $uid): $foreign"
 check_fold() {
   "$PY" - "$home/spectra-cv/volumes" "$1" <<'PYCHECK'
@@ -113,11 +114,18 @@ PYCHECK
 }
 check_fold 1
 
-say "rerun = resume: the same command skips the completed fold; FORCE=1 retrains it"
+say "rerun = resume: the same command skips the fold; a changed config is refused; FORCE=1 retrains it"
 as_user docker compose run --rm fold --fold 3 | tee .docker-build/rerun.log
+as_user docker compose stop coordinator   # its last sync: the audit line is written by then
 grep -q "\[fold 3\] skipped" .docker-build/rerun.log || fail "the rerun did not skip the completed fold"
 grep -q "| Skipping fold_03: already completed" "$audit" || fail "no 'Skipping fold_03' audit line"
-as_user env FORCE=1 docker compose run --rm fold --fold 3
+set +e
+as_user env EPOCHS=3 docker compose run --rm fold --fold 3 2>&1 | tee .docker-build/refused.log
+code=${PIPESTATUS[0]}
+set -e
+[ "$code" = 3 ] || fail "a changed config was not refused (exit $code, expected 3)"
+grep -q "the config differs (train.epochs 2 → 3)" .docker-build/refused.log || fail "the refusal does not name the change"
+as_user env EPOCHS=3 FORCE=1 docker compose run --rm fold --fold 3
 as_user docker compose stop coordinator
 check_fold 2
 grep -q "| Swapping the retrained fold_03 in" "$audit" || fail "the forced retrain was not swapped in"

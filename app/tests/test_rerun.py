@@ -112,7 +112,15 @@ def test_a_changed_config_is_refused_and_force_retrains_beside_the_finished_resu
     assert out.returncode == -signal.SIGKILL
     assert "resuming after epoch 1" in (paths.log_dir(1) / ".retrain" / "train.log").read_text() \
         or "resuming after epoch 1" in paths.train_log(1).read_text()
-    # … and once more (no --force needed): the swap is finished, nothing is trained again
+    spectra_cv("coordinator", "--once", "--run-root", ".", cwd=root)
+    assert read_summary(paths.summary_csv).loc[0, "retrain"].startswith("swap interrupted")
+    # … rerun even while the data cannot be read: the swap needs none, so it is finished first …
+    broken = _copy(data, tmp_path / "broken")
+    (broken / "spectra_for_fold" / "manifest.csv").unlink()
+    out = spectra_cv("fold", "--fold", "1", *fold_args(broken, root, epochs=3), cwd=root, check=False)
+    assert out.returncode == 1 and "manifest not found" in out.stderr
+    _assert_consistent(root)
+    # … and once more with the data (no --force needed): nothing is trained again
     out = spectra_cv("fold", "--fold", "1", *args, cwd=root)
     assert "[fold 1] skipped" in out.stdout
     _assert_consistent(root)
@@ -127,6 +135,19 @@ def test_a_changed_config_is_refused_and_force_retrains_beside_the_finished_resu
     assert "Launching training run" not in got[got.index(next(m for m in got if m.startswith("Swapping"))):]
     row = read_summary(paths.summary_csv).iloc[0]
     assert row["status"] == "completed" and pd.isna(row["retrain"]) and row["epochs_run"] == 3
+
+
+def test_a_finished_result_whose_events_were_removed_is_kept_until_replaced(data, uninterrupted, tmp_path):
+    root = _copy(uninterrupted, tmp_path / "run")
+    paths = RunPaths(root=root)
+    before = _finished(root)
+    shutil.rmtree(paths.log_dir(1))  # what an old error message once suggested
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, root), cwd=root, fault="train_epoch_2", check=False)
+    assert out.returncode == -signal.SIGKILL
+    assert _finished(root) == before  # a run that starts with no events still works beside what it finds
+    got = [e.message for e in ev.read_events(paths.events(1)) if e.message]
+    assert got[:2] == ["Starting fold_01", "Starting fold_01 beside a finished result found without its events; "
+                                           "that result stays until this run completes"]
 
 
 # --- the data fingerprint ---------------------------------------------------------------------------
@@ -152,6 +173,7 @@ def test_data_edited_between_kill_and_resume_is_refused_naming_the_file(data, tm
     assert f"fold_01 has an unfinished run, but the data changed since it started: {rel} changed" in out.stderr
     assert paths.events(1).read_bytes() == events_before
     assert (paths.checkpoint_dir(1) / "last_state.pt").is_file()  # the unfinished run is still resumable
+    assert read_summary(paths.summary_csv).loc[0, "status"] == "interrupted"
     np.save(data / "spectra_for_fold" / rel, spectrum)  # put it back: the run resumes
     spectra_cv("fold", "--fold", "1", *fold_args(data, root, epochs=3), cwd=root)
     assert "resuming after epoch 1" in paths.train_log(1).read_text()
@@ -233,7 +255,8 @@ def test_two_folds_started_at_once_with_different_configs_one_is_refused(data, t
     codes = sorted(code for code, _ in results)
     assert codes == [0, EXIT_REFUSED], results
     refused = next(err for code, err in results if code == EXIT_REFUSED)
-    assert "running now in this run root" in refused and "--allow-mixed-config" in refused
+    assert "--allow-mixed-config" in refused
+    assert "running now in this run root" in refused or "differs from completed" in refused  # (if it waited that long)
 
 
 def test_a_killed_fold_shows_as_interrupted_and_a_live_one_as_running(tmp_path):
@@ -280,6 +303,7 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_result(data
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills.append(round(delay, 2))
+    assert kills, f"seed {seed}: every run ended before its kill"  # the first delay is shorter than a whole run
     spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path)
     spectra_cv("coordinator", "--once", "--run-root", ".", cwd=tmp_path)
     where = f"(seed {seed}; killed after {kills} s; rerun with SPECTRA_CV_KILL_SEED={seed})"
@@ -320,8 +344,7 @@ def test_the_rerun_rules():
     done = ("start", ev.COMPLETED)
     assert _decide([]).action == rerun.START
     assert _decide(_events(done)).action == rerun.SKIP
-    assert _decide(_events(done), force=True) == rerun.Decision(
-        rerun.RETRAIN, staged=True, reason="Retraining fold_01 (--force); its finished result stays until this run completes")
+    assert _decide(_events(done), force=True).action == rerun.SKIP  # nothing differs: a forced campaign resumes
     assert _decide(_events(done), intact=False).staged  # a broken finished result is retrained beside itself
     with pytest.raises(FoldRefused, match=r"completed, but the config differs \(train.lr 0.002 → 0.001\).*--force"):
         _decide([ev.Event(0, "t", 1, ev.START, data={"config_hash": "h2", "config": {"train": {"lr": 0.002}}}),
@@ -339,6 +362,9 @@ def test_the_rerun_rules():
     assert beside.action == rerun.RETRAIN and beside.staged  # the finished result is kept
     resumed = _decide(_events(done, ("staged", ev.TRAIN)))
     assert resumed.action == rerun.RESUME and resumed.staged
+    other = [*_events(done), ev.Event(2, "t", 1, ev.START, data={"config_hash": "h2", "config": {}, "staged": True})]
+    kept = _decide(other)  # back to the finished result's settings: it stands, the retrain waits
+    assert kept.action == rerun.SKIP and "left as it is" in kept.reason
     assert _decide(_events(done, ("staged", ev.TRAIN, ev.SWAP))).action == rerun.FINISH_SWAP
     assert rerun.finished_run(_events(done, ("staged", ev.TRAIN)))[0].seq == 0
     assert rerun.finished_run(_events(done, ("start", ev.TRAIN))) is None  # a plain start wrote over it

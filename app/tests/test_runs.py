@@ -9,19 +9,16 @@ log and the summary must equal those of an uninterrupted run, timestamps and dur
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from spectra_cv.data import synth
 from spectra_cv.errors import ConfigError, DataContractError, FoldRefused
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
@@ -226,7 +223,7 @@ def test_a_fold_with_another_config_than_completed_folds_is_refused(data, tmp_pa
 
 
 def test_a_second_process_of_the_same_fold_is_refused(data, tmp_path):
-    from spectra_cv.runs.locks import LockBusy, file_lock
+    from spectra_cv.runs.locks import file_lock
 
     paths = RunPaths(root=tmp_path)
     with file_lock(paths.fold_lock(1), "fold 1"):

@@ -39,7 +39,16 @@ def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_
             f"(float32 ({contract.SEQUENCE_LENGTH},), 300–600 nm; `spectra-cv data synth` shows the layout)"
         )
     try:
+        with open(path, "rb") as handle:
+            shape, _ = _npy_header(handle, path)  # before loading: a huge file is refused unread
+        if int(np.prod(shape)) > MAX_GRID_POINTS:
+            raise DataContractError(f"{path}: shape {shape} from its header, far more than a wavelength grid "
+                                    f"(≤ {MAX_GRID_POINTS} points); regenerate the wavelength grid")
         grid = np.load(path, allow_pickle=False)
+    except SpectrumError as exc:
+        raise DataContractError(f"{path}: unreadable .npy header ({exc.reason}); regenerate the wavelength grid") from exc
+    except DataContractError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a contract error
         raise DataContractError(f"{path}: unreadable .npy ({exc}); regenerate the wavelength grid") from exc
     grid = np.asarray(grid, dtype=np.float64)
@@ -113,6 +122,8 @@ def _resample_table(path: Path, grid: np.ndarray) -> np.ndarray:
     return np.interp(grid, wl, refl)
 
 
+MAX_GRID_POINTS = 100_000
+"""A wavelength grid longer than this is refused from its header (the real one has 601 points)."""
 MAX_TABLE_BYTES = 32 << 20
 """A .csv/.txt spectrum larger than this is refused before it is parsed (a 601-row table is ~15 kB)."""
 

@@ -36,7 +36,8 @@ def path_problem(rel: str) -> str | None:
         return "empty relative_path; fill it or delete the row"
     pure = PurePosixPath(rel)
     if pure.is_absolute() or Path(rel).is_absolute() or rel.startswith("\\"):
-        return "an absolute path; rows name files relative to the data root (e.g. treatment_1/sample_A/6Oclock/rep_000.npy)"
+        return ("an absolute path; rows name files relative to the data root "
+                "(e.g. treatment_1/sample_A/6Oclock/rep_000.npy)")
     if ".." in pure.parts or ".." in Path(rel).parts:
         return "contains '..'; rows name files inside the data root, relative to it: fix the row"
     if pure.suffix.lower() not in contract.SPECTRUM_SUFFIXES:

@@ -114,6 +114,8 @@ def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[s
         state = ev.run_status(retrain)
         if state == "running" and not alive:
             state = "interrupted"
+        if any(e.type == ev.SWAP for e in retrain):
+            state = "swapping" if alive else "swap interrupted (rerun the fold to finish it)"
         failure = ev.last_of(retrain, ev.FAILED)
         row["retrain"] = f"{state}: {failure.message}" if state == "failed" and failure is not None else state
     start = ev.last_of(run, ev.START)

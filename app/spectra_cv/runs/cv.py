@@ -87,7 +87,7 @@ def _check(plan: CvPlan) -> None:
 def _record_death(paths: RunPaths, fold: int, why: str) -> None:
     """Write a ``failed`` event for a child that ended without recording an outcome (once its lock is free)."""
     try:
-        with file_lock(paths.fold_lock(fold), f"fold {fold}"):
+        with file_lock(paths.fold_lock(fold), f"fold {fold}", wait_s=3.0):  # rides out the follower's probe
             writer = ev.EventWriter(paths.events(fold), fold)
             if fold_status(writer.events) == "running":
                 writer.emit(ev.FAILED, f"Fold failed: {why}", stage="process", error=why)

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,18 +97,20 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
 
     check_fold(settings.fold)
     paths = settings.paths
-    with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}", wait_s=LOCK_WAIT_S):
-        writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
-        try:
-            return _Pipeline(settings, writer).run()
-        except FoldRefused:
-            raise  # nothing ran: the fold's history is unchanged
-        except Exception as exc:
-            if fold_status(writer.events) == "running":  # an error outside any stage: still recorded
-                writer.emit(ev.FAILED, f"Fold failed: {exc}", stage="pipeline", error=f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            sync_if_free(paths)
+    try:
+        with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}", wait_s=LOCK_WAIT_S):
+            writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
+            try:
+                return _Pipeline(settings, writer).run()
+            except FoldRefused:
+                raise  # nothing ran: the fold's history is unchanged
+            except Exception as exc:
+                if fold_status(writer.events) == "running":  # an error outside any stage: still recorded
+                    writer.emit(ev.FAILED, f"Fold failed: {exc}", stage="pipeline",
+                                error=f"{type(exc).__name__}: {exc}")
+                raise
+    finally:
+        sync_if_free(paths)  # after the lock is released, so a run left without an outcome reads "interrupted"
 
 
 def _finite(value: Any) -> Any:
@@ -150,6 +153,14 @@ class _Pipeline:
             return None
         return found
 
+    def _rooted(self, path: Path) -> str:
+        """``path`` relative to the run root (found again when both move together), symlinks kept;
+        ``inputs_at`` records the absolute paths too."""
+        try:
+            return os.path.relpath(os.path.abspath(path), os.path.abspath(self.paths.root))
+        except ValueError:  # pragma: no cover - another drive
+            return os.path.abspath(path)
+
     def _rel(self, path: Path) -> str:
         try:
             return path.relative_to(self.paths.root).as_posix()
@@ -167,26 +178,31 @@ class _Pipeline:
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> FoldOutcome:
+        if rerun.swap_pending(self.run_events):
+            self._finish_swap()  # needs no inputs: a half-swapped result is put right before anything else
         with file_lock(self.paths.start_lock, "the run root's start lock", blocking=True):
             cfg = self.s.config
             self.fingerprint = fp.fold_inputs(self.fold, self.s.data_root, self.s.metadata_dir, self.s.fold_config,
                                               film=bool(cfg.film_features))  # every input checked first
             self._check_other_folds()
-            force = self.s.force
-            while True:
-                decision = rerun.decide(
-                    self.w.events, tag=self.tag, config_hash=self.config_hash, config=cfg.to_dict(),
-                    data_change=self._data_change, completion_problem=self._completion_problem, force=force,
-                )
-                if decision.action != rerun.FINISH_SWAP:
-                    break
-                self._finish_swap()
-                force = False  # the forced run it belonged to has completed now: nothing to retrain again
+            decision = rerun.decide(
+                self.w.events, tag=self.tag, config_hash=self.config_hash, config=cfg.to_dict(),
+                data_change=self._data_change, completion_problem=self._completion_problem, force=self.s.force,
+            )
+            if decision.action == rerun.START and self._completion_problem() is None:
+                # a finished result without the events that made it (the log folder was removed): keep it
+                decision = rerun.Decision(rerun.RETRAIN, staged=True, reason=(
+                    f"Starting {self.tag} beside a finished result found without its events; that result stays "
+                    "until this run completes"))
             self.out = FoldOutputs(self.paths, self.fold, staged=decision.staged)
             if decision.action == rerun.SKIP:
-                sha = ev.last_of(self.run_events, ev.COMPLETED).data.get("checkpoint_sha256", "")  # type: ignore[union-attr]
+                finished = rerun.finished_run(self.w.events)
+                done = ev.last_of(finished or [], ev.COMPLETED)
+                sha = str(done.data.get("checkpoint_sha256", "")) if done is not None else ""
                 self.w.emit(ev.SKIP, f"Skipping {self.tag}: already completed ({self._rel(self.checkpoint)}, "
                                      f"sha256 {sha[:12]})")
+                if decision.reason:
+                    log.warning("%s", decision.reason)
                 return FoldOutcome(self.fold, "skipped", self.checkpoint, None)
             if decision.action in (rerun.START, rerun.RETRAIN):
                 self._start(decision)
@@ -216,9 +232,12 @@ class _Pipeline:
         self.w.emit(
             ev.START, f"Starting {self.tag}",
             config_hash=self.config_hash, config=cfg.to_dict(), preset=cfg.preset, model=cfg.model.name,
-            seed=cfg.train.seed, device=self.s.device, data_root=str(self.s.data_root),
-            metadata_dir=str(self.s.metadata_dir),
-            fold_config=str(self.s.fold_config) if self.s.fold_config else None,
+            seed=cfg.train.seed, device=self.s.device, data_root=self._rooted(self.s.data_root),
+            metadata_dir=self._rooted(self.s.metadata_dir),
+            fold_config=self._rooted(self.s.fold_config) if self.s.fold_config else None,
+            inputs_at={"data_root": os.path.abspath(self.s.data_root),
+                       "metadata_dir": os.path.abspath(self.s.metadata_dir),
+                       "fold_config": os.path.abspath(self.s.fold_config) if self.s.fold_config else None},
             data_digest=self.fingerprint.digest, fingerprint=self._rel(self.out.fingerprint),
             staged=decision.staged, replaces=replaces,
             code_version=provenance.code_version(), image=provenance.image(),
@@ -230,20 +249,33 @@ class _Pipeline:
     # --- the rerun rules' questions ---------------------------------------------------------------
     def _data_change(self, run: list[ev.Event]) -> str | None:
         start = run[0]  # its per-file list: where the run wrote it, or (a retrain swapped in since) the live place
-        return fp.describe_change(start.data.get("data_digest"), self.fingerprint,
-                                  [self.paths.root / str(start.data.get("fingerprint", "")), self.out.live().fingerprint])
+        stored_at = [self.paths.root / str(start.data.get("fingerprint", "")), self.out.live().fingerprint]
+        return fp.describe_change(start.data.get("data_digest"), self.fingerprint, stored_at)
 
     def _completion_problem(self) -> str | None:
+        """Why the live finished result is not intact (None: checkpoint, record, metrics and every
+        denoised split agree)."""
         live = self.out.live()
         record_path, checkpoint = live.completion_record, live.best_checkpoint(self.model)
-        if not record_path.is_file() or not checkpoint.is_file():
-            return f"{self._rel(record_path if not record_path.is_file() else checkpoint)} is missing"
+        for needed in (record_path, checkpoint, live.metrics_json):
+            if not needed.is_file():
+                return f"{self._rel(needed)} is missing"
         try:
             record = json.loads(record_path.read_text())
         except ValueError:
             return f"{self._rel(record_path)} is not readable JSON"
-        if record.get("checkpoint_sha256") != sio.sha256_file(checkpoint):
+        sha = sio.sha256_file(checkpoint)
+        if record.get("checkpoint_sha256") != sha:
             return f"{self._rel(checkpoint)} no longer matches its completion record"
+        from spectra_cv.denoise import RECORD_FILE
+
+        for split in SPLITS:
+            denoised = live.denoised(split) / RECORD_FILE
+            try:
+                if json.loads(denoised.read_text()).get("checkpoint_sha256") != sha:
+                    return f"{self._rel(live.denoised(split))} was not denoised by its checkpoint"
+            except (OSError, ValueError):
+                return f"{self._rel(denoised)} is missing or unreadable"
         return None
 
     def _check_other_folds(self) -> None:
@@ -446,7 +478,8 @@ class _Pipeline:
         total = (datetime.now(timezone.utc) - began).total_seconds()
         live = self.out.live()
         sio.atomic_write_json(self.out.completion_record, {
-            "fold": self.fold, "config_hash": self.config_hash, "checkpoint": self._rel(live.best_checkpoint(self.model)),
+            "fold": self.fold, "config_hash": self.config_hash,
+            "checkpoint": self._rel(live.best_checkpoint(self.model)),
             "checkpoint_sha256": checkpoint_sha, "metrics_json": self._rel(live.metrics_json),
             "data_digest": self.fingerprint.digest, "test": test,
         })
@@ -462,12 +495,28 @@ class _Pipeline:
         self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=checkpoint_sha, total_seconds=round(total, 1))
 
     def _finish_swap(self) -> None:
-        """A swap that began before a crash: finish it and record the completion it was heading for."""
+        """A swap that began before a crash: finish it, check the result, record the completion it was
+        heading for (or, if the staged outputs were lost meanwhile, a failure: the next run retrains)."""
         run = self.run_events
         swap = ev.last_of(run, ev.SWAP)
         assert swap is not None
-        swap_in(FoldOutputs(self.paths, self.fold, staged=True), str(run[0].data.get("model", self.model)))
+        model = str(run[0].data.get("model", self.model))
+        staged = FoldOutputs(self.paths, self.fold, staged=True)
+        swap_in(staged, model)
+        live = staged.live()
+        sha = str(swap.data.get("checkpoint_sha256"))
+        missing = live.missing(model)
+        problem = None
+        if missing:
+            problem = f"{', '.join(self._rel(p) for p in missing)} missing"
+        elif sio.sha256_file(live.best_checkpoint(model)) != sha \
+                or json.loads(live.completion_record.read_text()).get("checkpoint_sha256") != sha:
+            problem = "its staged outputs were lost before the swap finished"
+        if problem is not None:
+            self.w.emit(ev.FAILED, f"Fold failed: the interrupted swap of the retrained {self.tag} could not be "
+                                   f"finished ({problem}); rerun to retrain it", stage="swap", error=problem)
+            return
         began = datetime.strptime(run[0].time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=swap.data.get("checkpoint_sha256"),
+        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=sha,
                     total_seconds=round((datetime.now(timezone.utc) - began).total_seconds(), 1))
         log.info("%s: finished the swap a crash interrupted", self.tag)

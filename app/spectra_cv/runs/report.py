@@ -213,6 +213,9 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
     methods = _ordered({m: None for m in frame["method"]})
     facts, warnings = _consistency(done)
     warnings += list(data_warnings or [])
+    warnings += [f"fold {int(r['fold'])}: a retrain is being swapped in ({_cell(r['retrain'])}): its files may "
+                 "mix two runs until the swap ends"
+                 for _, r in done.iterrows() if _cell(r["retrain"]).startswith("swap")]
     for warning in warnings:
         log.warning("cv report: completed folds are not comparable: %s", warning)
     pending = ", ".join(str(int(f)) for f in others["fold"]) or "none"
@@ -408,6 +411,21 @@ def _live_states(paths: RunPaths, summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+def _inputs(paths: RunPaths, start: dict[str, Any]) -> tuple[Path, Path, Path | None] | None:
+    """(data root, metadata dir, fold config) a fold read: relative to the run root, else where they were."""
+    absolute = start.get("inputs_at") or {}
+    for base in ("rooted", "absolute"):
+        def where(key: str) -> Path | None:
+            value = start.get(key) if base == "rooted" else absolute.get(key)
+            if not value:
+                return None
+            return paths.root / str(value) if base == "rooted" else Path(str(value))
+        data_root, meta = where("data_root"), where("metadata_dir")
+        if data_root is not None and meta is not None and data_root.is_dir():
+            return data_root, meta, where("fold_config")
+    return None
+
+
 def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], list[str]]:
     """(warnings, notes): completed folds whose data changed since they ran, naming the first changed
     file; folds whose data cannot be checked here."""
@@ -425,12 +443,12 @@ def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], li
         if not start.get("data_digest") or not start.get("metadata_dir"):
             notes.append(f"fold {fold} ran before data fingerprints were recorded: its data were not checked")
             continue
-        data_root, meta = paths.root / str(start["data_root"]), paths.root / str(start["metadata_dir"])
-        if not data_root.is_dir():
-            notes.append(f"fold {fold}: its data root {data_root} is not here, so its data were not checked")
+        found = _inputs(paths, start)
+        if found is None:
+            notes.append(f"fold {fold}: its data root {start['data_root']} is not here, so its data were not checked")
             continue
+        data_root, meta, folds_json = found
         config = start.get("config") or {}
-        folds_json = paths.root / str(start["fold_config"]) if start.get("fold_config") else None
         try:
             now = fp.fold_inputs(fold, data_root, meta, folds_json, film=bool(config.get("film_features")))
         except (DataContractError, ConfigError, SpectraCVError) as exc:

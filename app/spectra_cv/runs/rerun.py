@@ -4,17 +4,21 @@ The same command again is always safe (``spectra-cv fold``, ``cv``, ``make cv``,
 run fold``, the runbook script):
 
 * never run → **start**;
-* completed with the same config hash and the same data fingerprint, its checkpoint matching its
-  completion record → **skip**;
+* completed with the same config hash and the same data fingerprint, its result intact → **skip**
+  (with ``force`` too: a forced campaign interrupted halfway resumes instead of retraining the
+  folds it already finished);
 * completed, but the config or the data differ → **refused**, naming what differs; ``force``
   retrains it *beside* the finished result (staged), which stays until the new run completes;
-* completed, but its checkpoint is missing or no longer matches its completion record → retrain
-  beside it (staged: whatever is left stays until the replacement exists);
+* completed, but its result is not intact (checkpoint missing or not matching its completion
+  record, metrics or denoised outputs missing) → retrain beside it (staged);
 * unfinished (interrupted or failed) with the same config and data → **resume** (a failure is
   retried, and says so);
 * unfinished with another config or other data → **refused**; ``force`` starts afresh (staged
-  when a finished result exists);
+  when a finished result exists) — unless it is a retrain and the finished result beside it matches
+  what is asked now: then that result stands (**skip**) and the retrain is left for later;
 * a swap of a retrain that began and did not end → finish it first.
+
+To retrain a fold whose config and data are unchanged, remove its folders (runbook §6).
 """
 
 from __future__ import annotations
@@ -127,11 +131,9 @@ def decide(
         problem = completion_problem()
         if problem is not None:
             return Decision(RETRAIN, staged=True,
-                            reason=f"Retraining {tag}: {problem}; what is left of its result stays until this run completes")
-        if force:
-            return Decision(RETRAIN, staged=True,
-                            reason=f"Retraining {tag} (--force); its finished result stays until this run completes")
-        return Decision(SKIP)
+                            reason=f"Retraining {tag}: {problem}; what is left of its result stays until this "
+                                   "run completes")
+        return Decision(SKIP)  # with force too: nothing differs, so there is nothing to retrain
     # an unfinished run: interrupted (no outcome) or failed
     start = current[0]
     differs = []
@@ -140,6 +142,11 @@ def decide(
     changed = data_change(current)
     if changed is not None:
         differs.append(f"the data changed since it started: {changed}")
+    if differs and finished is not None and is_staged(current) \
+            and finished[0].data.get("config_hash") == config_hash and data_change(finished) is None \
+            and completion_problem() is None:
+        return Decision(SKIP, reason=f"{tag}: its finished result matches these settings and data; the unfinished "
+                                     "retrain with other ones is left as it is (rerun with its settings to resume it)")
     if differs:
         if force:
             return Decision(RETRAIN if staged_if_needed else START, staged=staged_if_needed,

@@ -20,7 +20,8 @@ BASELINES = ("identity", "savgol", "gaussian", "pca", "ridge")
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "fold", "status",
-    # a forced retrain beside the finished result: running | interrupted | failed: <why> ("" when none)
+    # a forced retrain beside the finished result: running | interrupted | failed: <why> | swapping |
+    # swap interrupted … ("" when none)
     "retrain",
     # the original orchestrator's columns (paths relative to the run root)
     "train_manifest", "val_manifest", "test_manifest", "checkpoint", "train_log", "audit_log",
