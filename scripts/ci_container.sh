@@ -59,8 +59,10 @@ sock=/var/run/docker.sock
 [ "$(stat -c %G "$sock")" = docker ] || { chgrp docker "$sock" && chmod 660 "$sock"; }
 home=$(getent passwd "$CI_USER" | cut -d: -f6)
 uid=$(id -u "$CI_USER")
-as_user() { (cd "$home/spectra-cv" && runuser -u "$CI_USER" -- env -u FORCE PRESET=cpu_quick EPOCHS=2 \
-  SETS="d_model=8 n_layers=1" SPECTRA_CV_IMAGE=$IMAGE "$@"); }
+# A clean environment, as a user's shell has it: nothing of this script's (the Makefile exports
+# SPECTRA_CV_UID & co. for root) may leak in; only the tiny-model settings are added.
+as_user() { (cd "$home/spectra-cv" && runuser -u "$CI_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
+  HOME="$home" USER="$CI_USER" PRESET=cpu_quick EPOCHS=2 SETS="d_model=8 n_layers=1" "$@"); }
 rm -rf "$home/spectra-cv" && mkdir -p "$home/spectra-cv"
 git ls-files -z -co --exclude-standard | tar --null -T - -c | tar -x -C "$home/spectra-cv"
 rm -rf .docker-build/tiny && "$CLI" -q data synth .docker-build/tiny --preset tiny --seed 0
