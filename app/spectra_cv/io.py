@@ -28,7 +28,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory (its entries: a rename in it is durable); a no-op where that is impossible."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
@@ -72,7 +73,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             pass
         raise
     if durable:
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     return target
 
 
@@ -135,7 +136,7 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
             os.replace(target, trash / target.name)
             shutil.rmtree(trash)
         os.replace(stage, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

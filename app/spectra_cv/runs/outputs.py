@@ -21,6 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from spectra_cv.io import fsync_dir
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.paths import LAST_STATE_FILE
@@ -147,19 +148,6 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def swap_in(staged: FoldOutputs, model: str) -> int:
     """Move every staged item over its live twin; returns how many moved. Idempotent: run again after
     a crash anywhere inside, it finishes the job (an item still staged is moved, a moved one is left).
@@ -178,7 +166,7 @@ def swap_in(staged: FoldOutputs, model: str) -> int:
             _remove(trash)
             os.rename(target, trash)
         os.rename(source, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         moved += 1
         if moved == 3:
             faults.point("swap_midway")  # crash tests: the checkpoint is new, the completion record old

@@ -110,14 +110,17 @@ def decide(
     current = runs[-1]
     if swap_pending(current):
         return Decision(FINISH_SWAP, staged=True)
-    if ev.run_status(current) == "completed":
-        start = current[0]
-        differs = []
-        if start.data.get("config_hash") != config_hash:
-            differs.append(f"the config differs ({config_difference(start.data.get('config'), config)})")
-        changed = data_change(current)
+    def differences(run: list[ev.Event], config_phrase: str, since: str) -> list[str]:
+        found = []
+        if run[0].data.get("config_hash") != config_hash:
+            found.append(f"{config_phrase} ({config_difference(run[0].data.get('config'), config)})")
+        changed = data_change(run)
         if changed is not None:
-            differs.append(f"the data changed since it ran: {changed}")
+            found.append(f"the data changed since it {since}: {changed}")
+        return found
+
+    if ev.run_status(current) == "completed":
+        differs = differences(current, "the config differs", "ran")
         if differs:
             if force:
                 return Decision(RETRAIN, staged=True,
@@ -135,16 +138,9 @@ def decide(
                                    "run completes")
         return Decision(SKIP)  # with force too: nothing differs, so there is nothing to retrain
     # an unfinished run: interrupted (no outcome) or failed
-    start = current[0]
-    differs = []
-    if start.data.get("config_hash") != config_hash:
-        differs.append(f"it was started with another config ({config_difference(start.data.get('config'), config)})")
-    changed = data_change(current)
-    if changed is not None:
-        differs.append(f"the data changed since it started: {changed}")
+    differs = differences(current, "it was started with another config", "started")
     if differs and finished is not None and is_staged(current) \
-            and finished[0].data.get("config_hash") == config_hash and data_change(finished) is None \
-            and completion_problem() is None:
+            and not differences(finished, "", "") and completion_problem() is None:
         return Decision(SKIP, reason=f"{tag}: its finished result matches these settings and data; the unfinished "
                                      "retrain with other ones is left as it is (rerun with its settings to resume it)")
     if differs:
