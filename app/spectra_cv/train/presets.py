@@ -20,6 +20,9 @@ Measured choices (fold 1 of the real data, validation split; see the issue notes
   it the CPU model plateaued at 47.3 dB validation PSNR (Gaussian smoothing: 49.5); a PCA prior
   started at 53.7 and crept up; the ridge prior starts at ridge level (54.30) and the network adds
   a little (54.32 after 6 epochs). ``--prior none`` restores the plain residual.
+  Since the prior's α is chosen on held-out samples of the train split (as the ridge baseline's),
+  fold 1 validation starts at 54.96 dB after one epoch and peaks at 55.04 (epoch 7 of 11 in 840 s);
+  five-fold test: model 54.73 ± 0.34 dB, ridge 54.68 ± 0.37 (the network adds ~0.05 dB).
 """
 
 from __future__ import annotations
