@@ -31,7 +31,7 @@ for ((lane = 0; lane < lanes; lane++)); do
       if [ "$code" = 0 ]; then
         echo "[cv] fold $fold done"
       elif [ "$code" = 3 ]; then
-        echo "[cv] fold $fold refused (its message above says why; nothing of it changed)"; touch "$status_dir/failed-$fold"
+        echo "[cv] fold $fold refused (its message above says why; nothing of it changed)"; touch "$status_dir/refused-$fold"
       else
         echo "[cv] fold $fold failed"; touch "$status_dir/failed-$fold"
       fi
@@ -39,11 +39,17 @@ for ((lane = 0; lane < lanes; lane++)); do
   ) &
 done
 wait
-failed=$(ls "$status_dir" | sed 's/failed-//' | tr '\n' ' ')
+failed=$(ls "$status_dir" | sed -n 's/^failed-//p' | tr '\n' ' ')
+refused=$(ls "$status_dir" | sed -n 's/^refused-//p' | tr '\n' ' ')
 rm -rf "$status_dir"
 $COMPOSE stop coordinator  # its last sync runs on SIGTERM
 $COMPOSE run --rm --no-deps report || failed="$failed report"
+if [ -n "${refused// /}" ]; then
+  echo "[cv] refused: $refused(rerun with the settings and data they ran with, or with FORCE=1 to retrain them)" >&2
+fi
 if [ -n "${failed// /}" ]; then
-  echo "[cv] not completed: $failed (rerun the same command to resume them)" >&2
+  echo "[cv] not completed: $failed(rerun the same command to resume them)" >&2
+fi
+if [ -n "${failed// /}${refused// /}" ]; then
   exit 1
 fi
