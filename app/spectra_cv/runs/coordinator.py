@@ -39,6 +39,7 @@ from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.locks import LockBusy, file_lock, is_held
+from spectra_cv.runs.rerun import finished_run, is_staged
 from spectra_cv.runs.summary import BASELINES, SUMMARY_COLUMNS, TEST_METRICS
 
 log = get_logger("coordinator")
@@ -76,17 +77,16 @@ def _shown_run(events: list[ev.Event]) -> tuple[list[ev.Event], list[ev.Event] |
 
     While a forced retrain works in its staging places the finished result is still the live one,
     so the row keeps describing it and names the retrain's state in ``retrain``."""
-    runs = ev.runs_of(events)
-    if not runs:
-        return [], None
-    current = runs[-1]
-    if current[0].data.get("staged") and ev.run_status(current) != "completed":
-        for run in reversed(runs[:-1]):
-            if ev.run_status(run) == "completed":
-                return run, current
-            if not run[0].data.get("staged"):
-                break
+    current = ev.current_run(events)
+    if is_staged(current) and ev.run_status(current) != "completed":
+        finished = finished_run(events)
+        if finished is not None:
+            return finished, current
     return current, None
+
+
+def _live(status: str, alive: bool) -> str:
+    return "interrupted" if status == "running" and not alive else status
 
 
 def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[str, Any]:
@@ -98,9 +98,7 @@ def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[s
     rel = RunPaths(root=Path("."))
     run, retrain = _shown_run(events)
     row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
-    status = ev.run_status(run)
-    if status == "running" and not alive:
-        status = "interrupted"
+    status = _live(ev.run_status(run), alive)
     row.update({
         "fold": fold, "status": status,
         "train_manifest": _rel(rel.manifest(fold, "train")), "val_manifest": _rel(rel.manifest(fold, "val")),
@@ -111,9 +109,7 @@ def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[s
         "denoised_root": _rel(rel.root / "denoised" / "folds" / f"fold_{fold:02d}"),
     })
     if retrain is not None:
-        state = ev.run_status(retrain)
-        if state == "running" and not alive:
-            state = "interrupted"
+        state = _live(ev.run_status(retrain), alive)
         if any(e.type == ev.SWAP for e in retrain):
             state = "swapping" if alive else "swap interrupted (rerun the fold to finish it)"
         failure = ev.last_of(retrain, ev.FAILED)

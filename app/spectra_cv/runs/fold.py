@@ -44,9 +44,9 @@ from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
 from spectra_cv.runs import fingerprint as fp
 from spectra_cv.runs import rerun
-from spectra_cv.runs.coordinator import discover_folds, sync_if_free
+from spectra_cv.runs.coordinator import discover_folds, fold_alive, sync_if_free
 from spectra_cv.runs.events import fold_status
-from spectra_cv.runs.locks import file_lock, is_held
+from spectra_cv.runs.locks import file_lock
 from spectra_cv.runs.outputs import FoldOutputs, clear_staging, swap_in
 from spectra_cv.runs.summary import TEST_METRICS
 from spectra_cv.train.presets import RunConfig
@@ -122,6 +122,12 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _seconds_since(event: ev.Event) -> float:
+    """Seconds from ``event``'s time stamp to now."""
+    began = datetime.strptime(event.time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - began).total_seconds()
 
 
 class _Pipeline:
@@ -293,7 +299,7 @@ class _Pipeline:
                 log.warning("%s: cannot check fold %d's config: %s", self.tag, other, exc)
                 continue
             runs = ev.runs_of(events)
-            if runs and ev.run_status(runs[-1]) == "running" and is_held(self.paths.fold_lock(other)):
+            if runs and ev.run_status(runs[-1]) == "running" and fold_alive(self.paths, other):
                 if runs[-1][0].data.get("config_hash") != self.config_hash:
                     running[other] = str(runs[-1][0].data.get("config_hash"))
             finished = rerun.finished_run(events)
@@ -474,8 +480,7 @@ class _Pipeline:
     def _complete(self, checkpoint_sha: str, test: dict[str, Any]) -> None:
         start = ev.last_of(self.run_events, ev.START)
         assert start is not None
-        began = datetime.strptime(start.time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-        total = (datetime.now(timezone.utc) - began).total_seconds()
+        total = _seconds_since(start)
         live = self.out.live()
         sio.atomic_write_json(self.out.completion_record, {
             "fold": self.fold, "config_hash": self.config_hash,
@@ -516,7 +521,5 @@ class _Pipeline:
             self.w.emit(ev.FAILED, f"Fold failed: the interrupted swap of the retrained {self.tag} could not be "
                                    f"finished ({problem}); rerun to retrain it", stage="swap", error=problem)
             return
-        began = datetime.strptime(run[0].time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=sha,
-                    total_seconds=round((datetime.now(timezone.utc) - began).total_seconds(), 1))
+        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=sha, total_seconds=round(_seconds_since(run[0]), 1))
         log.info("%s: finished the swap a crash interrupted", self.tag)
