@@ -57,7 +57,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(fd, "wb") as handle:
@@ -140,6 +140,34 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+TEMP_SUFFIX = ".tmp"
+"""What ``atomic_write`` names its temp file: ``.<name>.<random>.tmp`` beside the target."""
+
+
+def remove_write_leftovers(path: str | os.PathLike[str]) -> int:
+    """Remove the temp files killed atomic writers left for ``path``; returns how many.
+
+    For a file: its ``.<name>.*.tmp`` siblings. For a directory: those siblings' folder twins
+    (``.<name>.*.partial``) and every ``.*.tmp`` file inside it. Only the single writer of
+    ``path`` may call it (another writer's temp file in flight would be removed).
+    """
+    target = Path(path)
+    parent = target.parent
+    if not parent.is_dir():
+        return 0
+    prefix = f".{target.name}."
+    found = [p for p in parent.iterdir() if p.name.startswith(prefix)
+             and (p.name.endswith(TEMP_SUFFIX) or p.name.endswith(".partial"))]
+    if target.is_dir() and not target.is_symlink():
+        found += [p for p in target.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for leftover in found:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return len(found)
 
 
 def append_durably(path: str | os.PathLike[str], data: bytes) -> None:

@@ -316,6 +316,24 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_result(data
         assert _tree(RunPaths(root=tmp_path).denoised(1, role)).keys() == _tree(ref.denoised(1, role)).keys(), where
 
 
+def test_temp_files_a_killed_writer_left_are_removed_by_the_next_run_of_that_fold(data, uninterrupted, tmp_path):
+    root = _copy(uninterrupted, tmp_path / "run")
+    paths = RunPaths(root=root)
+    before = _finished(root)
+    mine = [paths.denoised(1, "test") / "treatment_1" / ".rep_000_denoised.npy.k1ll3d0a.tmp",  # mid-denoise
+            paths.checkpoint_dir(1) / ".last_state.pt.k1ll3d0b.tmp",  # mid-checkpoint
+            paths.artifacts / f".{paths.metrics_json(1).name}.k1ll3d0c.tmp"]
+    theirs = [paths.artifacts / f".{paths.metrics_json(2).name}.k1ll3d0d.tmp",  # fold 2's writer, maybe in flight
+              paths.log_dir(1) / f".{paths.audit_log(1).name}.k1ll3d0e.tmp"]  # the coordinator's
+    for leftover in (*mine, *theirs):
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"half a write")
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, root), cwd=root)
+    assert "[fold 1] skipped" in out.stdout
+    assert [p.exists() for p in mine] == [False] * 3 and all(p.exists() for p in theirs)
+    assert _finished(root) == before
+
+
 # --- the rules themselves (pure: events in, decision out) --------------------------------------------------
 def _events(*runs: tuple[str, ...], config_hash: str = "h1", digest: str = "d1") -> list[ev.Event]:
     """Runs as tuples of event types (the first is always a start; "staged" marks a retrain)."""

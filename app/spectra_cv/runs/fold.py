@@ -201,6 +201,7 @@ class _Pipeline:
                     f"Starting {self.tag} beside a finished result found without its events; that result stays "
                     "until this run completes"))
             self.out = FoldOutputs(self.paths, self.fold, staged=decision.staged)
+            self.out.remove_leftovers(self.model)  # a kill mid-write leaves a temp file; this process owns them
             if decision.action == rerun.SKIP:
                 finished = rerun.finished_run(self.w.events)
                 done = ev.last_of(finished or [], ev.COMPLETED)

@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectra_cv.io import fsync_dir
+from spectra_cv.io import fsync_dir, remove_write_leftovers
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.paths import LAST_STATE_FILE
@@ -131,6 +131,15 @@ class FoldOutputs:
         """The staging folders of this fold (``staged`` outputs only)."""
         staged = FoldOutputs(self.paths, self.fold, staged=True)
         return [staged.manifests_dir, staged.denoised_root, staged.checkpoint_dir, staged._artifacts, staged.log_dir]
+
+    def remove_leftovers(self, model: str) -> int:
+        """Remove the temp files a killed run of this fold left beside (or inside) its outputs, live
+        and staged; returns how many. The fold's own process calls it, under the fold lock."""
+        staged = FoldOutputs(self.paths, self.fold, staged=True)
+        removed = sum(remove_write_leftovers(p) for p in (*self.live().items(model), *staged.items(model)))
+        if removed:
+            log.info("%s: removed %d temp file(s) a killed run left", self.tag, removed)
+        return removed
 
     def missing(self, model: str) -> list[Path]:
         """Items of a completed run that do not exist (a staged run must have them all before its swap)."""
