@@ -71,6 +71,7 @@ class LazyGroup(click.Group):
         "cv": "spectra_cv.cli.cv:cv",
         "report": "spectra_cv.cli.report:report",
         "final": "spectra_cv.cli.final:final",
+        "slurm": "spectra_cv.cli.slurm:slurm",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")

@@ -1,0 +1,443 @@
+"""The folds as a Slurm job array, then one dependent job for the coordinator and the report.
+
+``spectra-cv slurm submit`` writes two batch scripts into the run root (kept there as provenance,
+one folder per submission under ``slurm/``) and submits them with ``sbatch``:
+
+* ``folds.sbatch``: a job array, one task per fold (``--array=1,3,5%K``), each running
+  ``spectra-cv fold --fold $SLURM_ARRAY_TASK_ID`` with the run options of ``cv`` — straight from
+  the installed package, or inside the image: Apptainer/Singularity (``exec --nv``), Pyxis/enroot
+  (``srun --container-image``) or Docker (single-host Slurm installs);
+* ``finish.sbatch``: ``--dependency=afterany:<array>``, runs ``coordinator --once`` and ``report``.
+
+Slurm is the scheduler; nothing here schedules. Rerun = resume, as for ``cv``: a fold that completed
+with this config is not submitted again, nor one whose task is still queued or running; a fold
+completed with another config is refused unless ``--force``. A task cancelled, killed with its node
+or requeued leaves its fold resumable (the fold pipeline's own rules), and the next submit (or the
+requeue) picks it up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spectra_cv import io as sio
+from spectra_cv.errors import ConfigError, FoldRefused, SpectraCVError
+from spectra_cv.log import get_logger
+from spectra_cv.paths import RunPaths
+from spectra_cv.runs import events as ev
+from spectra_cv.runs import rerun
+
+log = get_logger("slurm")
+
+RUNTIMES = ("none", "apptainer", "singularity", "pyxis", "docker")
+ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
+                           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"})
+SUBMISSIONS = "slurm"
+SUBMISSION_FILE = "submission.json"
+_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SlurmError(SpectraCVError):
+    """sbatch/squeue missing or failing, or a submission that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each fold task asks Slurm for."""
+
+    gpus_per_fold: int = 1
+    cpus_per_fold: int = 4
+    mem: str | None = None
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
+    parallel: int | None = None
+    requeue: bool = False
+    sbatch_args: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        if self.gpus_per_fold < 0:
+            raise ConfigError(f"--gpus-per-fold must be >= 0; got {self.gpus_per_fold}")
+        if self.cpus_per_fold < 1:
+            raise ConfigError(f"--cpus-per-fold must be >= 1; got {self.cpus_per_fold}")
+        if self.parallel is not None and self.parallel < 1:
+            raise ConfigError(f"--parallel must be >= 1; got {self.parallel}")
+        if self.time is not None and not _TIME.match(self.time):
+            raise ConfigError(f"--time {self.time!r}: use Slurm's forms, e.g. 02:30:00, 90, 1-00:00:00")
+        for flag, value in (("--partition", self.partition), ("--account", self.account)):
+            if value is not None and not _NAME.match(value):
+                raise ConfigError(f"{flag} {value!r}: letters, digits, '_', '.', '-' only")
+        for arg in self.sbatch_args:
+            if not arg.startswith("--") or "\n" in arg:
+                raise ConfigError(f"--sbatch-arg {arg!r}: give one long sbatch option, e.g. --sbatch-arg=--qos=high")
+
+
+@dataclass(frozen=True)
+class Container:
+    """Where the folds run: ``runtime`` ``none`` is the installed package, else ``image`` in that runtime."""
+
+    runtime: str = "none"
+    image: str | None = None
+
+    @classmethod
+    def of(cls, image: str | None, runtime: str | None) -> "Container":
+        if image is None:
+            if runtime not in (None, "none"):
+                raise ConfigError(f"--container-runtime {runtime} needs --container IMAGE")
+            return cls()
+        if runtime is None:  # a .sif file is Apptainer's; anything else a registry/enroot reference for Pyxis
+            runtime = "apptainer" if image.endswith(".sif") else "pyxis"
+        if runtime not in RUNTIMES or runtime == "none":
+            raise ConfigError(f"--container-runtime {runtime!r}: one of {', '.join(RUNTIMES[1:])}")
+        return cls(runtime, image)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One ``slurm submit``: what it asked for and what Slurm answered."""
+
+    run_root: Path
+    folds: tuple[int, ...]
+    fold_args: tuple[str, ...]
+    config_hash: str
+    resources: Resources = field(default_factory=Resources)
+    container: Container = field(default_factory=Container)
+    binds: tuple[tuple[Path, bool], ...] = ()  # (host path, read-only) the container must see at the same path
+
+    @property
+    def job_name(self) -> str:
+        """One name per run root, so ``squeue --name`` finds this run root's tasks and no one else's."""
+        digest = hashlib.sha256(str(self.run_root).encode()).hexdigest()[:8]
+        return f"spectra-cv-{digest}"
+
+
+# --- the scripts -------------------------------------------------------------------------------------
+def _q(parts: Sequence[str | os.PathLike[str]]) -> str:
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def runner(sub: Submission, name: str, gpus: int) -> list[str]:
+    """The command prefix that runs ``spectra-cv`` for one task (``name``: the container's name)."""
+    c = sub.container
+    if c.runtime == "none":
+        return [sys.executable, "-m", "spectra_cv"]
+    if c.runtime in ("apptainer", "singularity"):
+        binds = ",".join(f"{p}:{p}:{'ro' if ro else 'rw'}" for p, ro in sub.binds)
+        # --contain: a minimal /dev and no host /tmp or home; the task's environment (OMP_NUM_THREADS,
+        # CUDA_VISIBLE_DEVICES) passes through, as Apptainer does by default
+        return [c.runtime, "exec", *(["--nv"] if gpus else []), "--contain", "--no-home", "--writable-tmpfs",
+                "--bind", binds, "--pwd", str(sub.run_root), "--env", f"SPECTRA_CV_IMAGE={c.image}",
+                str(c.image), "spectra-cv"]
+    if c.runtime == "pyxis":
+        mounts = ",".join(f"{p}:{p}{':ro' if ro else ''}" for p, ro in sub.binds)
+        return ["srun", "--ntasks=1", f"--container-image={c.image}", f"--container-mounts={mounts}",
+                f"--container-workdir={sub.run_root}", "--no-container-mount-home", "--export=ALL",
+                "spectra-cv"]
+    # docker: the same hardening as compose.yaml; named, so a cancelled task can stop it
+    mounts = [arg for p, ro in sub.binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
+    gpu = ["--gpus", '"device=${CUDA_VISIBLE_DEVICES:-0}"'] if gpus else []  # the quotes are Docker's (lists)
+    return ["docker", "run", "--rm", "--init", "--name", name, "--user", "$(id -u):$(id -g)", "--network", "none",
+            "--read-only", "--tmpfs", "/run/home:rw,exec,nosuid,nodev,mode=1777,size=512m",
+            "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777,size=1g", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges:true", "--pids-limit", "2048", "--shm-size", "2g",
+            "-e", f"SPECTRA_CV_IMAGE={c.image}", "-e", "OMP_NUM_THREADS", *mounts, "-w", str(sub.run_root),
+            *gpu, str(c.image)]
+
+
+def _word(part: str) -> str:
+    """One shell word: ``$…`` parts (the task's ids, its GPUs) double-quoted so the task's shell expands them."""
+    if "$" in part:
+        return '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return shlex.quote(part)
+
+
+def _command(sub: Submission, name: str, args: Sequence[str], gpus: int = 0) -> str:
+    return " ".join(_word(p) for p in runner(sub, name, gpus)) + " " + _q(args)
+
+
+def _header(sub: Submission, job: str, output: str, *, gpus: int, cpus: int) -> list[str]:
+    r = sub.resources
+    lines = [f"#SBATCH --job-name={job}", f"#SBATCH --chdir={sub.run_root}", f"#SBATCH --output={output}",
+             "#SBATCH --open-mode=append", "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={cpus}"]
+    if gpus:
+        lines.append(f"#SBATCH --gres=gpu:{gpus}")
+    for flag, value in (("partition", r.partition), ("time", r.time), ("account", r.account), ("mem", r.mem)):
+        if value is not None:
+            lines.append(f"#SBATCH --{flag}={value}")
+    lines += [f"#SBATCH {arg}" for arg in r.sbatch_args]
+    return lines
+
+
+def _docker_wrap(command: str, name: str) -> list[str]:
+    """Docker's container outlives a killed client: stop it when Slurm signals the task."""
+    return [f"trap 'docker stop --time 20 {name} >/dev/null 2>&1 || true' TERM INT",
+            f"{command} &", "wait $! || status=$?", "wait 2>/dev/null || true", "exit ${status:-0}"]
+
+
+def fold_script(sub: Submission, folder: Path, array: str) -> str:
+    """The job array's batch script: one task per fold."""
+    r = sub.resources
+    header = _header(sub, sub.job_name, str(folder / "fold_%a.out"), gpus=r.gpus_per_fold, cpus=r.cpus_per_fold)
+    header.insert(1, f"#SBATCH --array={array}")
+    header.append("#SBATCH --requeue" if r.requeue else "#SBATCH --no-requeue")
+    name = f"{sub.job_name}-${{SLURM_ARRAY_JOB_ID}}-${{SLURM_ARRAY_TASK_ID}}"
+    command = _command(sub, name, ["fold", "--fold", "FOLD_NUMBER", *sub.fold_args], gpus=r.gpus_per_fold)
+    command = command.replace("FOLD_NUMBER", '"$SLURM_ARRAY_TASK_ID"')
+    body = [
+        f"# spectra-cv fold tasks for {sub.run_root}, config {sub.config_hash[:12]} "
+        f"(written by `spectra-cv slurm submit`; kept as provenance)",
+        "# A cancelled, preempted or requeued task leaves its fold resumable: rerun the submit (or let",
+        "# Slurm requeue it) and the fold resumes from its last checkpoint. Exit 3: refused, nothing changed.",
+        "set -uo pipefail",
+        'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
+        'echo "spectra-cv fold $SLURM_ARRAY_TASK_ID on $(hostname -s): job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}'
+        ' (restart ${SLURM_RESTART_COUNT:-0})"',
+    ]
+    body += _docker_wrap(command, name) if sub.container.runtime == "docker" else [f"exec {command}"]
+    return "\n".join(["#!/bin/bash", *header, "", *body]) + "\n"
+
+
+def finish_script(sub: Submission, folder: Path) -> str:
+    """The dependent job: the coordinator once (audit logs, summary), then the report."""
+    header = _header(sub, f"{sub.job_name}-finish", str(folder / "finish.out"), gpus=0, cpus=1)
+    name = f"{sub.job_name}-${{SLURM_JOB_ID}}"
+    sync = _command(sub, name + "-sync", ["coordinator", "--once", "--run-root", str(sub.run_root)])
+    report = _command(sub, name + "-report", ["report", "--run-root", str(sub.run_root)])
+    body = [
+        f"# After every fold task of the array has ended (afterany): the audit logs and summary of {sub.run_root},",
+        "# then cv_report.md. The report covers the folds that completed; a missing fold is named there.",
+        "set -euo pipefail",
+        sync,
+        report,
+    ]
+    return "\n".join(["#!/bin/bash", *header, "", *body]) + "\n"
+
+
+def array_spec(folds: Sequence[int], parallel: int | None) -> str:
+    return ",".join(map(str, folds)) + (f"%{parallel}" if parallel else "")
+
+
+# --- talking to Slurm ------------------------------------------------------------------------------------
+def _slurm(args: list[str], what: str) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError as exc:
+        raise SlurmError(f"{args[0]} not found: run this on a Slurm login node (or use --dry-run to see the "
+                         "scripts)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SlurmError(f"{what}: {args[0]} gave no answer in 120 s (is slurmctld up? `sinfo` says)") from exc
+    if done.returncode != 0:
+        raise SlurmError(f"{what}: `{_q(args)}` failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def sbatch(script: Path, dependency: str | None = None) -> str:
+    """Submit ``script``; returns the job id."""
+    args = ["sbatch", "--parsable", *( [f"--dependency={dependency}"] if dependency else []), str(script)]
+    out = _slurm(args, f"submitting {script.name}").strip()
+    job = out.split(";")[0]
+    if not job.isdigit():
+        raise SlurmError(f"sbatch answered {out!r} for {script}, not a job id")
+    return job
+
+
+@dataclass(frozen=True)
+class Task:
+    job: str  # the array job's id (or the job's own)
+    index: str  # the array task id ("" for a plain job; "1,3%2" while the array is pending whole)
+    state: str
+
+
+def queue(name: str) -> list[Task]:
+    """This run root's jobs Slurm still knows, one row per array task."""
+    out = _slurm(["squeue", "--noheader", "--array", f"--name={name},{name}-finish", "--format=%F|%K|%T"],
+                 "reading the queue")
+    tasks = []
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            tasks.append(Task(parts[0], "" if parts[1] in ("N/A", "") else parts[1], parts[2]))
+    return tasks
+
+
+def _indices(index: str) -> set[int]:
+    """``"3"`` → {3}; a pending array's ``"1,3-5%2"`` → {1, 3, 4, 5}."""
+    out: set[int] = set()
+    for part in index.split("%")[0].split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.update(range(int(lo), int(hi) + 1))
+        elif part.isdigit():
+            out.add(int(part))
+    return out
+
+
+def active_folds(tasks: Sequence[Task], array_jobs: set[str]) -> dict[int, str]:
+    """Fold → ``jobid_task`` of this run root's fold tasks still queued or running."""
+    active: dict[int, str] = {}
+    for task in tasks:
+        if task.job in array_jobs and task.state in ACTIVE_STATES:
+            for fold in _indices(task.index):
+                active[fold] = f"{task.job}_{fold}"
+    return active
+
+
+# --- which folds to submit ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    submit: tuple[int, ...]
+    held_back: dict[int, str]  # fold → why it is not submitted
+
+
+def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[str, Any], *, force: bool,
+         active: dict[int, str]) -> Plan:
+    """The rerun rules at submit time: skip what is complete or still queued, refuse a changed config."""
+    submit, held, refused = [], {}, []
+    for fold in folds:
+        if fold in active:
+            held[fold] = f"still queued or running as task {active[fold]}"
+            continue
+        events = ev.read_events(paths.events(fold)) if paths.events(fold).exists() else []
+        finished = rerun.finished_run(events)
+        start = finished[0] if finished else None
+        intact = paths.completion_record(fold).is_file() and paths.best_checkpoint(fold, config["model"]["name"]).is_file()
+        if start is not None and intact and ev.fold_status(events) == "completed":
+            if start.data.get("config_hash") == config_hash:
+                held[fold] = "completed with this config"
+                continue
+            if not force:
+                refused.append(f"fold {fold} completed with another config "
+                               f"({rerun.config_difference(start.data.get('config'), config)})")
+                continue
+        submit.append(fold)
+    if refused:
+        raise FoldRefused("; ".join(refused) + ". Nothing was submitted. Rerun with --force to retrain them "
+                          "(each beside its finished result), or use another --run-root")
+    return Plan(tuple(submit), held)
+
+
+def binds_for(run_root: Path, inputs: Sequence[Path]) -> tuple[tuple[Path, bool], ...]:
+    """The run root read-write, each input read-only unless the run root already holds it."""
+    out: list[tuple[Path, bool]] = [(run_root, False)]
+    for path in inputs:
+        if path not in (p for p, _ in out):
+            out.append((path, True))
+    return tuple(out)
+
+
+# --- submit and follow ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Submitted:
+    folder: Path
+    plan: Plan
+    array_job: str | None
+    finish_job: str | None
+
+
+def submissions(paths: RunPaths) -> list[dict[str, Any]]:
+    """Earlier submissions of this run root, oldest first."""
+    root = paths.root / SUBMISSIONS
+    found = []
+    for record in sorted(root.glob(f"*/{SUBMISSION_FILE}")) if root.is_dir() else []:
+        try:
+            found.append(json.loads(record.read_text()))
+        except (OSError, ValueError) as exc:
+            raise SlurmError(f"{record}: unreadable ({exc}); remove that submission's folder if it is stale") from exc
+    return found
+
+
+def new_folder(paths: RunPaths) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = paths.root / SUBMISSIONS / stamp
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{stamp}.{n}")
+    folder.mkdir(parents=True)
+    return folder
+
+
+def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: bool,
+           echo: Callable[[str], None]) -> Submitted:
+    """Write the scripts, submit the array and the dependent job (``dry_run``: print them, submit nothing)."""
+    sub.resources.check()
+    paths = RunPaths(root=sub.run_root)
+    previous = submissions(paths)
+    arrays = {str(s["array_job"]) for s in previous if s.get("array_job")}
+    active = active_folds(queue(sub.job_name), arrays) if arrays and not dry_run else {}
+    chosen = plan(paths, sub.folds, sub.config_hash, config, force=force, active=active)
+    for fold, why in chosen.held_back.items():
+        echo(f"fold {fold}: not submitted ({why})")
+    if not chosen.submit:
+        echo("nothing to submit: every fold asked for is complete or still queued")
+        return Submitted(paths.root, chosen, None, None)
+    fold_args = list(sub.fold_args)
+    if force:
+        fold_args += ["--force", "--retraining-folds", ",".join(map(str, chosen.submit))]
+    sub = Submission(**{**sub.__dict__, "fold_args": tuple(fold_args)})
+    array = array_spec(chosen.submit, sub.resources.parallel)
+    if dry_run:
+        folder = paths.root / SUBMISSIONS / "<submission>"
+        for name, text in (("folds.sbatch", fold_script(sub, folder, array)),
+                           ("finish.sbatch", finish_script(sub, folder))):
+            echo(f"# --- {folder / name}\n{text}")
+        echo(f"sbatch --parsable {folder / 'folds.sbatch'}")
+        echo(f"sbatch --parsable --dependency=afterany:<array job id> {folder / 'finish.sbatch'}")
+        return Submitted(folder, chosen, None, None)
+    folder = new_folder(paths)
+    scripts = {}
+    for name, text in (("folds.sbatch", fold_script(sub, folder, array)), ("finish.sbatch", finish_script(sub, folder))):
+        scripts[name] = sio.atomic_write_text(folder / name, text)
+        os.chmod(scripts[name], 0o755)
+    array_job = sbatch(scripts["folds.sbatch"])
+    echo(f"sbatch {scripts['folds.sbatch']}: job array {array_job} (--array={array})")
+    try:
+        finish_job = sbatch(scripts["finish.sbatch"], dependency=f"afterany:{array_job}")
+    except SlurmError:
+        _slurm(["scancel", array_job], f"cancelling job array {array_job} after its finish job was refused")
+        raise
+    echo(f"sbatch --dependency=afterany:{array_job} {scripts['finish.sbatch']}: job {finish_job}")
+    sio.atomic_write_json(folder / SUBMISSION_FILE, {
+        "submitted_at": ev.now_iso(), "run_root": str(sub.run_root), "job_name": sub.job_name,
+        "array_job": array_job, "finish_job": finish_job, "folds": list(chosen.submit), "array": array,
+        "held_back": {str(k): v for k, v in chosen.held_back.items()}, "config_hash": sub.config_hash,
+        "container": {"runtime": sub.container.runtime, "image": sub.container.image},
+        "scripts": {k: v.name for k, v in scripts.items()},
+    })
+    return Submitted(folder, chosen, array_job, finish_job)
+
+
+def wait(sub: Submission, done: Submitted, echo: Callable[[str], None], interval_s: float = 5.0) -> dict[int, str]:
+    """Follow the jobs until Slurm no longer lists them; returns fold → final status from its events."""
+    jobs = {done.array_job, done.finish_job}
+    seen: dict[str, str] = {}
+    while True:
+        tasks = [t for t in queue(sub.job_name) if t.job in jobs]
+        for t in tasks:
+            label = f"fold {t.index}" if t.job == done.array_job and t.index.isdigit() else (
+                f"folds {t.index}" if t.job == done.array_job else "finish job")
+            key = f"{t.job}_{t.index}"
+            if seen.get(key) != t.state:
+                seen[key] = t.state
+                echo(f"{label}: {t.state.lower()} (job {key.rstrip('_')})")
+        if not tasks:
+            break
+        time.sleep(interval_s)
+    paths = RunPaths(root=sub.run_root)
+    out = {}
+    for fold in done.plan.submit:
+        events = ev.read_events(paths.events(fold)) if paths.events(fold).exists() else []
+        out[fold] = ev.fold_status(events)
+    return out
