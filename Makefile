@@ -54,7 +54,7 @@ GPUS ?= 0
 export FORCE ?=
 
 .PHONY: help setup test demo bench gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
-        ci-container
+        ci-container slurm-cv k8s ci-cluster
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -63,7 +63,7 @@ $(STAMP): app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e 'app[test,report]'
+	$(PY) -m pip install --quiet -e 'app[test,report,k8s]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the app (CPU torch here, CUDA torch on a GPU host)
@@ -129,6 +129,34 @@ report: volumes ## cv_report.md, cv_metrics.csv and plots from the folds' output
 
 final: volumes ## Production model on all samples, then the whole corpus denoised
 	GPU=$(FIRST_GPU) $(COMPOSE) run --rm final
+
+# On a cluster (README "On a cluster"): RUN_ROOT, DATA_ROOT and METADATA_DIR on the shared filesystem.
+RUN_ROOT ?= .
+DATA_ROOT ?=
+METADATA_DIR ?=
+PRESET ?=
+EPOCHS ?=
+SETS ?=
+SLURM_ARGS ?=
+CLUSTER_RUN_ARGS = --run-root $(RUN_ROOT) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+  $(if $(METADATA_DIR),--metadata-dir $(METADATA_DIR)) $(if $(PRESET),--preset $(PRESET)) \
+  $(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach s,$(SETS),--set $(s))
+
+slurm-cv: $(STAMP) ## Folds as a Slurm job array, then coordinator + report: make slurm-cv FOLDS="1 2 3" [PARALLEL=2 RUN_ROOT=… SLURM_ARGS="--partition gpu --wait"]
+	$(CLI) slurm submit --folds $(FOLDS) $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(FORCE),--force) \
+	  $(CLUSTER_RUN_ARGS) $(SLURM_ARGS)
+
+K8S_OVERLAY ?= $(if $(filter cpu,$(VARIANT)),cpu,base)
+K8S_OUT ?= .k8s/cv.yaml
+K8S_ARGS ?=
+
+k8s: $(STAMP) ## Render the Kubernetes Jobs to $(K8S_OUT): make k8s [VARIANT=cpu] [FOLDS="1 2 3"] [PARALLEL=2] [IMAGE=reg/spectra-cv:cuda]
+	@mkdir -p $(dir $(K8S_OUT))
+	$(CLI) k8s render --overlay $(K8S_OVERLAY) --image $(IMAGE) --folds $(FOLDS) $(if $(PARALLEL),--parallel $(PARALLEL)) \
+	  $(if $(PRESET),--preset $(PRESET)) $(foreach s,$(SETS),--set $(s)) $(K8S_ARGS) --output $(K8S_OUT)
+
+ci-cluster: $(STAMP) ## CI cluster stage (after ci-container): a real single-node Slurm, the job array vs cv, Kubernetes pods in Docker
+	scripts/ci_cluster.sh
 
 ci-container: $(STAMP) ## CI container stage: engine, CPU image, fold 3 on tiny data in compose, checks
 	scripts/ci_container.sh

@@ -275,6 +275,7 @@ def test_a_killed_fold_shows_as_interrupted_and_a_live_one_as_running(tmp_path):
 
 
 def test_a_filesystem_without_flock_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTRA_CV_LOCK", "flock")  # auto falls back to a lease file (tests/test_locks.py)
     def no_locks(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 

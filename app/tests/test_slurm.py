@@ -61,7 +61,9 @@ def fake_slurm(tmp_path) -> Path:
         f'echo "$*" >> {bin_dir}/sbatch.calls\n'
         f"n=$(wc -l < {bin_dir}/sbatch.calls)\n"
         'echo "$((100 + n));cluster"\n')
-    (bin_dir / "squeue").write_text(f'#!/bin/bash\necho "$*" >> {bin_dir}/squeue.calls\ncat {bin_dir}/queue.txt 2>/dev/null\n')
+    (bin_dir / "squeue").write_text(  # queue.txt every time; queue.once once
+        f'#!/bin/bash\necho "$*" >> {bin_dir}/squeue.calls\ncat {bin_dir}/queue.txt 2>/dev/null\n'
+        f'if [ -f {bin_dir}/queue.once ]; then cat {bin_dir}/queue.once; rm {bin_dir}/queue.once; fi\n')
     (bin_dir / "scancel").write_text(f'#!/bin/bash\necho "$*" >> {bin_dir}/scancel.calls\n')
     for tool in ("sbatch", "squeue", "scancel"):
         os.chmod(bin_dir / tool, 0o755)
@@ -221,6 +223,19 @@ def test_a_resubmit_while_tasks_are_queued_holds_them_back(data, tmp_path, fake_
     assert "job array 103 (--array=1)" in again.stdout
     name = sl.Submission(run_root=run.resolve(), folds=(), fold_args=(), config_hash="").job_name
     assert f"--name={name},{name}-finish" in (fake_slurm / "squeue.calls").read_text()
+
+
+def test_wait_follows_an_earlier_submission_still_running_a_fold(data, tmp_path, fake_slurm):
+    run = tmp_path / "run"
+    path = f"{fake_slurm}:{os.environ['PATH']}"
+    assert _cli("slurm", "submit", "--folds", "2", *TINY, *_inputs(data), "--run-root", str(run), cwd=tmp_path,
+                path=path).returncode == 0
+    (fake_slurm / "queue.once").write_text("101|2|RUNNING\n")  # seen by the rerun's check; gone when it waits
+    again = _cli("slurm", "submit", "--folds", "2", "--wait", "--poll-s", "0.1", *TINY, *_inputs(data),
+                 "--run-root", str(run), cwd=tmp_path, path=path)
+    assert "nothing to submit" in again.stdout and "[fold 2] pending" in again.stdout
+    assert again.returncode == 1 and "fold(s) 2 did not complete" in again.stderr
+    assert len((fake_slurm / "sbatch.calls").read_text().splitlines()) == 2  # nothing submitted the second time
 
 
 def test_a_refused_finish_job_cancels_its_array(data, tmp_path, fake_slurm):

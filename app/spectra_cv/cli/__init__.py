@@ -72,6 +72,7 @@ class LazyGroup(click.Group):
         "report": "spectra_cv.cli.report:report",
         "final": "spectra_cv.cli.final:final",
         "slurm": "spectra_cv.cli.slurm:slurm",
+        "k8s": "spectra_cv.cli.k8s:k8s",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")

@@ -82,9 +82,9 @@ def submit(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus_
         binds=sl.binds_for(absolute.run_root, [p if p.is_dir() else p.parent for p in inputs]),
     )
     done = sl.submit(sub, cfg.to_dict(), force=force, dry_run=dry_run, echo=click.echo)
-    if dry_run or not wait_ or done.array_job is None:
-        if done.array_job is not None:
-            click.echo(f"follow: squeue --name={sub.job_name} (outputs in {done.folder})")
+    if done.array_job is not None and not wait_:
+        click.echo(f"follow: squeue --name={sub.job_name} (outputs in {done.folder})")
+    if dry_run or not wait_ or not done.followed[0]:
         return
     statuses = sl.wait(sub, done, click.echo, interval_s=poll_s)
     for fold, status in statuses.items():

@@ -344,6 +344,15 @@ class Submitted:
     plan: Plan
     array_job: str | None
     finish_job: str | None
+    earlier: dict[int, tuple[str, str]] = field(default_factory=dict)  # fold still queued → (array, finish) job
+
+    @property
+    def followed(self) -> tuple[dict[str, str], tuple[int, ...]]:
+        """The jobs ``wait`` follows (id → ``array``/``finish``) and the folds it reports on."""
+        jobs = {j: kind for a, f in self.earlier.values() for j, kind in ((a, "array"), (f, "finish"))}
+        if self.array_job and self.finish_job:
+            jobs.update({self.array_job: "array", self.finish_job: "finish"})
+        return jobs, tuple(sorted({*self.plan.submit, *self.earlier}))
 
 
 def submissions(paths: RunPaths) -> list[dict[str, Any]]:
@@ -378,11 +387,14 @@ def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: boo
     arrays = {str(s["array_job"]) for s in previous if s.get("array_job")}
     active = active_folds(queue(sub.job_name), arrays) if arrays and not dry_run else {}
     chosen = plan(paths, sub.folds, sub.config_hash, config, force=force, active=active)
+    finish_of = {str(s["array_job"]): str(s.get("finish_job")) for s in previous if s.get("array_job")}
+    earlier = {fold: (task.split("_")[0], finish_of.get(task.split("_")[0], "")) for fold, task in active.items()
+               if fold in chosen.held_back}
     for fold, why in chosen.held_back.items():
         echo(f"fold {fold}: not submitted ({why})")
     if not chosen.submit:
         echo("nothing to submit: every fold asked for is complete or still queued")
-        return Submitted(paths.root, chosen, None, None)
+        return Submitted(paths.root, chosen, None, None, earlier)
     fold_args = list(sub.fold_args)
     if force:
         fold_args += ["--force", "--retraining-folds", ",".join(map(str, chosen.submit))]
@@ -395,7 +407,7 @@ def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: boo
             echo(f"# --- {folder / name}\n{text}")
         echo(f"sbatch --parsable {folder / 'folds.sbatch'}")
         echo(f"sbatch --parsable --dependency=afterany:<array job id> {folder / 'finish.sbatch'}")
-        return Submitted(folder, chosen, None, None)
+        return Submitted(folder, chosen, None, None, earlier)
     folder = new_folder(paths)
     scripts = {}
     for name, text in (("folds.sbatch", fold_script(sub, folder, array)), ("finish.sbatch", finish_script(sub, folder))):
@@ -416,28 +428,31 @@ def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: boo
         "container": {"runtime": sub.container.runtime, "image": sub.container.image},
         "scripts": {k: v.name for k, v in scripts.items()},
     })
-    return Submitted(folder, chosen, array_job, finish_job)
+    return Submitted(folder, chosen, array_job, finish_job, earlier)
 
 
 def wait(sub: Submission, done: Submitted, echo: Callable[[str], None], interval_s: float = 5.0) -> dict[int, str]:
-    """Follow the jobs until Slurm no longer lists them; returns fold → final status from its events."""
-    jobs = {done.array_job, done.finish_job}
+    """Follow the jobs (this submission's and earlier ones still running folds asked for) until Slurm no
+    longer lists them; returns fold → final status from its events."""
+    jobs, folds = done.followed
     seen: dict[str, str] = {}
-    while True:
+    while jobs:
         tasks = [t for t in queue(sub.job_name) if t.job in jobs]
         for t in tasks:
-            label = f"fold {t.index}" if t.job == done.array_job and t.index.isdigit() else (
-                f"folds {t.index}" if t.job == done.array_job else "finish job")
-            key = f"{t.job}_{t.index}"
+            if jobs[t.job] == "finish":
+                label = "finish job"
+            else:
+                label = f"fold {t.index}" if t.index.isdigit() else f"folds {t.index}"
+            key = f"{t.job}_{t.index}" if t.index else t.job
             if seen.get(key) != t.state:
                 seen[key] = t.state
-                echo(f"{label}: {t.state.lower()} (job {key.rstrip('_')})")
+                echo(f"{label}: {t.state.lower()} (job {key})")
         if not tasks:
             break
         time.sleep(interval_s)
     paths = RunPaths(root=sub.run_root)
     out = {}
-    for fold in done.plan.submit:
+    for fold in folds:
         events = ev.read_events(paths.events(fold)) if paths.events(fold).exists() else []
         out[fold] = ev.fold_status(events)
     return out
