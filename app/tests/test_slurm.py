@@ -117,12 +117,15 @@ def test_dry_run_prints_and_writes_nothing(data, tmp_path):
                                             ":ro", "/images/spectra-cv.sif spectra-cv fold --fold"]),
     (None, "/images/spectra-cv.sif", ["apptainer exec --nv"]),  # a .sif is Apptainer's
     ("singularity", "/images/spectra-cv.sif", ["singularity exec --nv --contain"]),
-    ("pyxis", "registry.lab/spectra-cv:cuda", ["srun --ntasks=1 --container-image=registry.lab/spectra-cv:cuda "
-                                               "--container-mounts=", "--container-workdir=", "spectra-cv fold --fold"]),
+    ("pyxis", "registry.lab/spectra-cv:cuda", ['srun --ntasks=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" '
+                                               "--container-image=registry.lab/spectra-cv:cuda --container-mounts=",
+                                               "--container-workdir=", "spectra-cv fold --fold",
+                                               "export SPECTRA_CV_IMAGE=registry.lab/spectra-cv:cuda"]),
     ("docker", "spectra-cv:cuda", ['docker run --rm --init --name "spectra-cv-', '--user "$(id -u):$(id -g)"',
                                    "--network none --read-only", "--cap-drop ALL --security-opt no-new-privileges:true",
-                                   '--gpus "\\"device=${CUDA_VISIBLE_DEVICES:-0}\\"" spectra-cv:cuda fold --fold',
-                                   "trap 'docker stop --time 20"]),
+                                   '--gpus "\\"device=${SLURM_JOB_GPUS:?Slurm allocated this job no GPU}\\"" '
+                                   'spectra-cv:cuda fold --fold "$SLURM_ARRAY_TASK_ID"',
+                                   "trap 'docker stop --time 20", 'echo "spectra-cv fold $SLURM_ARRAY_TASK_ID: exit status']),
 ])
 def test_the_container_branches(data, tmp_path, runtime, image, expected):
     args = ["slurm", "submit", "--folds", "1", "--dry-run", "--container", image, *TINY, *_inputs(data),
@@ -158,6 +161,8 @@ def test_the_container_branch_keeps_the_task_environment():
     (["--folds", "6"], "fold 6 is out of range"),
     (["--container-runtime", "docker"], "needs --container IMAGE"),
     (["--set", "d_modle=8"], "unknown flag 'd_modle'"),
+    (["--mem", "32 G"], "--mem '32 G'"),
+    (["--sbatch-arg=--comment=a#b"], "--sbatch-arg '--comment=a#b'"),
 ])
 def test_bad_options_are_clear_errors(data, tmp_path, args, message):
     out = _cli("slurm", "submit", "--dry-run", *TINY, *_inputs(data), "--run-root", str(tmp_path / "r"), *args,
@@ -165,20 +170,47 @@ def test_bad_options_are_clear_errors(data, tmp_path, args, message):
     assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
+def test_a_path_an_sbatch_line_cannot_carry_is_refused(data, tmp_path):
+    out = _cli("slurm", "submit", "--dry-run", *TINY, *_inputs(data), "--run-root", str(tmp_path / "my runs $HOME"),
+               cwd=tmp_path)
+    assert out.returncode == 1 and "contains ' ' '$'" in out.stderr and "a symlink to it will do" in out.stderr
+
+
+def test_a_task_that_was_refused_is_reported_as_refused(data, tmp_path, fake_slurm):
+    run = tmp_path / "run"
+    path = f"{fake_slurm}:{os.environ['PATH']}"
+    assert _cli("slurm", "submit", "--folds", "2", *TINY, *_inputs(data), "--run-root", str(run), cwd=tmp_path,
+                path=path).returncode == 0
+    (folder,) = [p for p in (run / "slurm").iterdir() if p.is_dir()]
+    (folder / "fold_2.out").write_text(  # what the task prints when the fold refuses (the data changed)
+        "spectra-cv fold 2 on node7: job 101_2 (restart 0)\n"
+        "Error: fold_02 has an unfinished run, but the data changed since it started: a.npy changed\n"
+        "spectra-cv fold 2: exit status 3\n")
+    assert sl.task_end(folder, 2) == (3, "fold_02 has an unfinished run, but the data changed since it started: "
+                                         "a.npy changed")
+    (fake_slurm / "queue.once").write_text("101|2|RUNNING\n")
+    again = _cli("slurm", "submit", "--folds", "2", "--wait", "--poll-s", "0.1", *TINY, *_inputs(data),
+                 "--run-root", str(run), cwd=tmp_path, path=path)
+    assert again.returncode == 3, again.stderr
+    assert "fold 2 refused to run, nothing of it changed: fold_02 has an unfinished run" in again.stderr
+
+
 def test_no_sbatch_is_a_clear_error(data, tmp_path):
     out = _cli("slurm", "submit", "--folds", "1", *TINY, *_inputs(data), "--run-root", str(tmp_path / "r"),
                cwd=tmp_path, path="/nonexistent")
-    assert out.returncode == 1 and "sbatch not found: run this on a Slurm login node" in out.stderr
+    assert out.returncode == 1 and "squeue not found: run this on a Slurm login node" in out.stderr
 
 
 # --- which folds a rerun submits -----------------------------------------------------------------------------
 def _complete(paths: RunPaths, fold: int, config_hash: str, config: dict) -> None:
     writer = ev.EventWriter(paths.events(fold), fold)
-    writer.emit(ev.START, "Starting", config_hash=config_hash, config=config)
+    writer.emit(ev.START, "Starting", config_hash=config_hash, config=config, model=config["model"]["name"])
     writer.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256="x")
     paths.completion_record(fold).parent.mkdir(parents=True, exist_ok=True)
     paths.completion_record(fold).write_text("{}")
     paths.best_checkpoint(fold, config["model"]["name"]).write_bytes(b"ckpt")
+    paths.metrics_json(fold).parent.mkdir(parents=True, exist_ok=True)
+    paths.metrics_json(fold).write_text("{}")
 
 
 def test_a_rerun_submits_only_what_is_not_complete_or_queued(tmp_path):
@@ -200,15 +232,15 @@ def test_a_fold_completed_with_another_config_is_refused_unless_forced(tmp_path)
     new = build_run_config("cpu_quick", None, (), None, None, {"epochs": 3})
     paths = RunPaths(root=tmp_path)
     _complete(paths, 2, old.hash(), old.to_dict())
-    with pytest.raises(FoldRefused, match=r"fold 2 completed with another config \(train.epochs 2 → 3\)"):
+    with pytest.raises(FoldRefused, match=r"fold 2 completed, but the config differs \(train.epochs 2 → 3\)"):
         sl.plan(paths, (2,), new.hash(), new.to_dict(), force=False, active={})
     assert sl.plan(paths, (2,), new.hash(), new.to_dict(), force=True, active={}).submit == (2,)
 
 
 def test_the_queue_is_read_per_task():
-    tasks = [sl.Task("77", "1", "RUNNING"), sl.Task("77", "3-5%2", "PENDING"), sl.Task("78", "", "PENDING"),
-             sl.Task("60", "2", "RUNNING"), sl.Task("77", "2", "COMPLETED")]
-    assert sl.active_folds(tasks, {"77"}) == {1: "77_1", 3: "77_3", 4: "77_4", 5: "77_5"}
+    tasks = [sl.Task("77", "1", "RUNNING", "n"), sl.Task("77", "3-5%2", "PENDING", "n"),
+             sl.Task("78", "", "PENDING", "n-finish"), sl.Task("60", "2", "STOPPED", "n")]
+    assert sl.active_folds(tasks, "n") == {1: "77_1", 3: "77_3", 4: "77_4", 5: "77_5", 2: "60_2"}  # listed = active
 
 
 def test_a_resubmit_while_tasks_are_queued_holds_them_back(data, tmp_path, fake_slurm):
@@ -221,6 +253,7 @@ def test_a_resubmit_while_tasks_are_queued_holds_them_back(data, tmp_path, fake_
     assert again.returncode == 0, again.stderr
     assert "fold 2: not submitted (still queued or running as task 101_2)" in again.stdout
     assert "job array 103 (--array=1)" in again.stdout
+    assert "sbatch --dependency=afterany:103:101 " in again.stdout  # the report waits for fold 2's task too
     name = sl.Submission(run_root=run.resolve(), folds=(), fold_args=(), config_hash="").job_name
     assert f"--name={name},{name}-finish" in (fake_slurm / "squeue.calls").read_text()
 
@@ -234,7 +267,7 @@ def test_wait_follows_an_earlier_submission_still_running_a_fold(data, tmp_path,
     again = _cli("slurm", "submit", "--folds", "2", "--wait", "--poll-s", "0.1", *TINY, *_inputs(data),
                  "--run-root", str(run), cwd=tmp_path, path=path)
     assert "nothing to submit" in again.stdout and "[fold 2] pending" in again.stdout
-    assert again.returncode == 1 and "fold(s) 2 did not complete" in again.stderr
+    assert again.returncode == 1 and "fold 2 did not complete: pending" in again.stderr
     assert len((fake_slurm / "sbatch.calls").read_text().splitlines()) == 2  # nothing submitted the second time
 
 

@@ -40,10 +40,11 @@ pytestmark = [pytest.mark.engine, pytest.mark.skipif(not _slurm_up(), reason="th
                                                      "SPECTRA_CV_ENGINE_TESTS=1 and a Slurm that answers "
                                                      "(scripts/slurm_local.sh up starts one)")]
 FOLDS = ("1", "2", "3")
+EPOCHS = 8  # long enough that a task is cancelled mid-training, well before its fold ends
 TIMING = ("seconds", "_at", "per_s", "speed")
 
 
-def _submit(data: Path, root: Path, *extra: str, epochs: int = 4, check: bool = True):
+def _submit(data: Path, root: Path, *extra: str, epochs: int = EPOCHS, check: bool = True):
     args = ["slurm", "submit", "--folds", *FOLDS, "--parallel", "2", "--gpus-per-fold", "0", "--cpus-per-fold", "1",
             "--poll-s", "1", *fold_args(data, root, epochs=epochs), *extra]
     args[args.index("--run-root") + 1] = str(root)
@@ -72,7 +73,7 @@ def _submission(root: Path) -> dict:
 def reference(data, tmp_path_factory) -> Path:
     """A plain ``cv`` of the same three folds and config."""
     root = tmp_path_factory.mktemp("plain_cv")
-    spectra_cv("cv", "--folds", *FOLDS, *fold_args(data, root), cwd=root, timeout=900)
+    spectra_cv("cv", "--folds", *FOLDS, *fold_args(data, root, epochs=EPOCHS), cwd=root, timeout=900)
     spectra_cv("report", "--run-root", ".", "--no-plots", cwd=root)
     return root
 
@@ -89,12 +90,27 @@ def test_a_job_array_gives_what_cv_gives(data, reference, tmp_path_factory):
     folder = root / "slurm" / _latest(root)
     assert (folder / "folds.sbatch").read_text().count("#SBATCH --array=1,2,3%2") == 1  # kept as provenance
     assert "report: " in (folder / "finish.out").read_text()  # the dependent job ran the report
+    assert _most_at_once(RunPaths(root=root)) == 2  # three folds, two at a time (--array=…%2 on two cores)
     for fold in (1, 2, 3):
         assert messages(RunPaths(root=root).audit_log(fold)) == messages(RunPaths(root=reference).audit_log(fold))
     pd.testing.assert_frame_equal(_summary(root), _summary(reference))
     pd.testing.assert_frame_equal(_report_metrics(root), _report_metrics(reference))
     again = _submit(data, root)  # rerun = resume: nothing left to run
     assert "nothing to submit" in again.stdout and len(list((root / "slurm").glob("*/submission.json"))) == 1
+
+
+def _most_at_once(paths: RunPaths) -> int:
+    """The most folds that were running at the same moment (from their first and last events)."""
+    spans = []
+    for fold in map(int, FOLDS):
+        events = ev.read_events(paths.events(fold))
+        spans.append((events[0].time, events[-1].time))
+    moments = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = running = 0
+    for _, step in moments:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def _latest(root: Path) -> str:
@@ -117,24 +133,23 @@ def _queue_empty(name: str) -> bool:
 
 def test_a_cancelled_task_is_the_only_fold_the_next_submit_runs(data, reference, tmp_path_factory):
     root = tmp_path_factory.mktemp("cancelled")  # beside the reference: the same relative paths to the data
-    _submit(data, root, epochs=4)
+    _submit(data, root)
     record = _submission(root)
     paths = RunPaths(root=root)
-
-    def training(fold: int) -> bool:
-        return paths.events(fold).exists() and any(e.type == ev.CHECKPOINT for e in ev.read_events(paths.events(fold)))
-
-    _wait_for(lambda: training(2), 300, "fold 2 to save a checkpoint")
+    last_state = paths.checkpoint_dir(2) / "last_state.pt"
+    _wait_for(last_state.exists, 300, "fold 2 to finish its first epoch")  # then cancelled mid-training
     subprocess.run(["scancel", f"{record['array_job']}_2"], check=True)
     _wait_for(lambda: _queue_empty(record["job_name"]), 300, "the jobs to end")
     assert ev.fold_status(ev.read_events(paths.events(2))) == "running"  # cut off: no outcome recorded
+    assert not paths.completion_record(2).exists()
     before = {f: paths.events(f).read_bytes() for f in (1, 3)}
     out = _submit(data, root, "--wait")
     assert "fold 1: not submitted (completed with this config)" in out.stdout
     assert "fold 3: not submitted (completed with this config)" in out.stdout
     assert _submission(root)["folds"] == [2] and _submission(root)["array"] == "2%2"
     assert {f: paths.events(f).read_bytes() for f in (1, 3)} == before  # the others did not run again
-    assert any(e.type == ev.RESUME for e in ev.read_events(paths.events(2)))  # resumed, not restarted
+    resumed = [e for e in ev.read_events(paths.events(2)) if e.type == ev.RESUME and e.data.get("stage") == "train"]
+    assert resumed and 1 <= resumed[0].data["after_epoch"] < EPOCHS  # training went on from its last epoch
     for fold in (1, 2, 3):  # and every audit log reads as one uninterrupted run
         assert messages(paths.audit_log(fold)) == messages(RunPaths(root=reference).audit_log(fold))
     pd.testing.assert_frame_equal(_summary(root), _summary(reference))
@@ -154,7 +169,7 @@ def test_the_container_branch_runs_a_fold_in_docker(data, reference, tmp_path_fa
     os.chmod(root, 0o777)
     image = _image()
     args = ["slurm", "submit", "--folds", "1", "--gpus-per-fold", "0", "--cpus-per-fold", "1", "--poll-s", "1",
-            "--container", str(image), "--container-runtime", "docker", "--wait", *fold_args(data, root)]
+            "--container", str(image), "--container-runtime", "docker", "--wait", *fold_args(data, root, epochs=EPOCHS)]
     args[args.index("--run-root") + 1] = str(root)
     out = spectra_cv(*args, cwd=root, timeout=900)
     assert "[fold 1] completed" in out.stdout, out.stdout

@@ -8,7 +8,12 @@ submits only the folds that are not complete (see ``spectra_cv.cluster.slurm``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from spectra_cv.errors import EXIT_REFUSED
+from spectra_cv.paths import RunPaths
 
 from spectra_cv.cli import CONTEXT_SETTINGS
 from spectra_cv.cli.options import GreedyCommand
@@ -38,6 +43,7 @@ def slurm() -> None:
               help="Any other sbatch option for the fold tasks, e.g. --sbatch-arg=--qos=high (repeatable).")
 @click.option("--force", is_flag=True, envvar="SPECTRA_CV_FORCE", show_envvar=True,
               help="Retrain folds completed with another config (each beside its finished result).")
+@click.option("--allow-mixed-config", is_flag=True, help="Let folds run with a config other folds completed without.")
 @click.option("--dry-run", is_flag=True, help="Print the batch scripts and the sbatch lines; submit nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the jobs until they end; exit non-zero if a fold failed.")
 @click.option("--poll-s", type=float, default=5.0, show_default=True, help="Seconds between squeue polls (--wait).")
@@ -45,12 +51,12 @@ def slurm() -> None:
 def submit(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus_per_fold: int, cpus_per_fold: int,
            mem: str | None, partition: str | None, time_limit: str | None, account: str | None,
            container: str | None, container_runtime: str | None, requeue: bool, sbatch_args: tuple[str, ...],
-           force: bool, dry_run: bool, wait_: bool, poll_s: float) -> None:
+           force: bool, allow_mixed_config: bool, dry_run: bool, wait_: bool, poll_s: float) -> None:
     """Submit the folds as one job array and a dependent coordinator + report job."""
     import dataclasses
 
     from spectra_cv.cluster import slurm as sl
-    from spectra_cv.errors import SpectraCVError
+    from spectra_cv.errors import FoldRefused, SpectraCVError
     from spectra_cv.folds.manifests import check_fold
     from spectra_cv.runs.cv import folds_of
 
@@ -71,6 +77,10 @@ def submit(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus_
             absolute = dataclasses.replace(absolute, clean_manifest=beside)
     inputs = [p for p in (absolute.data_root, absolute.metadata_dir, absolute.fold_config, absolute.clean_manifest)
               if p is not None]
+    for what, path in (("--run-root", absolute.run_root), *(("input", p) for p in inputs)):
+        sl.check_path(what, path)
+    if container is not None and not container.startswith(("docker://", "/")) and Path(container).is_file():
+        container = str(Path(container).resolve())  # the tasks start in the run root
     if not dry_run:
         absolute.run_root.mkdir(parents=True, exist_ok=True)
     sub = sl.Submission(
@@ -81,16 +91,30 @@ def submit(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus_
         container=sl.Container.of(container, container_runtime),
         binds=sl.binds_for(absolute.run_root, [p if p.is_dir() else p.parent for p in inputs]),
     )
-    done = sl.submit(sub, cfg.to_dict(), force=force, dry_run=dry_run, echo=click.echo)
+    done = sl.submit(sub, cfg.to_dict(), force=force, dry_run=dry_run, echo=click.echo,
+                     allow_mixed_config=allow_mixed_config)
     if done.array_job is not None and not wait_:
         click.echo(f"follow: squeue --name={sub.job_name} (outputs in {done.folder})")
     if dry_run or not wait_ or not done.followed[0]:
         return
     statuses = sl.wait(sub, done, click.echo, interval_s=poll_s)
+    paths = RunPaths(root=absolute.run_root)
+    refused, failed = {}, {}
     for fold, status in statuses.items():
         click.echo(f"[fold {fold}] {status}")
-    bad = [f for f, s in statuses.items() if s != "completed"]
-    if bad:
-        raise SpectraCVError(
-            f"fold(s) {', '.join(map(str, bad))} did not complete; see {done.folder}/fold_N.out and "
-            "logs/Track_H_fold_##/; fix, and run the same command again to resume them")
+        if status == "completed":
+            continue
+        folders = [done.folder] if done.array_job and fold in done.plan.submit else [
+            f for f, _ in sl.submissions(paths)][-1:]
+        code, error = sl.task_end(folders[0], fold) if folders else (None, None)
+        where = f"{folders[0]}/fold_{fold}.out" if folders else "its fold_N.out"
+        if code == EXIT_REFUSED:
+            refused[fold] = error or f"refused (see {where})"
+        else:
+            failed[fold] = f"{status}{f': {error}' if error else ''} (see {where} and logs/Track_H_fold_{fold:02d}/)"
+    problems = [f"fold {f} refused to run, nothing of it changed: {why}" for f, why in refused.items()]
+    problems += [f"fold {f} did not complete: {why}" for f, why in failed.items()]
+    if failed:
+        raise SpectraCVError("; ".join(problems) + ". Fix, and run the same command again to resume them")
+    if refused:
+        raise FoldRefused("; ".join(problems))

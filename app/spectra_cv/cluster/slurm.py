@@ -46,6 +46,8 @@ ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "R
 SUBMISSIONS = "slurm"
 SUBMISSION_FILE = "submission.json"
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+_MEM = re.compile(r"^\d+[KMGT]?$")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@=-]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -79,8 +81,10 @@ class Resources:
         for flag, value in (("--partition", self.partition), ("--account", self.account)):
             if value is not None and not _NAME.match(value):
                 raise ConfigError(f"{flag} {value!r}: letters, digits, '_', '.', '-' only")
+        if self.mem is not None and not _MEM.match(self.mem):
+            raise ConfigError(f"--mem {self.mem!r}: Slurm's form, e.g. 32G or 64000 (MB)")
         for arg in self.sbatch_args:
-            if not arg.startswith("--") or "\n" in arg:
+            if not arg.startswith("--") or "#" in arg or any(ch.isspace() for ch in arg):
                 raise ConfigError(f"--sbatch-arg {arg!r}: give one long sbatch option, e.g. --sbatch-arg=--qos=high")
 
 
@@ -128,28 +132,35 @@ def _q(parts: Sequence[str | os.PathLike[str]]) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
+class Raw(str):
+    """A word the task's shell must expand (its ids, its GPUs): written as is, never quoted."""
+
+
 def runner(sub: Submission, name: str, gpus: int) -> list[str]:
     """The command prefix that runs ``spectra-cv`` for one task (``name``: the container's name)."""
     c = sub.container
     if c.runtime == "none":
         return [sys.executable, "-m", "spectra_cv"]
+    binds = sorted(sub.binds, key=lambda b: len(b[0].parts))  # parents first: a read-only input never hides the run root
     if c.runtime in ("apptainer", "singularity"):
-        binds = ",".join(f"{p}:{p}:{'ro' if ro else 'rw'}" for p, ro in sub.binds)
+        spec = ",".join(f"{p}:{p}:{'ro' if ro else 'rw'}" for p, ro in binds)
         # --contain: a minimal /dev and no host /tmp or home; the task's environment (OMP_NUM_THREADS,
         # CUDA_VISIBLE_DEVICES) passes through, as Apptainer does by default
         return [c.runtime, "exec", *(["--nv"] if gpus else []), "--contain", "--no-home", "--writable-tmpfs",
-                "--bind", binds, "--pwd", str(sub.run_root), "--env", f"SPECTRA_CV_IMAGE={c.image}",
+                "--bind", spec, "--pwd", str(sub.run_root), "--env", f"SPECTRA_CV_IMAGE={c.image}",
                 str(c.image), "spectra-cv"]
     if c.runtime == "pyxis":
-        mounts = ",".join(f"{p}:{p}{':ro' if ro else ''}" for p, ro in sub.binds)
-        return ["srun", "--ntasks=1", f"--container-image={c.image}", f"--container-mounts={mounts}",
-                f"--container-workdir={sub.run_root}", "--no-container-mount-home", "--export=ALL",
-                "spectra-cv"]
-    # docker: the same hardening as compose.yaml; named, so a cancelled task can stop it
-    mounts = [arg for p, ro in sub.binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
-    gpu = ["--gpus", '"device=${CUDA_VISIBLE_DEVICES:-0}"'] if gpus else []  # the quotes are Docker's (lists)
-    return ["docker", "run", "--rm", "--init", "--name", name, "--user", "$(id -u):$(id -g)", "--network", "none",
-            "--read-only", "--tmpfs", "/run/home:rw,exec,nosuid,nodev,mode=1777,size=512m",
+        mounts = ",".join(f"{p}:{p}{':ro' if ro else ''}" for p, ro in binds)
+        # srun no longer inherits the batch step's --cpus-per-task (Slurm 22.05): pass it on
+        return ["srun", "--ntasks=1", Raw('--cpus-per-task="${SLURM_CPUS_PER_TASK:-1}"'),
+                f"--container-image={c.image}", f"--container-mounts={mounts}",
+                f"--container-workdir={sub.run_root}", "--no-container-mount-home", "--export=ALL", "spectra-cv"]
+    # docker: the same hardening as compose.yaml; named, so a cancelled task can stop it. dockerd is outside
+    # the job's cgroup: it is given the job's GPUs by their node-wide indices (SLURM_JOB_GPUS)
+    mounts = [arg for p, ro in binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
+    gpu = ["--gpus", Raw('"\\"device=${SLURM_JOB_GPUS:?Slurm allocated this job no GPU}\\""')] if gpus else []
+    return ["docker", "run", "--rm", "--init", "--name", Raw(f'"{name}"'), "--user", Raw('"$(id -u):$(id -g)"'),
+            "--network", "none", "--read-only", "--tmpfs", "/run/home:rw,exec,nosuid,nodev,mode=1777,size=512m",
             "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777,size=1g", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges:true", "--pids-limit", "2048", "--shm-size", "2g",
             "-e", f"SPECTRA_CV_IMAGE={c.image}", "-e", "OMP_NUM_THREADS", *mounts, "-w", str(sub.run_root),
@@ -157,44 +168,45 @@ def runner(sub: Submission, name: str, gpus: int) -> list[str]:
 
 
 def _word(part: str) -> str:
-    """One shell word: ``$…`` parts (the task's ids, its GPUs) double-quoted so the task's shell expands them."""
-    if "$" in part:
-        return '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return shlex.quote(part)
+    return str(part) if isinstance(part, Raw) else shlex.quote(str(part))
 
 
 def _command(sub: Submission, name: str, args: Sequence[str], gpus: int = 0) -> str:
-    return " ".join(_word(p) for p in runner(sub, name, gpus)) + " " + _q(args)
+    return " ".join(_word(p) for p in [*runner(sub, name, gpus), *args])
 
 
-def _header(sub: Submission, job: str, output: str, *, gpus: int, cpus: int) -> list[str]:
+def _header(sub: Submission, job: str, output: str, *, gpus: int, cpus: int, fold_tasks: bool) -> list[str]:
+    """``#SBATCH`` lines (their values are checked to need no quoting: ``check_path``, ``Resources.check``).
+    ``--mem`` and ``--sbatch-arg`` are the fold tasks' only; the finish job needs one core briefly."""
     r = sub.resources
     lines = [f"#SBATCH --job-name={job}", f"#SBATCH --chdir={sub.run_root}", f"#SBATCH --output={output}",
              "#SBATCH --open-mode=append", "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={cpus}"]
     if gpus:
         lines.append(f"#SBATCH --gres=gpu:{gpus}")
-    for flag, value in (("partition", r.partition), ("time", r.time), ("account", r.account), ("mem", r.mem)):
+    for flag, value in (("partition", r.partition), ("time", r.time), ("account", r.account),
+                        ("mem", r.mem if fold_tasks else None)):
         if value is not None:
             lines.append(f"#SBATCH --{flag}={value}")
-    lines += [f"#SBATCH {arg}" for arg in r.sbatch_args]
+    lines += [f"#SBATCH {arg}" for arg in r.sbatch_args] if fold_tasks else []
     return lines
 
 
 def _docker_wrap(command: str, name: str) -> list[str]:
     """Docker's container outlives a killed client: stop it when Slurm signals the task."""
-    return [f"trap 'docker stop --time 20 {name} >/dev/null 2>&1 || true' TERM INT",
-            f"{command} &", "wait $! || status=$?", "wait 2>/dev/null || true", "exit ${status:-0}"]
+    return [f"trap 'docker stop --time 20 \"{name}\" >/dev/null 2>&1 || true' TERM INT",
+            f"{command} &", "status=0", "wait $! || status=$?", "wait 2>/dev/null || true"]
 
 
 def fold_script(sub: Submission, folder: Path, array: str) -> str:
     """The job array's batch script: one task per fold."""
     r = sub.resources
-    header = _header(sub, sub.job_name, str(folder / "fold_%a.out"), gpus=r.gpus_per_fold, cpus=r.cpus_per_fold)
+    header = _header(sub, sub.job_name, str(folder / "fold_%a.out"), gpus=r.gpus_per_fold, cpus=r.cpus_per_fold,
+                     fold_tasks=True)
     header.insert(1, f"#SBATCH --array={array}")
     header.append("#SBATCH --requeue" if r.requeue else "#SBATCH --no-requeue")
     name = f"{sub.job_name}-${{SLURM_ARRAY_JOB_ID}}-${{SLURM_ARRAY_TASK_ID}}"
-    command = _command(sub, name, ["fold", "--fold", "FOLD_NUMBER", *sub.fold_args], gpus=r.gpus_per_fold)
-    command = command.replace("FOLD_NUMBER", '"$SLURM_ARRAY_TASK_ID"')
+    command = _command(sub, name, ["fold", "--fold", Raw('"$SLURM_ARRAY_TASK_ID"'), *sub.fold_args],
+                       gpus=r.gpus_per_fold)
     body = [
         f"# spectra-cv fold tasks for {sub.run_root}, config {sub.config_hash[:12]} "
         f"(written by `spectra-cv slurm submit`; kept as provenance)",
@@ -205,13 +217,17 @@ def fold_script(sub: Submission, folder: Path, array: str) -> str:
         'echo "spectra-cv fold $SLURM_ARRAY_TASK_ID on $(hostname -s): job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}'
         ' (restart ${SLURM_RESTART_COUNT:-0})"',
     ]
-    body += _docker_wrap(command, name) if sub.container.runtime == "docker" else [f"exec {command}"]
+    if sub.container.runtime == "pyxis":  # provenance: srun --export=ALL hands it to the container
+        body.append(f"export SPECTRA_CV_IMAGE={shlex.quote(str(sub.container.image))}")
+    body += _docker_wrap(command, name) if sub.container.runtime == "docker" else [command, "status=$?"]
+    body += ['echo "spectra-cv fold $SLURM_ARRAY_TASK_ID: exit status $status"  # 3: refused, nothing changed',
+             'exit "$status"']
     return "\n".join(["#!/bin/bash", *header, "", *body]) + "\n"
 
 
 def finish_script(sub: Submission, folder: Path) -> str:
     """The dependent job: the coordinator once (audit logs, summary), then the report."""
-    header = _header(sub, f"{sub.job_name}-finish", str(folder / "finish.out"), gpus=0, cpus=1)
+    header = _header(sub, f"{sub.job_name}-finish", str(folder / "finish.out"), gpus=0, cpus=1, fold_tasks=False)
     name = f"{sub.job_name}-${{SLURM_JOB_ID}}"
     sync = _command(sub, name + "-sync", ["coordinator", "--once", "--run-root", str(sub.run_root)])
     report = _command(sub, name + "-report", ["report", "--run-root", str(sub.run_root)])
@@ -219,6 +235,7 @@ def finish_script(sub: Submission, folder: Path) -> str:
         f"# After every fold task of the array has ended (afterany): the audit logs and summary of {sub.run_root},",
         "# then cv_report.md. The report covers the folds that completed; a missing fold is named there.",
         "set -euo pipefail",
+        *([f"export SPECTRA_CV_IMAGE={shlex.quote(str(sub.container.image))}"] if sub.container.runtime == "pyxis" else []),
         sync,
         report,
     ]
@@ -258,17 +275,19 @@ class Task:
     job: str  # the array job's id (or the job's own)
     index: str  # the array task id ("" for a plain job; "1,3%2" while the array is pending whole)
     state: str
+    name: str = ""  # the job name (the fold tasks' or the finish job's)
 
 
 def queue(name: str) -> list[Task]:
-    """This run root's jobs Slurm still knows, one row per array task."""
-    out = _slurm(["squeue", "--noheader", "--array", f"--name={name},{name}-finish", "--format=%F|%K|%T"],
+    """This run root's jobs Slurm still lists (pending, running, completing, …), one row per array task."""
+    out = _slurm(["squeue", "--noheader", "--array", f"--name={name},{name}-finish", "--format=%F|%K|%T|%j"],
                  "reading the queue")
     tasks = []
     for line in out.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
-            tasks.append(Task(parts[0], "" if parts[1] in ("N/A", "") else parts[1], parts[2]))
+        if len(parts) >= 3:
+            tasks.append(Task(parts[0], "" if parts[1] in ("N/A", "") else parts[1], parts[2],
+                              parts[3] if len(parts) > 3 else name))
     return tasks
 
 
@@ -284,11 +303,12 @@ def _indices(index: str) -> set[int]:
     return out
 
 
-def active_folds(tasks: Sequence[Task], array_jobs: set[str]) -> dict[int, str]:
-    """Fold → ``jobid_task`` of this run root's fold tasks still queued or running."""
+def active_folds(tasks: Sequence[Task], name: str) -> dict[int, str]:
+    """Fold → ``jobid_task`` of this run root's fold tasks Slurm still lists (whatever their state: a
+    listed task may still run, so its fold is not submitted twice)."""
     active: dict[int, str] = {}
     for task in tasks:
-        if task.job in array_jobs and task.state in ACTIVE_STATES:
+        if task.name == name:
             for fold in _indices(task.index):
                 active[fold] = f"{task.job}_{fold}"
     return active
@@ -301,31 +321,65 @@ class Plan:
     held_back: dict[int, str]  # fold → why it is not submitted
 
 
+def _finished_intact(paths: RunPaths, fold: int, events: list[ev.Event]) -> str | None:
+    """Why the fold's finished result is not whole (None: record, checkpoint and metrics are there); the
+    task itself checks hashes and denoised records, and retrains what is not whole."""
+    finished = rerun.finished_run(events)
+    model = str(finished[0].data.get("model") or "mamba_tiny_uv") if finished else "mamba_tiny_uv"
+    for needed in (paths.completion_record(fold), paths.best_checkpoint(fold, model), paths.metrics_json(fold)):
+        if not needed.is_file():
+            return f"{needed.name} is missing"
+    return None
+
+
 def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[str, Any], *, force: bool,
-         active: dict[int, str]) -> Plan:
-    """The rerun rules at submit time: skip what is complete or still queued, refuse a changed config."""
+         active: dict[int, str], allow_mixed_config: bool = False) -> Plan:
+    """The fold's own rerun rules (``runs.rerun.decide``), applied at submit time: skip what is complete
+    or still queued, refuse what the task would refuse (a changed config; other folds of another config)."""
     submit, held, refused = [], {}, []
     for fold in folds:
         if fold in active:
             held[fold] = f"still queued or running as task {active[fold]}"
             continue
         events = ev.read_events(paths.events(fold)) if paths.events(fold).exists() else []
-        finished = rerun.finished_run(events)
-        start = finished[0] if finished else None
-        intact = paths.completion_record(fold).is_file() and paths.best_checkpoint(fold, config["model"]["name"]).is_file()
-        if start is not None and intact and ev.fold_status(events) == "completed":
-            if start.data.get("config_hash") == config_hash:
-                held[fold] = "completed with this config"
-                continue
-            if not force:
-                refused.append(f"fold {fold} completed with another config "
-                               f"({rerun.config_difference(start.data.get('config'), config)})")
-                continue
-        submit.append(fold)
+        try:
+            decision = rerun.decide(events, tag=f"fold {fold}", config_hash=config_hash, config=config,
+                                    data_change=lambda run: None,  # the task fingerprints the data itself
+                                    completion_problem=lambda: _finished_intact(paths, fold, events), force=force)
+        except FoldRefused as exc:
+            refused.append(str(exc).split(". ")[0])
+            continue
+        if decision.action == rerun.SKIP:
+            held[fold] = "completed with this config"
+        else:
+            submit.append(fold)
+    if not allow_mixed_config:
+        for other in sorted(set(discover(paths)) - set(folds)):
+            finished = rerun.finished_run(ev.read_events(paths.events(other)))
+            if finished and finished[0].data.get("config_hash") != config_hash:
+                refused.append(f"fold {other} (not asked for) completed with another config "
+                               f"({rerun.config_difference(finished[0].data.get('config'), config)}); add it to "
+                               "--folds (with --force) or pass --allow-mixed-config")
     if refused:
         raise FoldRefused("; ".join(refused) + ". Nothing was submitted. Rerun with --force to retrain them "
                           "(each beside its finished result), or use another --run-root")
     return Plan(tuple(submit), held)
+
+
+def discover(paths: RunPaths) -> list[int]:
+    """Folds of the run root that have events."""
+    from spectra_cv.runs.coordinator import discover_folds
+
+    return discover_folds(paths)
+
+
+def check_path(what: str, path: Path) -> None:
+    """Paths go into ``#SBATCH`` lines and bind specs unquoted: only characters that need no quoting there."""
+    if not _SAFE_PATH.match(str(path)):
+        bad = sorted({ch for ch in str(path) if not _SAFE_PATH.match(ch)})
+        raise ConfigError(f"{what} {path}: contains {' '.join(repr(c) for c in bad)}, which #SBATCH lines and "
+                          "container bind specs cannot carry; use a path of letters, digits and _ . / + @ = - "
+                          "(a symlink to it will do)")
 
 
 def binds_for(run_root: Path, inputs: Sequence[Path]) -> tuple[tuple[Path, bool], ...]:
@@ -344,24 +398,23 @@ class Submitted:
     plan: Plan
     array_job: str | None
     finish_job: str | None
-    earlier: dict[int, tuple[str, str]] = field(default_factory=dict)  # fold still queued → (array, finish) job
+    earlier: dict[int, str] = field(default_factory=dict)  # fold held back as still queued → its task
 
     @property
-    def followed(self) -> tuple[dict[str, str], tuple[int, ...]]:
-        """The jobs ``wait`` follows (id → ``array``/``finish``) and the folds it reports on."""
-        jobs = {j: kind for a, f in self.earlier.values() for j, kind in ((a, "array"), (f, "finish"))}
-        if self.array_job and self.finish_job:
-            jobs.update({self.array_job: "array", self.finish_job: "finish"})
+    def followed(self) -> tuple[set[str], tuple[int, ...]]:
+        """The job ids ``wait`` follows and the folds it reports on."""
+        jobs = {task.split("_")[0] for task in self.earlier.values()}
+        jobs |= {j for j in (self.array_job, self.finish_job) if j}
         return jobs, tuple(sorted({*self.plan.submit, *self.earlier}))
 
 
-def submissions(paths: RunPaths) -> list[dict[str, Any]]:
-    """Earlier submissions of this run root, oldest first."""
+def submissions(paths: RunPaths) -> list[tuple[Path, dict[str, Any]]]:
+    """Earlier submissions of this run root (folder, record), oldest first."""
     root = paths.root / SUBMISSIONS
     found = []
     for record in sorted(root.glob(f"*/{SUBMISSION_FILE}")) if root.is_dir() else []:
         try:
-            found.append(json.loads(record.read_text()))
+            found.append((record.parent, json.loads(record.read_text())))
         except (OSError, ValueError) as exc:
             raise SlurmError(f"{record}: unreadable ({exc}); remove that submission's folder if it is stale") from exc
     return found
@@ -379,27 +432,44 @@ def new_folder(paths: RunPaths) -> Path:
 
 
 def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: bool,
-           echo: Callable[[str], None]) -> Submitted:
-    """Write the scripts, submit the array and the dependent job (``dry_run``: print them, submit nothing)."""
+           echo: Callable[[str], None], allow_mixed_config: bool = False) -> Submitted:
+    """Write the scripts, submit the array and the dependent job (``dry_run``: print them, submit nothing).
+
+    Under the run root's submit lock, from reading the queue to recording the job ids, so two submits
+    never both send a fold.
+    """
+    from spectra_cv.runs.locks import file_lock
+
     sub.resources.check()
     paths = RunPaths(root=sub.run_root)
-    previous = submissions(paths)
-    arrays = {str(s["array_job"]) for s in previous if s.get("array_job")}
-    active = active_folds(queue(sub.job_name), arrays) if arrays and not dry_run else {}
-    chosen = plan(paths, sub.folds, sub.config_hash, config, force=force, active=active)
-    finish_of = {str(s["array_job"]): str(s.get("finish_job")) for s in previous if s.get("array_job")}
-    earlier = {fold: (task.split("_")[0], finish_of.get(task.split("_")[0], "")) for fold, task in active.items()
-               if fold in chosen.held_back}
+    if dry_run:
+        return _submit_locked(sub, paths, config, force=force, dry_run=True, echo=echo,
+                              allow_mixed_config=allow_mixed_config)
+    (paths.root / SUBMISSIONS).mkdir(parents=True, exist_ok=True)
+    with file_lock(paths.root / SUBMISSIONS / ".submit.lock", "the run root's Slurm submit lock", blocking=True):
+        return _submit_locked(sub, paths, config, force=force, dry_run=False, echo=echo,
+                              allow_mixed_config=allow_mixed_config)
+
+
+def _submit_locked(sub: Submission, paths: RunPaths, config: dict[str, Any], *, force: bool, dry_run: bool,
+                   echo: Callable[[str], None], allow_mixed_config: bool) -> Submitted:
+    active = active_folds(queue(sub.job_name), sub.job_name) if not dry_run else {}
+    chosen = plan(paths, sub.folds, sub.config_hash, config, force=force, active=active,
+                  allow_mixed_config=allow_mixed_config)
+    earlier = {fold: task for fold, task in active.items() if fold in chosen.held_back}
     for fold, why in chosen.held_back.items():
         echo(f"fold {fold}: not submitted ({why})")
     if not chosen.submit:
         echo("nothing to submit: every fold asked for is complete or still queued")
         return Submitted(paths.root, chosen, None, None, earlier)
     fold_args = list(sub.fold_args)
-    if force:
-        fold_args += ["--force", "--retraining-folds", ",".join(map(str, chosen.submit))]
+    if force:  # every fold asked for: their old configs do not make each other "mixed" (as cv --force)
+        fold_args += ["--force", "--retraining-folds", ",".join(map(str, sub.folds))]
+    if allow_mixed_config:
+        fold_args.append("--allow-mixed-config")
     sub = Submission(**{**sub.__dict__, "fold_args": tuple(fold_args)})
     array = array_spec(chosen.submit, sub.resources.parallel)
+    still_running = sorted({task.split("_")[0] for task in active.values()})  # the report waits for them too
     if dry_run:
         folder = paths.root / SUBMISSIONS / "<submission>"
         for name, text in (("folds.sbatch", fold_script(sub, folder, array)),
@@ -415,31 +485,66 @@ def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: boo
         os.chmod(scripts[name], 0o755)
     array_job = sbatch(scripts["folds.sbatch"])
     echo(f"sbatch {scripts['folds.sbatch']}: job array {array_job} (--array={array})")
+    dependency = "afterany:" + ":".join([array_job, *still_running])
     try:
-        finish_job = sbatch(scripts["finish.sbatch"], dependency=f"afterany:{array_job}")
+        finish_job = sbatch(scripts["finish.sbatch"], dependency=dependency)
     except SlurmError:
         _slurm(["scancel", array_job], f"cancelling job array {array_job} after its finish job was refused")
         raise
-    echo(f"sbatch --dependency=afterany:{array_job} {scripts['finish.sbatch']}: job {finish_job}")
+    echo(f"sbatch --dependency={dependency} {scripts['finish.sbatch']}: job {finish_job}")
     sio.atomic_write_json(folder / SUBMISSION_FILE, {
         "submitted_at": ev.now_iso(), "run_root": str(sub.run_root), "job_name": sub.job_name,
-        "array_job": array_job, "finish_job": finish_job, "folds": list(chosen.submit), "array": array,
-        "held_back": {str(k): v for k, v in chosen.held_back.items()}, "config_hash": sub.config_hash,
+        "array_job": array_job, "finish_job": finish_job, "dependency": dependency, "folds": list(chosen.submit),
+        "array": array, "held_back": {str(k): v for k, v in chosen.held_back.items()}, "config_hash": sub.config_hash,
         "container": {"runtime": sub.container.runtime, "image": sub.container.image},
         "scripts": {k: v.name for k, v in scripts.items()},
     })
     return Submitted(folder, chosen, array_job, finish_job, earlier)
 
 
+def _queue_patiently(name: str, tries: int = 5, pause_s: float = 5.0) -> list[Task]:
+    """``queue``, riding out a few failed answers (a busy slurmctld times out now and then)."""
+    for attempt in range(tries):
+        try:
+            return queue(name)
+        except SlurmError as exc:
+            if attempt == tries - 1:
+                raise
+            log.warning("%s; asking again in %.0f s", exc, pause_s)
+            time.sleep(pause_s)
+    return []  # pragma: no cover - the loop returns or raises
+
+
+EXIT_LINE = re.compile(r"^spectra-cv fold (\d+): exit status (\d+)$")
+
+
+def task_end(folder: Path, fold: int) -> tuple[int | None, str | None]:
+    """How the fold's task in ``folder`` ended: (exit status, its last ``Error:`` line), from ``fold_N.out``
+    (None, None: it wrote no exit line — killed, cancelled, or never started)."""
+    out = folder / f"fold_{fold}.out"
+    if not out.is_file():
+        return None, None
+    status, error = None, None
+    for line in out.read_text(errors="replace").splitlines():  # a requeued task appends: the last run counts
+        if line.startswith("Error: "):
+            error = line[len("Error: "):]
+        match = EXIT_LINE.match(line.strip())
+        if match:
+            status = int(match.group(2))
+    return status, error
+
+
 def wait(sub: Submission, done: Submitted, echo: Callable[[str], None], interval_s: float = 5.0) -> dict[int, str]:
-    """Follow the jobs (this submission's and earlier ones still running folds asked for) until Slurm no
-    longer lists them; returns fold → final status from its events."""
+    """Follow the jobs (this submission's, and earlier ones still running folds asked for) until Slurm no
+    longer lists them; returns fold → final status from its events (``interrupted``: ended with no outcome)."""
+    from spectra_cv.runs.coordinator import fold_alive
+
     jobs, folds = done.followed
     seen: dict[str, str] = {}
     while jobs:
-        tasks = [t for t in queue(sub.job_name) if t.job in jobs]
+        tasks = [t for t in _queue_patiently(sub.job_name) if t.job in jobs]
         for t in tasks:
-            if jobs[t.job] == "finish":
+            if t.name.endswith("-finish"):
                 label = "finish job"
             else:
                 label = f"fold {t.index}" if t.index.isdigit() else f"folds {t.index}"
@@ -454,5 +559,8 @@ def wait(sub: Submission, done: Submitted, echo: Callable[[str], None], interval
     out = {}
     for fold in folds:
         events = ev.read_events(paths.events(fold)) if paths.events(fold).exists() else []
-        out[fold] = ev.fold_status(events)
+        status = ev.fold_status(events)
+        if status == "running" and not fold_alive(paths, fold):
+            status = "interrupted"
+        out[fold] = status
     return out
