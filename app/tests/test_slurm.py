@@ -195,6 +195,14 @@ def test_a_task_that_was_refused_is_reported_as_refused(data, tmp_path, fake_slu
     assert "fold 2 refused to run, nothing of it changed: fold_02 has an unfinished run" in again.stderr
 
 
+def test_a_missing_data_root_is_refused_before_anything_is_submitted(data, tmp_path, fake_slurm):
+    out = _cli("slurm", "submit", *TINY, "--data-root", str(tmp_path / "nowhere"), "--metadata-dir",
+               str(data / "metadata"), "--run-root", str(tmp_path / "r"), cwd=tmp_path,
+               path=f"{fake_slurm}:{os.environ['PATH']}")
+    assert out.returncode == 1 and f"--data-root {tmp_path / 'nowhere'}: no such directory" in out.stderr
+    assert not (fake_slurm / "sbatch.calls").exists()
+
+
 def test_no_sbatch_is_a_clear_error(data, tmp_path):
     out = _cli("slurm", "submit", "--folds", "1", *TINY, *_inputs(data), "--run-root", str(tmp_path / "r"),
                cwd=tmp_path, path="/nonexistent")

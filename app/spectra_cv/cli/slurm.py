@@ -79,6 +79,10 @@ def submit(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus_
               if p is not None]
     for what, path in (("--run-root", absolute.run_root), *(("input", p) for p in inputs)):
         sl.check_path(what, path)
+    for flag, path in (("--data-root", absolute.data_root), ("--metadata-dir", absolute.metadata_dir)):
+        if not path.is_dir():  # the tasks would each fail on it, after waiting in the queue
+            raise SpectraCVError(f"{flag} {path}: no such directory here; give the shared-filesystem path the "
+                                 "compute nodes see (this host must see it too)")
     if container is not None and not container.startswith(("docker://", "/")) and Path(container).is_file():
         container = str(Path(container).resolve())  # the tasks start in the run root
     if not dry_run:
