@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from spectra_cv.errors import ConfigError
-from spectra_cv.runs import locks
+from spectra_cv.runs import locks, mounts
 
 APP = Path(__file__).resolve().parents[1]
 HOLDER = """
@@ -67,24 +67,24 @@ def fake_lease(lock: Path, age_s: float, host: str = "node-b", **extra: object) 
 
 # --- detection ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("line, kind", [
-    ("srv:/export /mnt/run nfs4 rw,vers=4.2,hard,proto=tcp,local_lock=none 0 0", locks.COHERENT),
-    ("srv:/export /mnt/run nfs rw,vers=3,hard,proto=tcp,local_lock=none 0 0", locks.COHERENT),
-    ("srv:/export /mnt/run nfs rw,vers=3,nolock,proto=tcp,local_lock=all 0 0", locks.LOCAL_ONLY),
-    ("srv:/export /mnt/run nfs4 rw,vers=4.1,local_lock=flock 0 0", locks.LOCAL_ONLY),
-    ("10.0.0.1@o2ib:/scratch /mnt/run lustre rw,flock,lazystatfs 0 0", locks.COHERENT),
-    ("10.0.0.1@o2ib:/scratch /mnt/run lustre rw,localflock,lazystatfs 0 0", locks.LOCAL_ONLY),
-    ("10.0.0.1@o2ib:/scratch /mnt/run lustre rw,lazystatfs 0 0", locks.UNSUPPORTED),
-    ("gpfs1 /mnt/run gpfs rw,relatime 0 0", locks.COHERENT),
-    ("10.0.0.2:6789:/ /mnt/run ceph rw,name=cv 0 0", locks.COHERENT),
-    ("beegfs_nodev /mnt/run beegfs rw,cfgFile=/etc/beegfs/beegfs-client.conf 0 0", locks.LOCAL_ONLY),
-    ("/dev/sda1 /mnt/run ext4 rw,relatime 0 0", locks.COHERENT),
-    ("overlay /mnt/run overlay rw,lowerdir=/a,upperdir=/b 0 0", locks.COHERENT),
-    ("sshfs#me@h: /mnt/run fuse.sshfs rw 0 0", locks.LOCAL_ONLY),
+    ("srv:/export /mnt/run nfs4 rw,vers=4.2,hard,proto=tcp,local_lock=none 0 0", mounts.COHERENT),
+    ("srv:/export /mnt/run nfs rw,vers=3,hard,proto=tcp,local_lock=none 0 0", mounts.COHERENT),
+    ("srv:/export /mnt/run nfs rw,vers=3,nolock,proto=tcp,local_lock=all 0 0", mounts.LOCAL_ONLY),
+    ("srv:/export /mnt/run nfs4 rw,vers=4.1,local_lock=flock 0 0", mounts.LOCAL_ONLY),
+    ("10.0.0.1@o2ib:/scratch /mnt/run lustre rw,flock,lazystatfs 0 0", mounts.COHERENT),
+    ("10.0.0.1@o2ib:/scratch /mnt/run lustre rw,localflock,lazystatfs 0 0", mounts.LOCAL_ONLY),
+    ("10.0.0.1@o2ib:/scratch /mnt/run lustre rw,lazystatfs 0 0", mounts.UNSUPPORTED),
+    ("gpfs1 /mnt/run gpfs rw,relatime 0 0", mounts.COHERENT),
+    ("10.0.0.2:6789:/ /mnt/run ceph rw,name=cv 0 0", mounts.COHERENT),
+    ("beegfs_nodev /mnt/run beegfs rw,cfgFile=/etc/beegfs/beegfs-client.conf 0 0", mounts.LOCAL_ONLY),
+    ("/dev/sda1 /mnt/run ext4 rw,relatime 0 0", mounts.COHERENT),
+    ("overlay /mnt/run overlay rw,lowerdir=/a,upperdir=/b 0 0", mounts.COHERENT),
+    ("sshfs#me@h: /mnt/run fuse.sshfs rw 0 0", mounts.LOCAL_ONLY),
 ])
 def test_flock_coherence_is_classified_from_the_mount(line, kind):
-    mount = locks.find_mount("/mnt/run/logs/fold_01/.fold.lock", mounts=line)
+    mount = mounts.find_mount("/mnt/run/logs/fold_01/.fold.lock", mounts=line)
     assert mount.point == "/mnt/run"
-    assert locks.classify(mount)[0] == kind
+    assert mounts.classify(mount)[0] == kind
 
 
 def test_the_longest_mount_point_holds_the_path_and_escapes_are_decoded():
@@ -92,18 +92,18 @@ def test_the_longest_mount_point_holds_the_path_and_escapes_are_decoded():
 srv:/export /shared nfs4 rw,vers=4.2 0 0
 srv:/scratch /shared/my\\040runs nfs rw,vers=3,nolock,local_lock=all 0 0
 tmpfs /sharedx tmpfs rw 0 0"""
-    assert locks.find_mount("/shared/my runs/logs/x.lock", mounts=table).fstype == "nfs"
-    assert locks.find_mount("/shared/my runs/logs/x.lock", mounts=table).point == "/shared/my runs"
-    assert locks.find_mount("/shared/other/x.lock", mounts=table).fstype == "nfs4"
-    assert locks.find_mount("/sharedx/x.lock", mounts=table).fstype == "tmpfs"  # a prefix of the name is not enough
-    assert locks.find_mount("/elsewhere/x.lock", mounts=table).point == "/"
+    assert mounts.find_mount("/shared/my runs/logs/x.lock", mounts=table).fstype == "nfs"
+    assert mounts.find_mount("/shared/my runs/logs/x.lock", mounts=table).point == "/shared/my runs"
+    assert mounts.find_mount("/shared/other/x.lock", mounts=table).fstype == "nfs4"
+    assert mounts.find_mount("/sharedx/x.lock", mounts=table).fstype == "tmpfs"  # a prefix of the name is not enough
+    assert mounts.find_mount("/elsewhere/x.lock", mounts=table).point == "/"
     later = table + "\nsrv:/other /shared lustre rw,flock 0 0"  # mounted over: the last one wins
-    assert locks.find_mount("/shared/x.lock", mounts=later).fstype == "lustre"
+    assert mounts.find_mount("/shared/x.lock", mounts=later).fstype == "lustre"
 
 
 def _mounted_at(monkeypatch, where: Path, fstype: str, options: str) -> None:
     line = f"server:/export {str(where).replace(' ', chr(92) + '040')} {fstype} {options} 0 0"
-    monkeypatch.setattr(locks, "read_mounts", lambda: f"/dev/vda / ext4 rw 0 0\n{line}\n")
+    monkeypatch.setattr(mounts, "read_mounts", lambda: f"/dev/vda / ext4 rw 0 0\n{line}\n")
 
 
 def test_auto_uses_a_lease_on_a_local_only_mount_and_flock_on_a_coherent_one(tmp_path, monkeypatch):

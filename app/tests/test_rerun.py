@@ -27,7 +27,7 @@ import torch
 from spectra_cv.errors import EXIT_REFUSED
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs import locks
+from spectra_cv.runs import locks, mounts
 from spectra_cv.runs.coordinator import Coordinator
 from spectra_cv.runs.summary import read_summary
 
@@ -283,7 +283,7 @@ def test_a_filesystem_without_flock_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(locks.LockUnsupported) as err:
         with locks.file_lock(tmp_path / "x.lock", "fold 1"):
             pass
-    point, kind = locks.mount_of(tmp_path)
+    point, kind = mounts.mount_of(tmp_path)
     text = str(err.value)
     assert f"mounted at {point} (type {kind}) does not support file locks" in text
     assert "nolock" in text and "local disk" in text

@@ -12,8 +12,8 @@ Folds emit events (``logs/Track_H_fold_##/events.jsonl``); the coordinator rende
   written whole, atomically, when it changes.
 
 The audit log is a pure function of the events, and so is the summary when no fold is at work, so
-``rebuild`` regenerates both byte for byte. Two
-``flock`` locks: every pass holds the write lock, so passes never overlap; a following
+``rebuild`` regenerates both byte for byte. Two locks (``runs.locks``: flock, or lease files where
+flock is not coherent across hosts): every pass holds the write lock, so passes never overlap; a following
 coordinator (``--follow``, or ``cv``) also holds the follower lock for its lifetime. A fold
 process syncs once itself on the way out unless a follower exists (so ``spectra-cv fold`` alone
 leaves a complete audit log). A fold whose files cannot be read or reconciled is reported and
