@@ -292,3 +292,12 @@ def test_a_refused_finish_job_cancels_its_array(data, tmp_path, fake_slurm):
 def test_resources_are_checked():
     with pytest.raises(ConfigError, match="--cpus-per-fold"):
         sl.Resources(cpus_per_fold=0).check()
+
+
+def test_a_requeued_task_waits_for_the_lock_its_dead_predecessor_left(monkeypatch):
+    from spectra_cv.runs import fold
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert fold.lock_wait_s() == fold.LOCK_WAIT_S
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # Slurm's requeue: the node may have died holding it
+    assert fold.lock_wait_s() == fold.REQUEUE_LOCK_WAIT_S > 90  # NFSv4's lease time; a stale lease's 60 s

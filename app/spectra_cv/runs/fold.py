@@ -56,6 +56,18 @@ log = get_logger("fold")
 SPLITS = ("train", "val", "test")
 LOCK_WAIT_S = 3.0
 """How long a fold waits for its own lock (rides out another process's ``is_held`` probe)."""
+REQUEUE_LOCK_WAIT_S = 150.0
+"""How long a requeued Slurm task waits for it: the task it replaces may have died with its node,
+leaving a lease to go stale (60 s by default) or an NFSv4 lock to expire (the server's 90 s lease)."""
+
+
+def lock_wait_s() -> float:
+    """``REQUEUE_LOCK_WAIT_S`` for a task Slurm restarted (``SLURM_RESTART_COUNT`` ≥ 1), else ``LOCK_WAIT_S``."""
+    try:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        restarts = 0
+    return REQUEUE_LOCK_WAIT_S if restarts > 0 else LOCK_WAIT_S
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +110,7 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
     check_fold(settings.fold)
     paths = settings.paths
     try:
-        with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}", wait_s=LOCK_WAIT_S):
+        with file_lock(paths.fold_lock(settings.fold), f"fold {settings.fold}", wait_s=lock_wait_s()):
             writer = ev.EventWriter(paths.events(settings.fold), settings.fold)
             try:
                 return _Pipeline(settings, writer).run()
