@@ -79,10 +79,11 @@ demo: $(STAMP) ## Main job on synthetic data, CPU (~8 min): data, all five folds
 	cd $(DEMO_DIR) && $(CLI) report
 	@echo "demo report: $(DEMO_DIR)/artifacts/cross_validation/cv_report.md (audit logs: $(DEMO_DIR)/logs/Track_H_fold_##/)"
 
-bench: $(STAMP) ## Benchmarks (JSON in bench/): scan vs reference (~3 min), training/denoising throughput (~3 min)
+bench: $(STAMP) ## Benchmarks (JSON in bench/): scan vs reference (~3 min), training/denoising throughput (~3 min), recipe memory per spectrum (~3 min)
 	mkdir -p bench
 	$(PY) app/benchmarks/bench_scan.py --out bench/scan.json
 	$(PY) app/benchmarks/bench_train.py --out bench/train.json
+	$(PY) app/benchmarks/bench_memory.py --out bench/memory.json
 
 gpu-check: ## On an NVIDIA host with torch: scan parity on CUDA, recipe throughput (~5 min)
 	OUT=bench/gpu scripts/gpu_check.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -179,3 +180,15 @@ def test_cuda_matches_cpu_reference(dtype, tol):
     assert_close(out.float().cpu(), cpu, tol, "cuda out")
     out.float().sum().backward()
     assert all(torch.isfinite(v.grad).all() for v in xc.values())
+
+
+def test_saved_block_states_do_not_grow_with_the_batch():
+    """The forward keeps one state per block: blocks of at least √L steps keep that ≤ √L states per
+    sequence at any batch (at Bt = 600 the byte-sized blocks were 1-2 steps: every state kept)."""
+    from spectra_cv.model.scan import default_block_len
+
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        for bt in (1, 8, 64, 600, 4096):
+            lb = default_block_len(bt, 16, 768, 4, device, 601)
+            assert lb >= 25 and math.ceil(601 / lb) <= 25, (device, bt, lb)
+    assert default_block_len(2, 4, 16, 4, torch.device("cpu"), 601) > 25  # small problems: cache-sized blocks

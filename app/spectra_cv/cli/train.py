@@ -86,6 +86,7 @@ SWITCHES: list[tuple[str, str, str]] = [
     ("amp", _TRAIN, "amp"),
     ("cudnn_benchmark", _TRAIN, "cudnn_benchmark"),
     ("tta_reverse", _TRAIN, "tta_reverse"),
+    ("checkpoint_blocks", _TRAIN, "checkpoint_blocks"),
 ]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from spectra_cv.errors import ConfigError
 from spectra_cv.model.backends import BACKENDS
@@ -239,6 +240,8 @@ class MambaUV(nn.Module):
             self.register_buffer("prior_residual_scale", torch.ones(()))
             self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
         self._prior_checked = False
+        self.checkpoint_blocks = False
+        """Recompute each block in the backward (training's ``checkpoint_blocks``; not in the state dict)."""
 
     @torch.no_grad()
     def set_prior(self, matrix: torch.Tensor, offset: torch.Tensor, residual_scale: float) -> None:
@@ -323,11 +326,13 @@ class MambaUV(nn.Module):
         gammas = betas = None
         if self.film is not None:
             gammas, betas = self.film(cond)  # (B, n_layers, D) each
+        recompute = self.checkpoint_blocks and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            if gammas is None:
-                h = block(h)
+            args = (h,) if gammas is None else (h, gammas[:, i], betas[:, i])
+            if recompute:  # keep only the block's inputs; its activations are recomputed in the backward
+                h = checkpoint(block, *args, use_reentrant=False)
             else:
-                h = block(h, gammas[:, i], betas[:, i])
+                h = block(*args)
         h = self.final_norm(h)
         out = self.output_proj(h.transpose(1, 2))  # (B, 1, L)
         if self.config.residual:

@@ -39,10 +39,14 @@ BLOCK_BYTES_CUDA = 64 << 20
 """Target size of one work buffer on CUDA (larger blocks: fewer, bigger batched kernels)."""
 
 
-def default_block_len(bt: int, n: int, dm: int, itemsize: int, device: torch.device) -> int:
-    """Steps per block so that one (block_len, Bt, N, Dm) buffer is about the target size."""
+def default_block_len(bt: int, n: int, dm: int, itemsize: int, device: torch.device, length: int = 0) -> int:
+    """Steps per block: one (block_len, Bt, N, Dm) buffer about the target size, but at least
+    ⌈√length⌉ steps. The forward keeps one state per block for the backward, so blocks shrinking
+    with the batch would make those saved states grow as Bt² (at Bt = 600 nearly every state was
+    kept: the recipe ran out of an H200); with ≥ √L steps they stay ≤ √L states per sequence."""
     target = BLOCK_BYTES_CUDA if device.type == "cuda" else BLOCK_BYTES_CPU
-    return max(1, target // max(1, bt * n * dm * itemsize))
+    by_bytes = max(1, target // max(1, bt * n * dm * itemsize))
+    return max(by_bytes, math.isqrt(max(0, length - 1)) + 1 if length > 0 else 1)
 
 
 class _Workspace:
@@ -226,7 +230,7 @@ def selective_scan(
         dt = F.softplus(dt)
     u_c = u.to(ct)
     n = A.shape[1]
-    lb = block_len or default_block_len(bt, n, dm, torch.finfo(ct).bits // 8, u.device)
+    lb = block_len or default_block_len(bt, n, dm, torch.finfo(ct).bits // 8, u.device, length)
     lb = min(lb, length)
     y = _SelectiveScanCore.apply(
         u_c.permute(2, 0, 1).contiguous(),  # (L, Bt, Dm)

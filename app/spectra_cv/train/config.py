@@ -58,6 +58,10 @@ class TrainConfig:
     """torch.backends.cudnn.benchmark [--cudnn_benchmark]."""
     tta_reverse: bool = False
     """Accepted for runbook compatibility; not applied: the scan is causal and never saw reversed input [--tta_reverse]."""
+    checkpoint_blocks: bool = False
+    """Recompute each block's activations in the backward instead of keeping them (activation memory
+    per spectrum of the recipe: see ``make bench``); the same results, so not part of the config hash
+    [--checkpoint_blocks]."""
     time_budget_s: float = 0.0
     """Stop after the epoch that crosses this wall-clock budget (0 = none); the best checkpoint stands [--time_budget_s]."""
     device: str = "auto"

@@ -177,6 +177,7 @@ def run_training(
     log.info("Validation spectra: %d", len(val))
 
     model = MambaUV(cfg.model).to(device)
+    model.checkpoint_blocks = cfg.train.checkpoint_blocks
     if cfg.model.prior != "none":
         install_prior(model, train.noisy, train.loo, train_arrays.group_ids)
     objective = Objective(cfg.objective, grid, weights).to(device)
