@@ -5,13 +5,18 @@ Usage:  python app/benchmarks/bench_memory.py [--out bench/memory.json] [--small
 Each measurement is a fresh process (peak RSS is a high-water mark): the recipe's model and
 objective as shipped, one optimiser step's forward and backward at batch ``small`` and at batch
 ``large``, on the CPU with the PyTorch scan; the difference of the two peaks over ``large - small``
-is the memory per spectrum. Measured with ``checkpoint_blocks`` off and on (the recipe ships it on).
+is the memory per spectrum. Measured with ``checkpoint_blocks`` off and on (the recipe ships it on),
+each under glibc's default allocator settings and with its mmap threshold pinned at 128 KiB
+(``MALLOC_MMAP_THRESHOLD_``): by default glibc raises that threshold after freeing a large block, so
+later tensors come from a heap it does not hand back and peak RSS counts memory no tensor holds any
+more; pinned, every tensor above 128 KiB is mapped and unmapped, and peak RSS follows the tensors.
 On a GPU the same probe reads ``torch.cuda.max_memory_allocated``. JSON to stdout and atomically to --out.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -65,11 +70,15 @@ def probe(batch: int, checkpoint_blocks: bool, device: torch.device) -> dict:
             "peak_mb": round(_peak_mb(device), 1), "loss": float(loss.detach())}
 
 
-def _measure(batch: int, checkpoint_blocks: bool, threads: int) -> dict:
+PINNED = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+def _measure(batch: int, checkpoint_blocks: bool, threads: int, pinned: bool) -> dict:
     args = [sys.executable, __file__, "--probe", str(batch), "--threads", str(threads)]
     if checkpoint_blocks:
         args.append("--checkpoint-blocks")
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in PINNED}
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env={**env, **(PINNED if pinned else {})})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -90,11 +99,14 @@ def main(out_path: Path, small: int, large: int, threads: int, probe_batch: int 
     report: dict = {"device": str(device), "threads": threads, "torch": torch.__version__, "preset": "recipe",
                     "scan_backend": "torch", "batches": [small, large],
                     "peak_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"}
-    for recompute in (False, True):
-        runs = [_measure(b, recompute, threads) for b in (small, large)]
-        per = (runs[1]["peak_mb"] - runs[0]["peak_mb"]) / (large - small)
-        report["checkpoint_blocks_on" if recompute else "checkpoint_blocks_off"] = {
-            "runs": runs, "mb_per_spectrum": round(per, 1)}
+    for pinned in (True, False):
+        allocator = "malloc_mmap_threshold_128k" if pinned else "malloc_default"
+        report[allocator] = {}
+        for recompute in (False, True):
+            runs = [_measure(b, recompute, threads, pinned) for b in (small, large)]
+            per = (runs[1]["peak_mb"] - runs[0]["peak_mb"]) / (large - small)
+            report[allocator]["checkpoint_blocks_on" if recompute else "checkpoint_blocks_off"] = {
+                "runs": runs, "mb_per_spectrum": round(per, 1)}
     atomic_write_json(out_path, report)
     click.echo(json.dumps(report, indent=1))
 

@@ -355,6 +355,7 @@ def test_checkpointed_blocks_give_the_same_outputs_and_gradients():
         torch.manual_seed(0)
         model = MambaUV(cfg).train()
         model.checkpoint_blocks = recompute
+        assert [b.checkpoint_mixers for b in model.blocks] == [recompute] * cfg.n_layers  # nested: mixers too
         torch.manual_seed(1)  # the same dropout masks in both runs
         out = model(x, cond)
         (out.square().mean() + out.mean()).backward()

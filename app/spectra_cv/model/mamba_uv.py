@@ -196,6 +196,8 @@ class MambaBlock(nn.Module):
             if cfg.bidirectional else None
         )
         self.dropout = nn.Dropout(cfg.dropout)
+        self.checkpoint_mixers = False
+        """Recompute each mixer in the backward (set with the model's ``checkpoint_blocks``)."""
 
     def forward(self, h: torch.Tensor, gamma: torch.Tensor | None = None,
                 beta: torch.Tensor | None = None) -> torch.Tensor:
@@ -203,10 +205,16 @@ class MambaBlock(nn.Module):
         u = self.norm(h)
         if gamma is not None and beta is not None:
             u = u * gamma[:, None, :] + beta[:, None, :]
-        mixed = self.mixer(u)
+        mix = self._mix
+        mixed = mix(self.mixer, u)
         if self.mixer_rev is not None:
-            mixed = mixed + self.mixer_rev(u.flip(1)).flip(1)
+            mixed = mixed + mix(self.mixer_rev, u.flip(1)).flip(1)
         return h + self.dropout(mixed)
+
+    def _mix(self, mixer: nn.Module, u: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint_mixers and torch.is_grad_enabled():  # keep only u; recompute the mixer's ~18
+            return checkpoint(mixer, u, use_reentrant=False)  # (d_inner × L) activations in the backward
+        return mixer(u)
 
 
 class MambaUV(nn.Module):
@@ -240,8 +248,19 @@ class MambaUV(nn.Module):
             self.register_buffer("prior_residual_scale", torch.ones(()))
             self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
         self._prior_checked = False
-        self.checkpoint_blocks = False
-        """Recompute each block in the backward (training's ``checkpoint_blocks``; not in the state dict)."""
+        self._checkpoint_blocks = False
+
+    @property
+    def checkpoint_blocks(self) -> bool:
+        """Recompute each block, and within it each mixer, in the backward (training's
+        ``checkpoint_blocks``; not in the state dict): only block and mixer inputs are kept."""
+        return self._checkpoint_blocks
+
+    @checkpoint_blocks.setter
+    def checkpoint_blocks(self, on: bool) -> None:
+        self._checkpoint_blocks = bool(on)
+        for block in self.blocks:
+            block.checkpoint_mixers = bool(on)
 
     @torch.no_grad()
     def set_prior(self, matrix: torch.Tensor, offset: torch.Tensor, residual_scale: float) -> None:
