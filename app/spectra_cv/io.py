@@ -42,6 +42,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+TEMP_SUFFIX = ".tmp"
+"""What ``atomic_write`` names its temp file: ``.<name>.<random>.tmp`` beside the target."""
+PARTIAL_SUFFIX = ".partial"
+"""What ``staged_directory`` names its folder while it is built: ``.<name>.<random>.partial``."""
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -124,7 +130,7 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
     """
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent))
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
@@ -142,8 +148,6 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
         raise
 
 
-TEMP_SUFFIX = ".tmp"
-"""What ``atomic_write`` names its temp file: ``.<name>.<random>.tmp`` beside the target."""
 
 
 def remove_write_leftovers(path: str | os.PathLike[str]) -> int:
@@ -159,7 +163,7 @@ def remove_write_leftovers(path: str | os.PathLike[str]) -> int:
         return 0
     prefix = f".{target.name}."
     found = [p for p in parent.iterdir() if p.name.startswith(prefix)
-             and (p.name.endswith(TEMP_SUFFIX) or p.name.endswith(".partial"))]
+             and (p.name.endswith(TEMP_SUFFIX) or p.name.endswith(PARTIAL_SUFFIX))]
     if target.is_dir() and not target.is_symlink():
         found += [p for p in target.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
     for leftover in found:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spectra_cv.errors import ConfigError
+from spectra_cv.folds.manifests import N_FOLDS
 from spectra_cv.log import get_logger
 
 log = get_logger("k8s")
@@ -33,7 +34,7 @@ REPORT_JOB = "spectra-cv-report"
 DATA_CLAIM = "spectra-cv-data"
 RUN_ROOT_CLAIM = "spectra-cv-run"
 FOLD_CONTAINER = "fold"
-ALL_FOLDS = (1, 2, 3, 4, 5)
+ALL_FOLDS = tuple(range(1, N_FOLDS + 1))
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 SUPPORTED_KEYS = frozenset({"apiVersion", "kind", "resources", "images", "patches"})
 FOLD_MAP_SCRIPT = (
@@ -91,7 +92,7 @@ class RenderSettings:
             raise ConfigError("--folds: give at least one fold, e.g. --folds 1 2 3")
         bad = [f for f in self.folds if f not in ALL_FOLDS]
         if bad:
-            raise ConfigError(f"--folds {' '.join(map(str, self.folds))}: folds are 1..5, not {bad[0]}")
+            raise ConfigError(f"--folds {' '.join(map(str, self.folds))}: folds are 1..{N_FOLDS}, not {bad[0]}")
         twice = sorted({f for f in self.folds if self.folds.count(f) > 1})
         if twice:
             raise ConfigError(f"--folds {' '.join(map(str, self.folds))}: fold {twice[0]} is listed twice; "

@@ -37,12 +37,11 @@ from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs import rerun
+from spectra_cv.runs.coordinator import discover_folds, fold_alive
 
 log = get_logger("slurm")
 
 RUNTIMES = ("none", "apptainer", "singularity", "pyxis", "docker")
-ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
-                           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"})
 SUBMISSIONS = "slurm"
 SUBMISSION_FILE = "submission.json"
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
@@ -344,7 +343,7 @@ def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[s
         events = ev.read_events(paths.events(fold)) if paths.events(fold).exists() else []
         try:
             decision = rerun.decide(events, tag=f"fold {fold}", config_hash=config_hash, config=config,
-                                    data_change=lambda run: None,  # the task fingerprints the data itself
+                                    data_change=lambda _run: None,  # the task fingerprints the data itself
                                     completion_problem=lambda: _finished_intact(paths, fold, events), force=force)
         except FoldRefused as exc:
             refused.append(str(exc).split(". ")[0])
@@ -354,7 +353,7 @@ def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[s
         else:
             submit.append(fold)
     if not allow_mixed_config:
-        for other in sorted(set(discover(paths)) - set(folds)):
+        for other in sorted(set(discover_folds(paths)) - set(folds)):
             finished = rerun.finished_run(ev.read_events(paths.events(other)))
             if finished and finished[0].data.get("config_hash") != config_hash:
                 refused.append(f"fold {other} (not asked for) completed with another config "
@@ -364,13 +363,6 @@ def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[s
         raise FoldRefused("; ".join(refused) + ". Nothing was submitted. Rerun with --force to retrain them "
                           "(each beside its finished result), or use another --run-root")
     return Plan(tuple(submit), held)
-
-
-def discover(paths: RunPaths) -> list[int]:
-    """Folds of the run root that have events."""
-    from spectra_cv.runs.coordinator import discover_folds
-
-    return discover_folds(paths)
 
 
 def check_path(what: str, path: Path) -> None:
@@ -537,8 +529,6 @@ def task_end(folder: Path, fold: int) -> tuple[int | None, str | None]:
 def wait(sub: Submission, done: Submitted, echo: Callable[[str], None], interval_s: float = 5.0) -> dict[int, str]:
     """Follow the jobs (this submission's, and earlier ones still running folds asked for) until Slurm no
     longer lists them; returns fold → final status from its events (``interrupted``: ended with no outcome)."""
-    from spectra_cv.runs.coordinator import fold_alive
-
     jobs, folds = done.followed
     seen: dict[str, str] = {}
     while jobs:
