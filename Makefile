@@ -24,7 +24,8 @@ IMAGE ?= spectra-cv:$(VARIANT)
 BASE_IMAGE_CPU ?= spectra-cv-base:bookworm
 CODE_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 BUILD_ARGS_cuda :=
-BUILD_ARGS_cpu := --build-arg VARIANT=cpu --build-arg BASE_IMAGE=$(BASE_IMAGE_CPU) --build-arg TORCH_SPEC=$(TORCH)
+BUILD_ARGS_cpu := --build-arg VARIANT=cpu --build-arg BUILD_BASE=$(BASE_IMAGE_CPU) --build-arg RUNTIME_BASE=$(BASE_IMAGE_CPU) \
+  --build-arg TORCH_SPEC=$(TORCH)
 # wheelhouse: the CPU image's Python is the host's (3.11, bookworm); the CUDA image's is Ubuntu 24.04's 3.12.
 WHEELHOUSE_ARGS_cpu := $(TORCH)
 WHEELHOUSE_ARGS_cuda := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \

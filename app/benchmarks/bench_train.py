@@ -26,7 +26,8 @@ from spectra_cv.model.mamba_uv import MambaUV
 from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
 from spectra_cv.train.data import DeviceSplit, SplitArrays
-from spectra_cv.train.loop import autocast, lr_at
+from spectra_cv.train import numerics
+from spectra_cv.train.loop import autocast, lr_at, train_step
 from spectra_cv.train.presets import RunConfig, cpu_quick, recipe
 from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema, adamw
@@ -48,13 +49,13 @@ def _peak_gb(device: torch.device) -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # kB → GB (process peak RSS)
 
 
-def synthetic_split(device: torch.device, cfg: RunConfig) -> tuple[DeviceSplit, np.ndarray]:
-    """4,500 synthetic spectra of the real size (treatments 1–5), conditioned as ``cfg`` asks."""
+def synthetic_split(device: torch.device, cfg: RunConfig, spectra: int = 4500) -> tuple[DeviceSplit, np.ndarray]:
+    """``spectra`` (≤ 4,500) synthetic spectra of the real size (treatments 1–5), conditioned as ``cfg`` asks."""
     data = synth.generate(synth.full(seed=0))
     frame = data.manifest
     train_mask = frame["treatment"].isin([f"treatment_{k}" for k in range(1, 6)]).to_numpy()
-    rows = frame[train_mask].head(4500).reset_index(drop=True)
-    idx = np.flatnonzero(train_mask)[:4500]
+    rows = frame[train_mask].head(spectra).reset_index(drop=True)
+    idx = np.flatnonzero(train_mask)[:spectra]
     stats = compute_dose_stats(rows, data.dose_features, cfg.film_features)
     cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
     arrays = SplitArrays(
@@ -66,42 +67,50 @@ def synthetic_split(device: torch.device, cfg: RunConfig) -> tuple[DeviceSplit, 
     return DeviceSplit(arrays, data.wavelength, device), data.wavelength
 
 
-def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_steps: int, backend: str,
-                     batch_size: int, eval_spectra: int = 1500) -> dict:
-    """Optimiser steps of ``cfg``'s model and objective on synthetic data: spectra/s and peak memory."""
-    torch.manual_seed(0)
-    split, grid = synthetic_split(device, cfg)
+def prepare(cfg: RunConfig, device: torch.device, backend: str, spectra: int = 4500):
+    """What ``spectra-cv train`` builds for ``cfg`` (numerics, model with its prior, checkpointing,
+    compile, objective, optimiser, EMA), on ``spectra`` synthetic spectra.
+    Returns (model, ema, optimiser, split, objective)."""
+    numerics.configure(cfg.train, device)
+    torch.manual_seed(cfg.train.seed)
+    split, grid = synthetic_split(device, cfg, spectra)
     model = MambaUV(cfg.model).to(device)
     if cfg.model.prior != "none":
         install_prior(model, split.noisy, split.loo, split.arrays.group_ids)  # as spectra-cv train does, on the (synthetic) train data
     model.set_scan_backend(backend)
+    model.checkpoint_blocks = cfg.train.checkpoint_blocks
+    if cfg.train.compile:
+        model.compile_blocks()
     objective = Objective(cfg.objective, grid, None).to(device)
-    opt = adamw(model, cfg.train.lr, cfg.train.weight_decay)
-    ema = Ema(model, cfg.train.ema_decay)
+    opt = adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=numerics.fused_optimizer(device))
+    ema = Ema(model, cfg.train.ema_decay) if cfg.train.ema else None
+    return model, ema, opt, split, objective
+
+
+def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_steps: int, backend: str,
+                     batch_size: int, eval_spectra: int = 1500, spectra: int = 4500) -> dict:
+    """Optimiser steps of ``cfg`` (model, objective, numerics, checkpointing, compile) on synthetic data,
+    through the trainer's own ``train_step``: spectra/s and peak memory."""
+    model, ema, opt, split, objective = prepare(cfg, device, backend, spectra)
     gen = torch.Generator().manual_seed(0)
     bs = batch_size
+    params = [p for p in model.parameters() if p.requires_grad]
     _reset_peak(device)
     times, losses = [], []
     start = time.perf_counter()
     step = 0
+    model.train()
     while step < max_steps and time.perf_counter() - start < seconds:
         idx = torch.randperm(len(split), generator=gen)[:bs].to(device)
+        draws = split.partner_draws(bs, gen)
         _sync(device)
         t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, total_steps=max_steps, warmup_steps=10, lr=cfg.train.lr, lr_min=cfg.train.lr_min)
-        target = split.targets(idx, True, gen)
-        with autocast(device, cfg.train):
-            pred = model(split.inputs(idx), split.cond[idx])[:, 0].float()
-        loss, _ = objective(pred, target, epoch=1, dip_target=split.loo[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
-        ema.update(model)
+        lr = lr_at(step, total_steps=max_steps, warmup_steps=10, lr=cfg.train.lr, lr_min=cfg.train.lr_min)
+        loss = train_step(model, ema, opt, split, objective, idx, cfg.train, device, epoch=1, lr=lr, draws=draws,
+                          params=params)
         _sync(device)
         times.append(time.perf_counter() - t0)
-        losses.append(float(loss.detach()))
+        losses.append(float(loss))
         step += 1
     steady = times[3:] if len(times) > 6 else times
     median = float(np.median(steady))
@@ -117,6 +126,9 @@ def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_s
         denoise_s = time.perf_counter() - t0
     return {
         "backend": backend,
+        "checkpoint_blocks": cfg.train.checkpoint_blocks,
+        "compile": cfg.train.compile,
+        "deterministic": cfg.train.deterministic,
         "n_parameters": count_parameters(model),
         "batch_size": bs,
         "steps": step,

@@ -29,6 +29,11 @@ def library_versions() -> dict[str, str | None]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    import torch  # noqa: PLC0415 - already imported by whoever trains; kept out of this module's import
+
+    out["torch_cuda"] = torch.version.cuda
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    out["cudnn"] = str(cudnn) if cudnn is not None else None
     return out
 
 

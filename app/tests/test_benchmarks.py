@@ -23,3 +23,32 @@ def test_train_throughput_runs_the_presets_with_their_prior():
         out = train_throughput(cfg, torch.device("cpu"), seconds=30.0, max_steps=2, backend="torch",
                                batch_size=8, eval_spectra=16)
         assert out["steps"] == 2 and out["train_spectra_per_s"] > 0, out
+
+
+def test_gpu_check_writes_every_section_in_a_cpu_dry_run(tmp_path):
+    """scripts/gpu_check.sh --smoke-on-cpu: the same sections as on a GPU, tiny; the real-data fold
+    runs `spectra-cv fold` on a synthetic dataset in the user's layout and is scored beside ridge."""
+    import json
+    import subprocess
+
+    from spectra_cv.data import synth
+
+    synth.write_synthetic(tmp_path / "data", synth.tiny(seed=5))
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "gpu"
+    proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh"), "--smoke-on-cpu", "--real-data",
+                           str(tmp_path / "data")], env={**__import__("os").environ, "OUT": str(out),
+                                                         "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert set(report["scan_parity"]) == {"torch_fp32", "torch_bf16"}
+    assert report["scan_parity"]["torch_fp32"]["out_max_rel_to_peak"] < 1e-5
+    assert {"torch", "torch_no_checkpoint_blocks", "torch_compile"} <= set(report["train"])
+    assert all(r.get("steps", 0) >= 1 for r in report["train"].values()), report["train"]
+    assert report["train"]["torch"]["checkpoint_blocks"] and not report["train"]["torch_no_checkpoint_blocks"]["checkpoint_blocks"]
+    assert report["determinism"]["torch"]["bit_identical"] is True
+    fold = report["real_fold"]
+    assert "error" not in fold, fold
+    assert fold["ridge"]["psnr_db"] > 0 and fold["model"]["psnr_db"] > 0
+    assert fold["model_minus_ridge_psnr_db"] == fold["model"]["psnr_db"] - fold["ridge"]["psnr_db"]

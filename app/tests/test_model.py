@@ -369,11 +369,41 @@ def test_checkpointed_blocks_give_the_same_outputs_and_gradients():
         assert torch.equal(model.eval()(x, cond), model(x, cond))
 
 
-def test_checkpoint_blocks_is_a_train_switch_outside_the_config_hash():
+@pytest.mark.parametrize("switch", ["checkpoint_blocks", "deterministic", "compile"])
+def test_how_switches_are_train_switches_outside_the_config_hash(switch):
     from spectra_cv.cli.train import build_run_config
 
     plain = build_run_config("cpu_quick", None, (), None, None, {})
-    on = build_run_config("cpu_quick", None, (), None, None, {"checkpoint_blocks": True})
-    assert on.train.checkpoint_blocks and not plain.train.checkpoint_blocks
+    on = build_run_config("cpu_quick", None, (), None, None, {switch: True})
+    assert getattr(on.train, switch) and not getattr(plain.train, switch)
     assert on.hash() == plain.hash()  # how, not what: a run may toggle it and still resume or skip
+
+
+def test_the_recipe_checkpoints_blocks():
+    from spectra_cv.cli.train import build_run_config
+
     assert build_run_config("recipe", None, (), None, None, {}).train.checkpoint_blocks  # batch 600 must fit
+
+
+def test_compiled_blocks_give_the_same_outputs_and_gradients():
+    """--compile traces each block around the scan (which stays eager: compiler-disabled). The
+    ``aot_eager`` backend runs the traced graphs without generating code, so this needs no compiler."""
+    cfg = ModelConfig(name="t", **{**TINY, "scan_backend": "torch"}, film=True, cond_dim=2,
+                      bidirectional=True, residual=True, out_activation="none")
+    x, cond = _inputs(cond_dim=2)
+    torch.manual_seed(0)
+    eager = MambaUV(cfg)
+    compiled = MambaUV(cfg)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.checkpoint_blocks = True  # the recipe's combination
+    compiled.compile_blocks(backend="aot_eager")
+    runs = []
+    for model in (eager, compiled):
+        out = model(x, cond)
+        (out.square().mean() + out.mean()).backward()
+        runs.append((out.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (out_a, grads_a), (out_b, grads_b) = runs
+    torch.testing.assert_close(out_b, out_a, rtol=1e-6, atol=1e-7)
+    assert grads_a.keys() == grads_b.keys()
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-7, msg=name)

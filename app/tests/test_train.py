@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 
 import numpy as np
@@ -36,8 +37,8 @@ def tiny_run(tmp_path_factory):
 def tiny_config(**train_changes) -> RunConfig:
     base = cpu_quick()
     model = dataclasses.replace(base.model, d_model=8, n_layers=1, d_state=4, film_hidden_dim=8)
-    train = dataclasses.replace(base.train, epochs=3, batch_size=32, early_stop_patience=50, time_budget_s=0.0,
-                                **train_changes)
+    train = dataclasses.replace(base.train, **{"epochs": 3, "batch_size": 32, "early_stop_patience": 50,
+                                               "time_budget_s": 0.0, **train_changes})
     return dataclasses.replace(base, model=model, train=train)
 
 
@@ -66,7 +67,7 @@ def test_partners_are_other_members_of_the_same_group_and_cover_it():
     split = _split(groups, np.random.default_rng(0).random((10, 7)))
     gen = torch.Generator().manual_seed(0)
     idx = torch.arange(10).repeat(200)
-    partners = split.partners(idx, gen)
+    partners = split.partners(idx, split.partner_draws(len(idx), gen))
     assert not torch.any(partners == idx)
     labels = np.array(groups)
     assert np.all(labels[partners.numpy()] == labels[idx.numpy()])
@@ -212,3 +213,73 @@ def test_runbook_dip_weight_with_mean_one_weights_is_flagged(caplog):
     assert not warn_dip_balance(base)
     original_scale = dataclasses.replace(loud, objective=dataclasses.replace(loud.objective, normalise_lambda_weights=False))
     assert not warn_dip_balance(original_scale)
+
+
+def test_deterministic_runs_repeat_exactly_and_save_the_rng_state(tiny_run, tmp_path, monkeypatch):
+    """--deterministic turns PyTorch's deterministic algorithms on for the run (with cuBLAS's
+    workspace setting); two runs (pairwise Noise2Noise: partner draws in play) give the same
+    weights bit for bit, and the resumable state carries the RNG state (CUDA's too on a GPU)."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    real_epoch = loop_mod.train_epoch
+    flags: list[bool] = []
+
+    def watching(*args, **kwargs):
+        flags.append(torch.are_deterministic_algorithms_enabled())
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "train_epoch", watching)
+    try:
+        cfg = tiny_config(deterministic=True, noise2noise_pairwise=True, epochs=2)
+        a = run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "a"))
+        b = run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "b"))
+        assert flags == [True] * 4
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        run_training(tiny_config(epochs=1), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "c"))
+        assert flags[-1] is False  # a plain run in the same process turns it off again
+    finally:
+        torch.use_deterministic_algorithms(False)
+    wa, wb = read_checkpoint(a.best_path)["ema_state"], read_checkpoint(b.best_path)["ema_state"]
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    state = loop_mod.load_state(tmp_path / "a" / loop_mod.LAST_STATE_NAME)
+    assert state["torch_rng"].dtype == torch.uint8 and state["torch_rng"].numel() > 0
+    assert "cuda_rng" not in state  # a CPU run; on CUDA numerics.rng_state adds it
+
+
+def test_rng_state_round_trip_without_a_device_state():
+    from spectra_cv.train import numerics
+
+    torch.manual_seed(3)
+    saved = numerics.rng_state(torch.device("cpu"))
+    first = torch.rand(4)
+    numerics.restore_rng_state(saved, torch.device("cpu"))
+    assert torch.equal(torch.rand(4), first)
+
+
+def test_ema_update_is_the_moving_average_of_every_float_tensor():
+    from spectra_cv.train.schedule import Ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = Ema(model, decay=0.9)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(5, 3))  # moves the running stats and num_batches_tracked
+    d = ema.current_decay()
+    ema.update(model)
+    for key, value in model.state_dict().items():
+        got = ema.module.state_dict()[key]
+        if value.dtype.is_floating_point:
+            torch.testing.assert_close(got, d * before[key] + (1 - d) * value, rtol=1e-6, atol=1e-7, msg=key)
+        else:
+            assert torch.equal(got, value), key
+
+
+def test_compile_without_a_compiler_is_refused_before_training(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(SpectraCVError, match=r"--compile on cpu needs a compiler \(c\+\+ or g\+\+ or clang\+\+\)"):
+        run_training(tiny_config(compile=True), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "ck"))
+    assert not (tmp_path / "ck").exists()

@@ -87,6 +87,8 @@ SWITCHES: list[tuple[str, str, str]] = [
     ("cudnn_benchmark", _TRAIN, "cudnn_benchmark"),
     ("tta_reverse", _TRAIN, "tta_reverse"),
     ("checkpoint_blocks", _TRAIN, "checkpoint_blocks"),
+    ("deterministic", _TRAIN, "deterministic"),
+    ("compile", _TRAIN, "compile"),
 ]
 
 

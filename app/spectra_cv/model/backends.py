@@ -146,3 +146,16 @@ def selective_scan(
     else:
         from spectra_cv.model.scan_ref import selective_scan_ref as fn  # noqa: PLC0415
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+_eager_scan: Callable[..., torch.Tensor] | None = None
+
+
+def eager_selective_scan() -> Callable[..., torch.Tensor]:
+    """``selective_scan`` marked for ``torch.compile`` to leave alone (run eagerly, a graph break):
+    traced, its per-step loops would unroll into thousands of graph nodes. Built on first use, since
+    ``torch.compiler.disable`` imports the compiler stack (seconds) and eager runs never need it."""
+    global _eager_scan
+    if _eager_scan is None:
+        _eager_scan = torch.compiler.disable(selective_scan)
+    return _eager_scan

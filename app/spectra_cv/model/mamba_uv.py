@@ -262,6 +262,16 @@ class MambaUV(nn.Module):
         for block in self.blocks:
             block.checkpoint_mixers = bool(on)
 
+    def compile_blocks(self, backend: str = "inductor") -> None:
+        """``torch.compile`` each block in place (norm, FiLM, projections, convolution, gates); the
+        scan is excluded (``Mamba.exclude_scan_from_compile``) and runs as it would eagerly.
+        ``backend``: a ``torch.compile`` backend (tests use ``aot_eager``, which needs no compiler)."""
+        for block in self.blocks:
+            for mixer in (block.mixer, block.mixer_rev):
+                if mixer is not None:
+                    mixer.exclude_scan_from_compile()
+            block.compile(backend=backend)
+
     @torch.no_grad()
     def set_prior(self, matrix: torch.Tensor, offset: torch.Tensor, residual_scale: float) -> None:
         """Install the fitted affine prior ``prior(x) = x @ matrix + offset`` (matrix (L, L), offset (L,)).

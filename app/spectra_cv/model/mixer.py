@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spectra_cv.errors import ConfigError
-from spectra_cv.model.backends import check_backend_name, selective_scan
+from spectra_cv.model import backends
+from spectra_cv.model.backends import check_backend_name
 
 
 def _fp32_or_wider(t: torch.Tensor) -> torch.Tensor:
@@ -109,6 +110,12 @@ class Mamba(nn.Module):
         self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
         self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
+        self.scan = backends.selective_scan
+        """The scan entry point (``exclude_scan_from_compile`` swaps in its compiler-disabled form)."""
+
+    def exclude_scan_from_compile(self) -> None:
+        """Keep the scan eager when this mixer runs inside ``torch.compile``d code."""
+        self.scan = backends.eager_selective_scan()
 
     @torch.no_grad()
     def _init_dt(self, dt_min: float, dt_max: float, dt_scale: float, floor: float) -> None:
@@ -146,7 +153,7 @@ class Mamba(nn.Module):
         b_in = b_in.view(batch, length, -1).transpose(1, 2).contiguous()  # (B, N, L)
         c_in = c_in.view(batch, length, -1).transpose(1, 2).contiguous()  # (B, N, L)
         A = -torch.exp(_fp32_or_wider(self.A_log))  # (E, N)
-        y = selective_scan(
+        y = self.scan(
             x, dt, A, b_in, c_in, _fp32_or_wider(self.D), z=z,
             delta_bias=_fp32_or_wider(self.dt_proj.bias), delta_softplus=True,
             backend=self.backend,

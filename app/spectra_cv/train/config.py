@@ -62,6 +62,15 @@ class TrainConfig:
     """Recompute each block's activations in the backward instead of keeping them (activation memory
     per spectrum of the recipe: see ``make bench``); the same results, so not part of the config hash
     [--checkpoint_blocks]."""
+    deterministic: bool = False
+    """Deterministic kernels (``torch.use_deterministic_algorithms``, cuDNN deterministic, cuBLAS
+    workspace ``:4096:8``): two runs of the same config on the same machine give the same weights,
+    except through kernels outside PyTorch's control (mamba-ssm's backward accumulates with
+    atomics). Slower on a GPU; not part of the config hash [--deterministic]."""
+    compile: bool = False
+    """``torch.compile`` each block around the scan (the scan itself stays eager: its loops would
+    unroll); opt-in until the GPU check shows where it wins. Same results within float tolerance;
+    not part of the config hash [--compile]."""
     time_budget_s: float = 0.0
     """Stop after the epoch that crosses this wall-clock budget (0 = none); the best checkpoint stands [--time_budget_s]."""
     device: str = "auto"

@@ -118,17 +118,17 @@ class DeviceSplit:
         cos = self.cos[idx].unsqueeze(1).expand_as(refl)
         return torch.stack([refl, lam, cos], dim=1)
 
-    def partners(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Index of another replicate of each spectrum's group, uniform over the group (never itself)."""
+    def partner_draws(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``count`` random 62-bit integers from ``generator`` (CPU), on the device in one copy:
+        the raw draws ``partners`` turns into partner indices (one per spectrum of an epoch)."""
+        return torch.randint(0, 2**62, (count,), generator=generator, device=generator.device).to(self.device)
+
+    def partners(self, idx: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Index of another replicate of each spectrum's group, uniform over the group (never itself).
+
+        idx, draws: (B,) on the device; ``draws`` from ``partner_draws``.
+        """
         size = self._size[idx]
-        shift = torch.randint(0, 2**62, idx.shape, generator=generator, device=generator.device)
-        shift = shift.to(idx.device) % (size - 1) + 1  # 1 … n−1
+        shift = draws % (size - 1) + 1  # 1 … n−1
         pos = (self._rank[idx] + shift) % size
         return self._order[self._offset[idx] + pos]
-
-    def targets(self, idx: torch.Tensor, pairwise: bool, generator: torch.Generator | None) -> torch.Tensor:
-        """N2N target (B, L): a random partner replicate (pairwise) or the LOO mean."""
-        if pairwise:
-            assert generator is not None, "pairwise targets need a generator"
-            return self.noisy[self.partners(idx, generator)]
-        return self.loo[idx]

@@ -24,6 +24,7 @@ from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import LAST_STATE_FILE
 from spectra_cv.train.config import TrainConfig
+from spectra_cv.train import numerics
 from spectra_cv.train.data import DeviceSplit
 from spectra_cv.train.schedule import Ema, adamw, lr_at
 
@@ -132,6 +133,48 @@ class TrainState:
     """Why the run ended ("" while it goes on); kept so a resumed finished run reports the same."""
 
 
+def train_step(
+    model: nn.Module,
+    ema: Ema | None,
+    optimizer: torch.optim.Optimizer,
+    split: DeviceSplit,
+    objective: Callable,
+    idx: torch.Tensor,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    epoch: int,
+    lr: float,
+    draws: torch.Tensor | None = None,
+    params: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """One optimiser step on rows ``idx``; returns the loss (0-d, detached, on the device) without
+    waiting for the device. ``draws`` (from ``split.partner_draws``, one per row) pick the partner
+    replicates of pairwise Noise2Noise; ``epoch`` (1-based) gates the dip term's warm-up."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if cfg.noise2noise and cfg.noise2noise_pairwise:
+        if draws is None:
+            raise ValueError("pairwise Noise2Noise needs the partner draws of the batch")
+        target = split.noisy[split.partners(idx, draws)]
+    elif cfg.noise2noise:
+        target = split.loo[idx]
+    else:
+        target = split.noisy[idx]
+    pred = predict(model, split, idx, device, cfg)
+    # Dips are detected and measured on the group's leave-one-out mean (a clean estimate that
+    # excludes the input): on a single noisy partner replicate the dip term prefers noisy output.
+    loss, _terms = objective(pred, target, epoch=epoch, dip_target=split.loo[idx])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params if params is not None else model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    if ema is not None:
+        ema.update(model)
+    return loss.detach()
+
+
 def train_epoch(
     model: nn.Module,
     ema: Ema | None,
@@ -146,43 +189,44 @@ def train_epoch(
     warmup_steps: int,
     run_name: str,
 ) -> dict[str, float]:
-    """One permutation epoch; returns mean train loss (per spectrum seen) and the last lr."""
+    """One permutation epoch; returns mean train loss (per spectrum seen) and the last lr.
+
+    No step waits for the device: the epoch's order and partner draws go over in one copy each,
+    the loss is summed on the device, and a non-finite loss is recorded there and raised once, at
+    the end of the epoch, naming the first step it occurred at (that epoch's weights are never saved).
+    """
     model.train()
     n = len(split)
     order = torch.randperm(n, generator=generator).to(device)
-    loss_sum, seen, lr = 0.0, 0, cfg.lr
+    draws = split.partner_draws(n, generator) if cfg.noise2noise and cfg.noise2noise_pairwise else None
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bad_loss = torch.zeros((), device=device)
+    first_step, seen, lr = state.step, 0, cfg.lr
+    params = [p for p in model.parameters() if p.requires_grad]
     for start in range(0, n, cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
+        stop = min(n, start + cfg.batch_size)
         lr = lr_at(state.step, total_steps=total_steps, warmup_steps=warmup_steps, lr=cfg.lr, lr_min=cfg.lr_min)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        if cfg.noise2noise:
-            target = split.targets(idx, cfg.noise2noise_pairwise, generator)
-        else:
-            target = split.noisy[idx]
-        pred = predict(model, split, idx, device, cfg)
-        # Dips are detected and measured on the group's leave-one-out mean (a clean estimate that
-        # excludes the input): on a single noisy partner replicate the dip term prefers noisy output.
-        loss, _terms = objective(pred, target, epoch=state.epoch + 1, dip_target=split.loo[idx])
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{run_name}: non-finite loss {float(loss.detach())} at epoch {state.epoch + 1}, step {state.step}; "
-                "lower --lr or check the inputs for NaN"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        if ema is not None:
-            ema.update(model)
+        loss = train_step(model, ema, optimizer, split, objective, order[start:stop], cfg, device,
+                          epoch=state.epoch + 1, lr=lr, draws=None if draws is None else draws[start:stop],
+                          params=params)
+        newly_bad = (first_bad < 0) & ~torch.isfinite(loss)
+        first_bad = torch.where(newly_bad, torch.full_like(first_bad, state.step), first_bad)
+        bad_loss = torch.where(newly_bad, loss.float(), bad_loss)
+        loss_sum += loss.double() * (stop - start)
         state.step += 1
-        loss_sum += float(loss.detach()) * len(idx)
-        seen += len(idx)
-    return {"train_loss": loss_sum / max(1, seen), "lr": lr}
+        seen += stop - start
+    bad_step = int(first_bad)  # the epoch's one wait for the device
+    if bad_step >= 0:
+        raise NonFiniteLossError(
+            f"{run_name}: non-finite loss {float(bad_loss)} at epoch {state.epoch + 1}, step {bad_step} "
+            f"(steps {first_step}–{state.step - 1} ran); lower --lr or check the inputs for NaN"
+        )
+    return {"train_loss": float(loss_sum) / max(1, seen), "lr": lr}
 
 
 STATE_KEYS = ("config_hash", "model", "optimizer", "ema", "generator", "torch_rng", "state")
+"""Keys every resumable state has; ``cuda_rng`` (the device's RNG state) is added on CUDA."""
 
 
 def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -226,7 +270,7 @@ def fit(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / best_name
     last_path = checkpoint_dir / LAST_STATE_NAME
-    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, fused=numerics.fused_optimizer(device))
     ema = Ema(model, cfg.ema_decay) if cfg.ema else None
     generator = torch.Generator().manual_seed(cfg.seed)
     state = TrainState()
@@ -246,8 +290,8 @@ def fit(
         optimizer.load_state_dict(saved["optimizer"])
         if ema is not None:
             ema.load_state_dict(saved["ema"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
+        generator.set_state(saved["generator"].cpu())
+        numerics.restore_rng_state(saved, device)
         state = TrainState(**saved["state"])
         log.info("%s: resuming after epoch %d (step %d) from %s", run_name, state.epoch, state.step, last_path)
         if on_resume is not None:
@@ -320,7 +364,7 @@ def fit(
                 "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                **numerics.rng_state(device),
                 "state": state.__dict__,
             },
             last_path,

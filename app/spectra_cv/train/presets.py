@@ -42,7 +42,7 @@ BALANCED_DIP_WEIGHT = 0.002
 """Dip-term weight that keeps the original's balance once λ-weights are normalised to mean 1."""
 
 
-HASH_EXCLUDED_TRAIN = ("device", "checkpoint_blocks")
+HASH_EXCLUDED_TRAIN = ("device", "checkpoint_blocks", "deterministic", "compile")
 """Train settings that decide where and how, not what, a run computes: outside the config hash."""
 
 

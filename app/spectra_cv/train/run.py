@@ -22,10 +22,12 @@ from spectra_cv.data import contract, loaders
 from spectra_cv.data.conditioning import DoseStats, compute_dose_stats, conditioning_matrix, read_dose_features, read_dose_stats
 from spectra_cv.errors import ConfigError, DataContractError
 from spectra_cv.log import get_logger
+from spectra_cv.model.backends import resolve_backend
 from spectra_cv.model.checkpoint import model_state_for_save
 from spectra_cv.model.mamba_uv import MambaUV
 from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
+from spectra_cv.train import numerics
 from spectra_cv.train.data import DeviceSplit, read_split
 from spectra_cv.train.loop import FitResult, TrainState, fit, resolve_device
 from spectra_cv.train.presets import RunConfig
@@ -124,9 +126,9 @@ def run_training(
     """Train ``cfg`` on ``inputs``; returns where the best checkpoint is and how the run ended."""
     t0 = time.time()
     device = resolve_device(cfg.train.device)
+    numerics.configure(cfg.train, device)  # before anything touches CUDA (cuBLAS reads its setting once)
+    numerics.check_compile(cfg.train, device)
     torch.manual_seed(cfg.train.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     grid = loaders.read_grid(inputs.train_dir, cfg.model.sequence_length)
     val_grid = loaders.read_grid(inputs.val_dir, cfg.model.sequence_length)
     if not np.allclose(grid, val_grid):
@@ -178,6 +180,10 @@ def run_training(
 
     model = MambaUV(cfg.model).to(device)
     model.checkpoint_blocks = cfg.train.checkpoint_blocks
+    numerics.warn_nondeterministic_backend(cfg.train, resolve_backend(cfg.model.scan_backend, device))
+    if cfg.train.compile:
+        model.compile_blocks()
+        log.info("torch.compile: each block compiled around its scan (the first steps include compile time)")
     if cfg.model.prior != "none":
         install_prior(model, train.noisy, train.loo, train_arrays.group_ids)
     objective = Objective(cfg.objective, grid, weights).to(device)

@@ -27,8 +27,11 @@ def decays(name: str, param: nn.Parameter) -> bool:
     return not (name.endswith(NO_DECAY_SUFFIXES) or name == "D" or name.endswith("A_log"))
 
 
-def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with two groups: decayed weight matrices, undecayed norms/biases/A_log/D."""
+def adamw(model: nn.Module, lr: float, weight_decay: float, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with two groups: decayed weight matrices, undecayed norms/biases/A_log/D.
+
+    ``fused``: one kernel for the whole update (CUDA); otherwise PyTorch's default implementation.
+    """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -37,7 +40,7 @@ def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, **({"fused": True} if fused else {}))
 
 
 class Ema:
@@ -53,20 +56,39 @@ class Ema:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._source: int | None = None
+
+    def _tensors(self, model: nn.Module) -> tuple[list[torch.Tensor], ...]:
+        """(averaged floats, model floats, other targets, other sources), built once per model."""
+        if self._pairs is None or self._source != id(model):
+            ema_state = self.module.state_dict(keep_vars=True)
+            floats_t, floats_s, other_t, other_s = [], [], [], []
+            for key, value in model.state_dict(keep_vars=True).items():
+                target = ema_state[key].data
+                if target.dtype.is_floating_point:
+                    floats_t.append(target)
+                    floats_s.append(value.data)
+                else:
+                    other_t.append(target)
+                    other_s.append(value.data)
+            self._pairs, self._source = (floats_t, floats_s, other_t, other_s), id(model)
+        return self._pairs
 
     def current_decay(self) -> float:
         return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """avg ← d·avg + (1 − d)·weights for every float tensor (a few for-each kernels, not one per
+        tensor); integer and bool buffers are copied."""
         d = self.current_decay()
-        ema_state = self.module.state_dict()
-        for key, value in model.state_dict().items():
-            target = ema_state[key]
-            if target.dtype.is_floating_point:
-                target.mul_(d).add_(value.detach(), alpha=1.0 - d)
-            else:
-                target.copy_(value)
+        floats_t, floats_s, other_t, other_s = self._tensors(model)
+        if floats_t:
+            torch._foreach_mul_(floats_t, d)
+            torch._foreach_add_(floats_t, floats_s, alpha=1.0 - d)
+        for target, value in zip(other_t, other_s):
+            target.copy_(value)
         self.updates += 1
 
     def state_dict(self) -> dict:
@@ -76,3 +98,4 @@ class Ema:
         self.decay = float(state["decay"])
         self.updates = int(state["updates"])
         self.module.load_state_dict(state["module"], strict=True)
+        self._pairs = None
