@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import subprocess
 import sys
 
@@ -10,10 +12,27 @@ import pytest
 import torch
 
 from spectra_cv.errors import ConfigError
+from spectra_cv.model import scan_cpu
 from spectra_cv.model.scan import selective_scan
 from spectra_cv.model.scan_ref import selective_scan_ref
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+@pytest.fixture(autouse=True, params=["fused", "eager"])
+def cpu_core(request, monkeypatch):
+    """Every CPU test runs on both cores: the fused kernel (scan_cpu) and the eager one."""
+    if request.param == "eager":
+        monkeypatch.setenv(scan_cpu.ENV_SWITCH, "0")
+    else:
+        monkeypatch.delenv(scan_cpu.ENV_SWITCH, raising=False)
+        if shutil.which(os.environ.get("CXX", "c++")) is None:
+            pytest.skip("no C++ compiler: the fused CPU kernel cannot be built here")
+    scan_cpu.reset()
+    if request.param == "fused":
+        assert scan_cpu.load() is not None, "a compiler is here, so the fused kernel must build"
+    yield request.param
+    scan_cpu.reset()
 
 
 def make_inputs(bt: int, dm: int, n: int, length: int, dtype: torch.dtype = torch.float64,
@@ -192,3 +211,57 @@ def test_saved_block_states_do_not_grow_with_the_batch_on_cuda():
         lb = default_block_len(bt, 16, 768, 4, torch.device("cuda"), 601)
         assert lb >= 25 and math.ceil(601 / lb) <= 25, (bt, lb)
     assert default_block_len(32, 16, 256, 4, torch.device("cpu"), 601) == BLOCK_BYTES_CPU // (32 * 16 * 256 * 4)
+
+
+def test_the_cpu_scan_runs_on_the_core_the_switch_names(cpu_core, monkeypatch):
+    calls = []
+    real = scan_cpu.FusedCpuCore.apply
+    monkeypatch.setattr(scan_cpu.FusedCpuCore, "apply", lambda *a: calls.append(1) or real(*a))
+    x = make_inputs(2, 9, 3, 31, torch.float32)  # 9 channels: one full group of 8 lanes and one partial
+    selective_scan(**x, delta_softplus=True)
+    assert len(calls) == (1 if cpu_core == "fused" else 0)
+
+
+def test_fused_kernel_parity_on_odd_shapes(cpu_core):
+    if cpu_core != "fused":
+        pytest.skip("the fused kernel's own shapes")
+    for bt, dm, n, length, lb in ((1, 1, 1, 1, None), (3, 17, 5, 50, 7), (2, 8, 16, 601, None), (4, 23, 2, 9, 20)):
+        check_parity(make_inputs(bt, dm, n, length), 1e-11, block_len=lb)
+
+
+def test_without_a_compiler_the_eager_scan_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(scan_cpu.ENV_SWITCH, raising=False)
+    monkeypatch.setenv(scan_cpu.ENV_CACHE, str(tmp_path / "cache"))  # nothing built there
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    scan_cpu.reset()
+    assert scan_cpu.load() is None
+    x = make_inputs(2, 4, 3, 13)
+    check_parity(x, 1e-11)  # and the scan still works, eagerly
+    scan_cpu.reset()
+
+
+def test_a_build_killed_earlier_does_not_block_the_next(tmp_path, monkeypatch):
+    """torch's builder leaves its lock file when killed; under our flock no build is live, so it goes."""
+    import torch.utils.cpp_extension as ext
+
+    monkeypatch.delenv(scan_cpu.ENV_SWITCH, raising=False)
+    monkeypatch.setenv(scan_cpu.ENV_CACHE, str(tmp_path / "cache"))
+    name = scan_cpu.kernel_name()
+    directory = tmp_path / "cache" / name
+    directory.mkdir(parents=True)
+    (directory / "lock").write_text("")  # left by a build killed mid-way
+    seen = {}
+
+    def fake_load_inline(**kwargs):
+        seen["lock_left"] = (directory / "lock").exists()
+        seen["build_directory"] = kwargs["build_directory"]
+        return object()
+
+    monkeypatch.setattr(ext, "load_inline", fake_load_inline)
+    monkeypatch.setenv("CXX", sys.executable)  # any program on PATH passes the compiler check
+    scan_cpu.reset()
+    assert scan_cpu.load() is not None
+    assert seen == {"lock_left": False, "build_directory": str(directory)}
+    assert (directory / scan_cpu.BUILT_MARKER).read_text().strip() == name
+    scan_cpu.reset()
+    scan_cpu._imported.pop(name, None)

@@ -18,6 +18,10 @@ blocks in reverse, recomputes each block's states from its saved start, runs the
 and turns it into gradients of u, dt, A, B, C with batched ops. No log-space cumsum is used, so
 large ``dt * |A|`` cannot overflow. ``delta_bias``/softplus, ``D`` and ``z`` are cheap
 (Bt, Dm, L) elementwise ops left to autograd around the core.
+
+On the CPU the same core runs as one fused, compiled kernel when it can be built
+(``scan_cpu``: states in registers, about 3× faster at B=32); the eager core is the fallback,
+and the one on CUDA.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from spectra_cv.errors import ConfigError
+from spectra_cv.model import scan_cpu
 from spectra_cv.model.scan_ref import check_scan_inputs, compute_dtype
 
 BLOCK_BYTES_CPU = 4 << 20
@@ -226,24 +231,35 @@ def selective_scan(
         raise ConfigError(f"selective scan: block_len must be >= 1, got {block_len}")
     dtype_in = u.dtype
     ct = compute_dtype(dtype_in)
-    # Pre-processing runs in the core's (L, Bt, Dm) layout so every elementwise op is contiguous.
-    dt = delta.permute(2, 0, 1).contiguous().to(ct)  # (L, Bt, Dm)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(ct)
-    if delta_softplus:
-        dt = F.softplus(dt)
     u_c = u.to(ct)
     n = A.shape[1]
-    lb = block_len or default_block_len(bt, n, dm, torch.finfo(ct).bits // 8, u.device, length)
-    lb = min(lb, length)
-    y = _SelectiveScanCore.apply(
-        u_c.permute(2, 0, 1).contiguous(),  # (L, Bt, Dm)
-        dt.contiguous(),  # (L, Bt, Dm)
-        A.to(ct).t().contiguous(),  # (N, Dm)
-        B.to(ct).permute(2, 0, 1).contiguous(),  # (L, Bt, N)
-        C.to(ct).permute(2, 0, 1).contiguous(),  # (L, Bt, N)
-        lb,
-    ).permute(1, 2, 0).contiguous()  # (Bt, Dm, L)
+    if u.device.type == "cpu" and scan_cpu.load() is not None:
+        # the fused kernel reads the (Bt, Dm, L) layout itself: no transposed copies
+        dt = delta.to(ct)
+        if delta_bias is not None:
+            dt = dt + delta_bias.to(ct)[:, None]
+        if delta_softplus:
+            dt = F.softplus(dt)
+        lb = min(block_len or scan_cpu.block_len(length), length)
+        y = scan_cpu.FusedCpuCore.apply(u_c.contiguous(), dt.contiguous(), A.to(ct).t().contiguous(),
+                                        B.to(ct).contiguous(), C.to(ct).contiguous(), lb)  # (Bt, Dm, L)
+    else:
+        # Pre-processing runs in the core's (L, Bt, Dm) layout so every elementwise op is contiguous.
+        dt = delta.permute(2, 0, 1).contiguous().to(ct)  # (L, Bt, Dm)
+        if delta_bias is not None:
+            dt = dt + delta_bias.to(ct)
+        if delta_softplus:
+            dt = F.softplus(dt)
+        lb = block_len or default_block_len(bt, n, dm, torch.finfo(ct).bits // 8, u.device, length)
+        lb = min(lb, length)
+        y = _SelectiveScanCore.apply(
+            u_c.permute(2, 0, 1).contiguous(),  # (L, Bt, Dm)
+            dt.contiguous(),  # (L, Bt, Dm)
+            A.to(ct).t().contiguous(),  # (N, Dm)
+            B.to(ct).permute(2, 0, 1).contiguous(),  # (L, Bt, N)
+            C.to(ct).permute(2, 0, 1).contiguous(),  # (L, Bt, N)
+            lb,
+        ).permute(1, 2, 0).contiguous()  # (Bt, Dm, L)
     out = y if D is None else y + u_c * D.to(ct)[:, None]
     if z is not None:
         out = out * F.silu(z.to(ct))
