@@ -67,9 +67,10 @@ def synthetic_split(device: torch.device, cfg: RunConfig, spectra: int = 4500) -
     return DeviceSplit(arrays, data.wavelength, device), data.wavelength
 
 
-def prepare(cfg: RunConfig, device: torch.device, backend: str, spectra: int = 4500):
+def prepare(cfg: RunConfig, device: torch.device, backend: str, spectra: int = 4500,
+            compile_backend: str = "inductor"):
     """What ``spectra-cv train`` builds for ``cfg`` (numerics, model with its prior, checkpointing,
-    compile, objective, optimiser, EMA), on ``spectra`` synthetic spectra.
+    compile (with ``compile_backend``), objective, optimiser, EMA), on ``spectra`` synthetic spectra.
     Returns (model, ema, optimiser, split, objective)."""
     numerics.configure(cfg.train, device)
     torch.manual_seed(cfg.train.seed)
@@ -80,7 +81,7 @@ def prepare(cfg: RunConfig, device: torch.device, backend: str, spectra: int = 4
     model.set_scan_backend(backend)
     model.checkpoint_blocks = cfg.train.checkpoint_blocks
     if cfg.train.compile:
-        model.compile_blocks()
+        model.compile_blocks(compile_backend)
     objective = Objective(cfg.objective, grid, None).to(device)
     opt = adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=numerics.fused_optimizer(device))
     ema = Ema(model, cfg.train.ema_decay) if cfg.train.ema else None
@@ -88,11 +89,12 @@ def prepare(cfg: RunConfig, device: torch.device, backend: str, spectra: int = 4
 
 
 def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_steps: int, backend: str,
-                     batch_size: int, eval_spectra: int = 1500, spectra: int = 4500, min_steps: int = 3) -> dict:
+                     batch_size: int, eval_spectra: int = 1500, spectra: int = 4500, min_steps: int = 3,
+                     compile_backend: str = "inductor") -> dict:
     """Optimiser steps of ``cfg`` (model, objective, numerics, checkpointing, compile) on synthetic data,
     through the trainer's own ``train_step``: spectra/s and peak memory. At least ``min_steps`` run
     whatever the time (the first ones carry warm-up and compile time and are left out of the median)."""
-    model, ema, opt, split, objective = prepare(cfg, device, backend, spectra)
+    model, ema, opt, split, objective = prepare(cfg, device, backend, spectra, compile_backend)
     gen = torch.Generator().manual_seed(0)
     bs = batch_size
     params = [p for p in model.parameters() if p.requires_grad]

@@ -25,11 +25,13 @@ import importlib.util
 import math
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from spectra_cv import io as sio
 from spectra_cv.log import get_logger
@@ -247,11 +249,13 @@ BUILT_MARKER = "built.ok"
 """Written (atomically) after a build succeeded and its module imported: only then is the shared
 object loaded directly by later processes."""
 
+
 def _flags() -> tuple[str, list[str]]:
     """(capability, compiler flags): vector code only for what this CPU has, as PyTorch reports it.
 
     ``-ffast-math`` whole: glibc declares its vector ``exp`` only under finite-math. The kernel's
-    inputs are finite (dt ≥ 0 from softplus, A < 0); a NaN input still gives a NaN loss upstream.
+    inputs are finite in training (dt ≥ 0 from softplus, A < 0); the trainer checks every loss for
+    NaN/inf outside the kernel.
     """
     capability = torch.backends.cpu.get_cpu_capability()  # "DEFAULT", "AVX2", "AVX512", …
     flags = ["-O3", "-ffast-math", "-fopenmp"]  # -fopenmp: at::parallel_for is OpenMP in headers
@@ -277,9 +281,9 @@ def cache_root() -> Path:
 
 
 def kernel_name() -> str:
-    """``spectra_cv_scan_<capability>_<hash of source, flags and torch version>``."""
+    """``spectra_cv_scan_<capability>_<hash of source, flags, torch and Python versions>``."""
     capability, flags = _flags()
-    key = _SOURCE + " ".join(flags) + torch.__version__ + str(LANES)
+    key = _SOURCE + " ".join(flags) + torch.__version__ + str(LANES) + sys.version
     return f"spectra_cv_scan_{capability.lower()}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -384,13 +388,12 @@ class FusedCpuCore(torch.autograd.Function):
         assert module is not None, "FusedCpuCore needs the kernel (scan.py checks load() first)"
         y, starts = module.scan_forward(u, dt, AT, Bm, Cm, lb)
         ctx.save_for_backward(u, dt, AT, Bm, Cm, starts)
-        ctx.lb = lb
+        ctx.lb, ctx.module = lb, module  # the backward uses the kernel the forward ran
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_y):  # type: ignore[override]
         u, dt, AT, Bm, Cm, starts = ctx.saved_tensors
-        module = load()
-        assert module is not None
-        grads = module.scan_backward(g_y.contiguous(), u, dt, AT, Bm, Cm, starts, ctx.lb)
+        grads = ctx.module.scan_backward(g_y.contiguous(), u, dt, AT, Bm, Cm, starts, ctx.lb)
         return (*grads, None)

@@ -22,6 +22,7 @@ from spectra_cv.data import contract, loaders
 from spectra_cv.data.conditioning import DoseStats, compute_dose_stats, conditioning_matrix, read_dose_features, read_dose_stats
 from spectra_cv.errors import ConfigError, DataContractError
 from spectra_cv.log import get_logger
+from spectra_cv.model import scan_cpu
 from spectra_cv.model.backends import resolve_backend
 from spectra_cv.model.checkpoint import model_state_for_save
 from spectra_cv.model.mamba_uv import MambaUV
@@ -128,6 +129,8 @@ def run_training(
     device = resolve_device(cfg.train.device)
     numerics.configure(cfg.train, device)  # before anything touches CUDA (cuBLAS reads its setting once)
     numerics.check_compile(cfg.train, device)
+    if device.type == "cpu":
+        scan_cpu.load()  # a first build (~1 minute, once per machine) happens here, not inside the time budget
     torch.manual_seed(cfg.train.seed)
     grid = loaders.read_grid(inputs.train_dir, cfg.model.sequence_length)
     val_grid = loaders.read_grid(inputs.val_dir, cfg.model.sequence_length)
