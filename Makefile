@@ -54,7 +54,7 @@ GPUS ?= 0
 # finished result and replaces it only when it completes.
 export FORCE ?=
 
-.PHONY: help setup test demo bench gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
+.PHONY: help setup test test-slow demo bench gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
         ci-container slurm-cv k8s ci-cluster
 
 help: ## List the targets
@@ -69,8 +69,11 @@ $(STAMP): app/pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the app (CPU torch here, CUDA torch on a GPU host)
 
-test: $(STAMP) ## Run the unit tests (CPU, a few minutes)
-	cd app && ../$(PY) -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) ## Run the unit tests (CPU, a few minutes; the slow end-to-end checks: make test-slow)
+	cd app && ../$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## The slow end-to-end checks (the GPU check's CPU dry run), run by CI after the unit tests
+	cd app && ../$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 demo: $(STAMP) ## Main job on synthetic data, CPU (~8 min): data, all five folds, report
 	rm -rf $(DEMO_DIR)

@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -25,6 +26,7 @@ def test_train_throughput_runs_the_presets_with_their_prior():
         assert out["steps"] == 2 and out["train_spectra_per_s"] > 0, out
 
 
+@pytest.mark.slow  # ~40 s: run after the unit tests (make test-slow, in .ci/run)
 def test_gpu_check_writes_every_section_in_a_cpu_dry_run(tmp_path):
     """scripts/gpu_check.sh --smoke-on-cpu: the same sections as on a GPU, tiny; the real-data fold
     runs `spectra-cv fold` on a synthetic dataset in the user's layout and is scored beside ridge."""
