@@ -31,6 +31,7 @@ def test_gpu_check_writes_every_section_in_a_cpu_dry_run(tmp_path):
     """scripts/gpu_check.sh --smoke-on-cpu: the same sections as on a GPU, tiny; the real-data fold
     runs `spectra-cv fold` on a synthetic dataset in the user's layout and is scored beside ridge."""
     import json
+    import os
     import subprocess
 
     from spectra_cv.data import synth
@@ -39,7 +40,7 @@ def test_gpu_check_writes_every_section_in_a_cpu_dry_run(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "gpu"
     proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh"), "--smoke-on-cpu", "--real-data",
-                           str(tmp_path / "data")], env={**__import__("os").environ, "OUT": str(out),
+                           str(tmp_path / "data")], env={**os.environ, "OUT": str(out),
                                                          "PYTHON": sys.executable},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -18,6 +18,7 @@ All four take the same arguments with the same meaning (mamba_ssm's ``selective_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -148,14 +149,9 @@ def selective_scan(
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
-_eager_scan: Callable[..., torch.Tensor] | None = None
-
-
+@functools.cache
 def eager_selective_scan() -> Callable[..., torch.Tensor]:
     """``selective_scan`` marked for ``torch.compile`` to leave alone (run eagerly, a graph break):
     traced, its per-step loops would unroll into thousands of graph nodes. Built on first use, since
     ``torch.compiler.disable`` imports the compiler stack (seconds) and eager runs never need it."""
-    global _eager_scan
-    if _eager_scan is None:
-        _eager_scan = torch.compiler.disable(selective_scan)
-    return _eager_scan
+    return torch.compiler.disable(selective_scan)
