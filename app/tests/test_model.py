@@ -302,18 +302,19 @@ def test_prior_model_starts_as_the_fitted_prior_and_the_stem_sees_the_distance()
                                atol=1e-3, rtol=1e-3)  # float32 differences of ~0.4-sized values, / 0.01
 
 
-def test_ridge_prior_equals_the_ridge_baseline():
+@pytest.mark.parametrize("kind", ["ridge", "wiener", "ridge_wiener"])
+def test_linear_priors_equal_their_baselines(kind):
     import numpy as np
 
-    from spectra_cv.metrics.baselines import fit_ridge
+    from spectra_cv.metrics import baselines
     from spectra_cv.train.prior import fit_prior
 
     clean, _ = _low_rank_spectra(n=60)
     rng = np.random.default_rng(0)
     noisy = clean.numpy() + 0.01 * rng.standard_normal(clean.shape)
-    prior = fit_prior("ridge", noisy, clean.numpy(), _groups(len(noisy)))
-    baseline = fit_ridge(noisy, clean.numpy(), _groups(len(noisy)))
-    assert prior.params == baseline.params
+    prior = fit_prior(kind, noisy, clean.numpy(), _groups(len(noisy)))
+    baseline = getattr(baselines, f"fit_{kind}")(noisy, clean.numpy(), _groups(len(noisy)))
+    assert prior.kind == kind and prior.params == baseline.params
     np.testing.assert_allclose(noisy @ prior.matrix + prior.offset, baseline.apply(noisy), atol=1e-10)
 
 
@@ -331,7 +332,7 @@ def test_prior_is_a_checkpointed_buffer_and_must_be_fitted(tmp_path):
     with pytest.raises(ConfigError, match="--prior needs --residual"):
         model_config("mamba_tiny_uv", prior="ridge")
     with pytest.raises(ConfigError, match="--prior must be one of"):
-        model_config("mamba_tiny_uv", residual=True, out_activation="none", prior="wiener")
+        model_config("mamba_tiny_uv", residual=True, out_activation="none", prior="kalman")
     with pytest.raises(ConfigError, match="not finite"):
         model.set_prior(torch.full((L, L), float("nan")), torch.zeros(L), 1.0)
     clean, _ = _low_rank_spectra()

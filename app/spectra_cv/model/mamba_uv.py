@@ -29,7 +29,7 @@ from spectra_cv.model.backends import BACKENDS
 from spectra_cv.model.mixer import Mamba
 
 OUT_ACTIVATIONS = ("sigmoid", "clamp", "none")
-PRIORS = ("none", "pca", "ridge")
+PRIORS = ("none", "pca", "ridge", "wiener", "ridge_wiener")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,8 +83,9 @@ class ModelConfig:
     """Selective-scan implementation: 'auto', 'cuda' (mamba_ssm), 'torch' or 'ref'."""
     prior: str = "none"
     """Linear prior the residual head corrects: 'none' (the input itself), 'pca' (projection onto
-    the train split's top principal directions) or 'ridge' (ridge regression noisy → leave-one-out
-    mean). Fitted on the train split before training (``set_prior``), stored as buffers in the
+    the train split's top principal directions), 'ridge' (ridge regression noisy → leave-one-out
+    mean), 'wiener' (the Wiener filter with a smooth signal prior) or 'ridge_wiener' (the mean of the
+    two). Each is the baseline of that name, fitted on the train split before training (``set_prior``), stored as buffers in the
     checkpoint; the stem also sees the input's distance from the prior."""
     prior_rank: int = 0
     """PCA prior rank (0: chosen on held-out samples of the train split, like the PCA baseline)."""

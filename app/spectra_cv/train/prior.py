@@ -1,7 +1,7 @@
 """Fitting a model's linear prior on the train split (``ModelConfig.prior``).
 
-The prior is one of the baselines of SPEC §4 — PCA projection or ridge regression onto the
-leave-one-out means — fitted exactly as the baseline is (same code, its parameter chosen on
+The prior is one of the baselines of SPEC §4 — PCA projection, ridge regression onto the
+leave-one-out means, the Wiener filter, or the mean of ridge and Wiener — fitted exactly as the baseline is (same code, its parameter chosen on
 held-out samples of the train split), then handed to the model as an affine map ``x @ M + c``. The Mamba network learns
 only what the linear prior misses.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from spectra_cv.log import get_logger
-from spectra_cv.metrics.baselines import PCA_RANKS, RIDGE_ALPHAS, fit_pca, fit_ridge
+from spectra_cv.metrics.baselines import PCA_RANKS, RIDGE_ALPHAS, fit_mean, fit_pca, fit_ridge, fit_wiener
 from spectra_cv.model.mamba_uv import MambaUV
 
 log = get_logger("prior")
@@ -34,7 +34,7 @@ class FittedPrior:
 
 def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, groups: Sequence[str] | None = None,
               rank: int = 0, alpha: float = 0.0) -> FittedPrior:
-    """Fit the ``kind`` prior ('pca' or 'ridge') on train ``noisy`` (N, L) and its LOO-mean ``targets``.
+    """Fit the ``kind`` prior ('pca', 'ridge', 'wiener' or 'ridge_wiener') on train ``noisy`` (N, L) and its LOO-mean ``targets``.
 
     ``groups`` (``treatment/sample/angle`` per row) let the parameter be chosen on held-out samples;
     they are needed unless ``rank``/``alpha`` fixes it.
@@ -45,6 +45,11 @@ def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, groups: Sequenc
         fitted = fit_pca(x, y, groups, ranks=(rank,) if rank else PCA_RANKS)
     elif kind == "ridge":
         fitted = fit_ridge(x, y, groups, alphas=(alpha,) if alpha else RIDGE_ALPHAS)
+    elif kind == "wiener":
+        fitted = fit_wiener(x, y, groups)
+    elif kind == "ridge_wiener":
+        fitted = fit_mean(kind, (fit_ridge(x, y, groups, alphas=(alpha,) if alpha else RIDGE_ALPHAS),
+                                 fit_wiener(x, y, groups)))
     else:
         raise ValueError(f"unknown prior kind {kind!r}")
     length = x.shape[1]
