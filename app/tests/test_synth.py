@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from spectra_cv.cli import main
 from spectra_cv.data import contract, loaders, stats, synth
 from spectra_cv.errors import ConfigError
+from spectra_cv.metrics.baselines import gaussian_filter
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +144,26 @@ def test_replicates_carry_gain_and_offset_jitter(demo):
     assert 0.5 * synth.NOISE["gain_sd"] < gain.std() < 2.0 * synth.NOISE["gain_sd"]
 
 
-def test_spectra_are_smooth_low_rank(demo):
-    centred = demo.clean - demo.clean.mean(axis=0)
-    s = np.linalg.svd(centred, compute_uv=False)
+def test_spectra_are_smooth_low_rank_times_one_fine_pattern(demo):
+    clean = demo.clean.astype(np.float64)
+    base = clean / (1.0 + synth.fixed_pattern(0, clean.shape[1]))
+    s = np.linalg.svd(base - base.mean(axis=0), compute_uv=False)
     assert (s[:5] ** 2).sum() / (s**2).sum() > 0.99
-    assert np.abs(np.diff(demo.clean, n=2, axis=1)).max() < 0.01  # no jumps between 0.5 nm points
+    assert np.abs(np.diff(base, n=2, axis=1)).max() < 0.01  # no jumps between 0.5 nm points
+    # the fine structure (what a 1-point Gaussian blur removes) is one pattern shared by every group, as
+    # in the real data (95 % of it in one direction there), and large enough that smoothing loses it
+    fine = clean - gaussian_filter(clean, 2.0)
+    s = np.linalg.svd(fine, compute_uv=False)
+    assert s[0] ** 2 / (s**2).sum() > 0.9
+    assert 1e-6 < (fine**2).mean() < 2e-5  # real: 4.7e-6
+
+
+def test_noise_power_by_frequency_follows_the_real_data(demo):
+    shares = synth.noise_octaves(demo.spectra, demo.manifest["group_id"].to_numpy())
+    ratio = shares / np.asarray(synth.REAL_NOISE_OCTAVES)
+    assert ratio.shape == (10,) and np.all((ratio > 1 / 1.5) & (ratio < 1.5)), np.round(ratio, 2)
+    white = synth.noise_octaves(np.random.default_rng(0).normal(size=demo.spectra.shape), demo.manifest["group_id"])
+    assert not np.all(np.abs(np.log(white / np.asarray(synth.REAL_NOISE_OCTAVES))) < np.log(1.5))  # can fail
 
 
 def test_dips_are_minima_inside_the_roi(demo):
@@ -189,7 +205,7 @@ def test_config_rejects_bad_values_naming_the_flag(kwargs, flag):
 
 
 def test_presets_sizes():
-    assert (synth.tiny().replicates, synth.demo().replicates, synth.full().replicates) == (4, 20, 150)
+    assert (synth.tiny().replicates, synth.demo().replicates, synth.full().replicates) == (4, 60, 150)
     assert synth.PRESETS["full"](3).seed == 3
 
 
