@@ -15,6 +15,9 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 DEMO_EPOCHS ?= 30
 DEMO_BUDGET_S ?= 60
+QUALITY_DIR ?= quality
+QUALITY_PRESET ?= cpu_quick
+QUALITY_PARALLEL ?= 1
 CLI := $(abspath $(VENV))/bin/spectra-cv
 PYTEST_ARGS ?=
 
@@ -54,7 +57,7 @@ GPUS ?= 0
 # finished result and replaces it only when it completes.
 export FORCE ?=
 
-.PHONY: help setup test test-slow demo bench gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
+.PHONY: help setup test test-slow demo bench quality gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
         ci-container slurm-cv k8s ci-cluster
 
 help: ## List the targets
@@ -88,6 +91,12 @@ bench: $(STAMP) ## Benchmarks (JSON in bench/): scan vs reference (~3 min), trai
 	$(PY) app/benchmarks/bench_scan.py --out bench/scan.json
 	$(PY) app/benchmarks/bench_train.py --out bench/train.json
 	$(PY) app/benchmarks/bench_memory.py --out bench/memory.json
+
+quality: $(STAMP) ## Model vs the best linear method on the five real folds (DATA=<Track H dir>; QUALITY_PRESET, QUALITY_PARALLEL): SPEC §4 table, JSON in bench/quality.json
+	@if [ -z "$(DATA)" ]; then echo "make quality needs DATA=<dir holding spectra_for_fold/ and metadata/>" >&2; exit 2; fi
+	mkdir -p bench
+	$(PY) app/benchmarks/quality_real.py "$(DATA)" --run-root "$(QUALITY_DIR)" --preset $(QUALITY_PRESET) \
+	  --parallel $(QUALITY_PARALLEL) --output bench/quality.json
 
 gpu-check: ## On an NVIDIA host with torch: scan parity on CUDA, recipe throughput (~5 min)
 	OUT=bench/gpu scripts/gpu_check.sh

@@ -51,6 +51,19 @@ class DenoiseResult:
     record: dict
 
 
+@dataclass(frozen=True)
+class ModelPass:
+    """The model run over some manifest rows, in memory."""
+
+    noisy: np.ndarray
+    """(N, L) float32 inputs (clipped), row order."""
+    denoised: np.ndarray
+    """(N, L) float32 outputs, row order (all finite)."""
+    amp: bool
+    """Whether bf16 autocast was used."""
+    device: str
+
+
 def _conditioning(ckpt: dict, manifest: pd.DataFrame, dose_features_csv: Path | None,
                   dose_stats_json: Path | None, film_features: tuple[str, ...] | None) -> np.ndarray | None:
     features = tuple(ckpt.get("film_features") or ())
@@ -78,12 +91,12 @@ def _conditioning(ckpt: dict, manifest: pd.DataFrame, dose_features_csv: Path | 
     return conditioning_matrix(manifest, read_dose_features(dose_features_csv), features, stats)
 
 
-def denoise_manifest(
+def denoise_frame(
     *,
     checkpoint: Path,
-    manifest: Path,
+    frame: pd.DataFrame,
     root_dir: Path,
-    output_root: Path,
+    label: str,
     batch_size: int = 64,
     device: str = "auto",
     amp: bool = False,
@@ -91,11 +104,13 @@ def denoise_manifest(
     dose_stats_json: Path | None = None,
     film_features: tuple[str, ...] | None = None,
     sequence_length: int | None = None,
-) -> DenoiseResult:
-    """Denoise every row of ``manifest`` (spectra under ``root_dir``) into ``output_root``."""
+) -> ModelPass:
+    """Run the checkpoint on the manifest rows ``frame`` (``label`` names them in errors), in memory.
+
+    The row contract is checked first; a non-finite output is ``ModelOutputError`` naming its row.
+    """
     from spectra_cv.train.loop import resolve_device
 
-    t0 = time.perf_counter()
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, map_location=dev)
     cfg = model.config
@@ -103,8 +118,7 @@ def denoise_manifest(
         raise ConfigError(f"--sequence-length {sequence_length} differs from the model's {cfg.sequence_length}")
     if batch_size < 1:
         raise ConfigError("--batch-size must be ≥ 1")
-    frame = loaders.read_manifest(manifest)
-    rows.check_manifest(frame, root_dir, str(manifest))  # the row contract, before anything is written
+    rows.check_manifest(frame, root_dir, label)  # the row contract, before anything is read or written
     rel = frame["relative_path"].astype(str).tolist()
     grid = loaders.read_grid(root_dir, cfg.sequence_length)
     stored_grid = ckpt.get("wavelength")
@@ -130,10 +144,35 @@ def denoise_manifest(
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise ModelOutputError(
-            f"{manifest} row {first + 1}: {rel[first]}: the model's output has "
+            f"{label} row {first + 1}: {rel[first]}: the model's output has "
             f"{int((~np.isfinite(out[first])).sum())} NaN/inf value(s) ({int(bad.sum())} row(s) affected); "
             f"nothing was written. The checkpoint {checkpoint} is broken (non-finite weights?): retrain it"
         )
+    return ModelPass(noisy=noisy, denoised=out, amp=use_amp, device=str(dev))
+
+
+def denoise_manifest(
+    *,
+    checkpoint: Path,
+    manifest: Path,
+    root_dir: Path,
+    output_root: Path,
+    batch_size: int = 64,
+    device: str = "auto",
+    amp: bool = False,
+    dose_features_csv: Path | None = None,
+    dose_stats_json: Path | None = None,
+    film_features: tuple[str, ...] | None = None,
+    sequence_length: int | None = None,
+) -> DenoiseResult:
+    """Denoise every row of ``manifest`` (spectra under ``root_dir``) into ``output_root``."""
+    t0 = time.perf_counter()
+    frame = loaders.read_manifest(manifest)
+    done = denoise_frame(
+        checkpoint=checkpoint, frame=frame, root_dir=root_dir, label=str(manifest), batch_size=batch_size,
+        device=device, amp=amp, dose_features_csv=dose_features_csv, dose_stats_json=dose_stats_json,
+        film_features=film_features, sequence_length=sequence_length)
+    rel, out = frame["relative_path"].astype(str).tolist(), done.denoised
     record_path = output_root / RECORD_FILE
     if record_path.exists():
         record_path.unlink()  # the old record no longer describes what is on disk
@@ -149,14 +188,14 @@ def denoise_manifest(
         "manifest": str(manifest),
         "manifest_sha256": sha256_file(manifest),
         "rows": len(rel),
-        "amp": use_amp,
-        "device": str(dev),
+        "amp": done.amp,
+        "device": done.device,
         "seconds": round(seconds, 3),
         "spectra_per_s": round(len(rel) / seconds, 1),
     }
     sio.atomic_write_json(record_path, record)
     log.info("Saved denoised spectra for %d entries to %s (%.1f spectra/s)", len(rel), output_root, len(rel) / seconds)
-    return DenoiseResult(output_root=output_root, relative_paths=tuple(rel), noisy=noisy, denoised=out,
+    return DenoiseResult(output_root=output_root, relative_paths=tuple(rel), noisy=done.noisy, denoised=out,
                          seconds=seconds, record=record)
 
 

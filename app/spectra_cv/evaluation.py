@@ -38,11 +38,14 @@ class Split:
 
 
 def read_split(root: Path, manifest: Path, grid: np.ndarray) -> Split:
-    frame = loaders.read_manifest(manifest)
-    rows.check_manifest(frame, root, str(manifest))
+    return split_of(root, loaders.read_manifest(manifest), grid, str(manifest))
+
+
+def split_of(root: Path, frame: pd.DataFrame, grid: np.ndarray, label: str) -> Split:
+    """The spectra of manifest rows ``frame`` (``label`` names them in errors), row contract checked."""
+    rows.check_manifest(frame, root, label)
     rel = frame["relative_path"].astype(str).tolist()
-    return Split(relative_paths=rel, noisy=loaders.load_spectra(root, rel, grid),
-                 groups=group_ids_of(frame, str(manifest)))
+    return Split(relative_paths=rel, noisy=loaders.load_spectra(root, rel, grid), groups=group_ids_of(frame, label))
 
 
 def read_denoised(denoised_root: Path, relative_paths: list[str], length: int | None = None) -> np.ndarray:

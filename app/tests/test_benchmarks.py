@@ -55,3 +55,24 @@ def test_gpu_check_writes_every_section_in_a_cpu_dry_run(tmp_path):
     assert "error" not in fold, fold
     assert fold["ridge"]["psnr_db"] > 0 and fold["model"]["psnr_db"] > 0
     assert fold["model_minus_ridge_psnr_db"] == fold["model"]["psnr_db"] - fold["ridge"]["psnr_db"]
+
+
+def test_quality_table_compares_the_model_with_the_best_linear_method_of_each_fold(uninterrupted):
+    import json
+
+    from quality_real import fold_rows, summarise, table
+
+    from spectra_cv.paths import RunPaths
+
+    paths = RunPaths(root=uninterrupted)
+    rows = fold_rows(paths, (1,))
+    test = json.loads(paths.metrics_json(1).read_text())["splits"]["test"]
+    best = max((name for name in test if name != "model"), key=lambda name: test[name]["loo"]["psnr_mean"])
+    assert rows[0]["best_linear"] == best
+    assert rows[0]["margin_db"] == test["model"]["loo"]["psnr_mean"] - test[best]["loo"]["psnr_mean"]
+    assert rows[0]["control_model_psnr"] is not None
+    summary = summarise(rows)
+    assert summary["model_psnr"]["std"] is None and summary["met"]["above_best_linear_in_every_fold"] == (
+        rows[0]["margin_db"] > 0)
+    text = table(rows, summary)
+    assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "SPEC §4 targets" in text

@@ -18,7 +18,7 @@ from spectra_cv.denoise import output_path
 from spectra_cv.errors import DataContractError
 from spectra_cv.folds.manifests import generate
 from spectra_cv.io import atomic_save_npy, atomic_write_csv, atomic_write_json
-from spectra_cv.metrics.baselines import gaussian_filter
+from spectra_cv.metrics.baselines import BASELINE_NAMES, gaussian_filter
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs.summary import SUMMARY_COLUMNS
 
@@ -54,6 +54,10 @@ def _write_run(root: Path) -> None:
                     atomic_save_npy(output_path(paths.denoised(fold, "test"), rel), x, durable=False)
             clean = evaluation.read_clean(root / "data" / "clean" / "clean_manifest.csv", split.groups)
             tables[role] = evaluation.score_table(pred, split, splits["train"], grid, clean, fitted)
+        frame = loaders.read_manifest(data_root / "manifest.csv")
+        control = evaluation.split_of(data_root, frame[frame["treatment"] == "treatment_6"], grid, "control rows")
+        tables["control"] = evaluation.score_table(gaussian_filter(control.noisy, SIGMA[fold]), control,
+                                                   splits["train"], grid, None, fitted)
         atomic_write_json(paths.metrics_json(fold), {"fold": fold, "splits": tables}, durable=False)
         epochs = np.arange(1, 7)
         atomic_write_csv(paths.learning_curve(fold), pd.DataFrame({
@@ -103,11 +107,22 @@ def test_markdown_has_across_fold_mean_std_failed_fold_and_clean_section(run):
         assert f"(plots/{name})" in text
 
 
+def test_control_samples_have_their_own_section(run):
+    paths, result = run
+    text = result.markdown.read_text()
+    assert "## Control samples (left out of CV, never trained on)" in text
+    for method, name in (("model", "model"), ("ridge", "ridge regression"), ("ridge_wiener", "mean of ridge and Wiener")):
+        values = np.array([json.loads(paths.metrics_json(f).read_text())["splits"]["control"][method]["loo"]["psnr_mean"]
+                           for f in COMPLETED])
+        assert f"| {name} | {values.mean():.2f} ± {values.std(ddof=1):.2f} |" in text
+
+
 def test_metrics_csv_is_tidy_with_mean_and_std_rows(run):
     paths, result = run
     frame = pd.read_csv(result.metrics_csv, dtype={"fold": str})
-    per_combo = 2 * 2 * 6  # splits × references × methods
-    assert len(frame) == len(COMPLETED) * per_combo + 2 * per_combo
+    methods = 1 + len(BASELINE_NAMES)
+    per_fold = 2 * 2 * methods + methods  # val and test × references × methods, control against LOO only
+    assert len(frame) == len(COMPLETED) * per_fold + 2 * per_fold
     assert not frame.duplicated(["fold", "split", "reference", "method"]).any()
     key = (frame["split"] == "test") & (frame["reference"] == "loo") & (frame["method"] == "model")
     mean = frame.loc[key & (frame["fold"] == "mean"), "psnr_mean"].item()

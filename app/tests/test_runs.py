@@ -8,6 +8,7 @@ log and the summary must equal those of an uninterrupted run, timestamps and dur
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from spectra_cv.errors import ConfigError, DataContractError, FoldRefused
+from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.coordinator import Coordinator, render_audit, summary_row
@@ -161,6 +163,16 @@ def test_uninterrupted_fold_writes_every_runbook_path(uninterrupted):
     assert row["status"] == "completed" and row["fold"] == 1 and row["preset"] == "cpu_quick"
     assert row["test_psnr_mean"] > 30 and row["baseline_ridge_psnr_mean"] > 30
     assert "Epoch 1/4" in paths.train_log(1).read_text()
+    # the control (treatment_6: never in a split) is scored too, in memory: nothing of it is written
+    metrics = json.loads(paths.metrics_json(1).read_text())["splits"]
+    control = metrics["control"]
+    assert set(control) == {"model", *BASELINE_NAMES} and control["model"]["loo"]["n_spectra"] == 2 * 2 * 4
+    assert row["control_psnr_mean"] == pytest.approx(control["model"]["loo"]["psnr_mean"], rel=1e-5)
+    assert row["control_baseline_ridge_wiener_psnr_mean"] == pytest.approx(
+        control["ridge_wiener"]["loo"]["psnr_mean"], rel=1e-5)
+    evaluated = next(m for m in got if m.startswith("Test metrics"))
+    assert "ridge+Wiener" in evaluated and "control samples (never trained on): PSNR" in evaluated
+    assert not any("treatment_6" in str(p) for p in (uninterrupted / "denoised").rglob("*"))
 
 
 def test_fold_killed_during_training_resumes_to_the_uninterrupted_result(data, uninterrupted, tmp_path):

@@ -294,6 +294,13 @@ def write_fold_manifests(splits: Mapping[str, pd.DataFrame], output_root: str | 
     return {role: atomic_write_csv(directory / f"{role}_manifest.csv", splits[role]) for role in ROLES}
 
 
+def control_rows(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> pd.DataFrame:
+    """Rows of the treatments left out of CV (the zero-dose control), in manifest order: no fold
+    trains on them, so every fold can score its model on them as on new samples."""
+    rows = manifest_df[manifest_df["treatment"].astype(str).isin(set(assignment.excluded))]
+    return rows.reset_index(drop=True)
+
+
 def split_fold(
     fold: int, input_manifest: str | Path, config: str | Path | None = None, check_files: bool = True
 ) -> tuple[pd.DataFrame, FoldAssignment, dict[str, pd.DataFrame]]:

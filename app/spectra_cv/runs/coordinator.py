@@ -142,6 +142,11 @@ def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[s
             row[f"test_{metric}"] = test.get("model", {}).get(metric, "")
         for name in BASELINES:
             row[f"baseline_{name}_psnr_mean"] = test.get(name, {}).get("psnr_mean", "")
+        control = evaluated.data.get("control") or {}
+        row.update(control_psnr_mean=control.get("model", {}).get("psnr_mean", ""),
+                   control_sam_deg_mean=control.get("model", {}).get("sam_deg_mean", ""),
+                   control_baseline_ridge_psnr_mean=control.get("ridge", {}).get("psnr_mean", ""),
+                   control_baseline_ridge_wiener_psnr_mean=control.get("ridge_wiener", {}).get("psnr_mean", ""))
     end = next((e for e in reversed(run) if e.type in (ev.COMPLETED, ev.FAILED)), None)
     if end is not None and row["status"] in ("completed", "failed"):
         row["finished_at"] = end.time

@@ -26,7 +26,6 @@ from spectra_cv.data import contract
 from spectra_cv.errors import DataContractError
 
 SCHEMA = "spectra-cv/data-fingerprint/1"
-ROLES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def fold_inputs(fold: int, data_root: Path, metadata_dir: Path, fold_config: Pat
                 film: bool) -> DataFingerprint:
     """Check and fingerprint what fold ``fold`` will read (``DataContractError``/``FoldError`` naming the
     file or row when an input is missing or breaks the row contract)."""
-    from spectra_cv.folds.manifests import split_fold
+    from spectra_cv.folds.manifests import control_rows, split_fold
 
     files: dict[str, str] = {}
     for name in (contract.GRID_FILE, contract.LAMBDA_STATS_FILE):
@@ -115,10 +114,12 @@ def fold_inputs(fold: int, data_root: Path, metadata_dir: Path, fold_config: Pat
             raise DataContractError(f"{path}: missing; FiLM conditioning reads it (pass --metadata-dir)")
     if fold_config is not None:
         files[f"fold config {fold_config.name}"] = sio.sha256_file(fold_config)
-    _, _, splits = split_fold(fold, data_root / contract.MANIFEST_FILE, fold_config, check_files=True)
-    for role in ROLES:
+    manifest_df, assignment, splits = split_fold(fold, data_root / contract.MANIFEST_FILE, fold_config,
+                                                 check_files=True)
+    splits = {**splits, "control": control_rows(manifest_df, assignment)}  # scored, never trained on
+    for role in splits:
         files[f"{role} manifest rows"] = _sha(splits[role].to_csv(index=False).encode("utf-8"))
-    for role in ROLES:
+    for role in splits:
         for rel in splits[role]["relative_path"].astype(str):
             files[rel] = sio.sha256_file(data_root / rel)
     return DataFingerprint(files=files)

@@ -470,6 +470,9 @@ class _Pipeline:
                 pred = read_denoised(self.out.denoised(split), data.relative_paths, grid.shape[0])
                 clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
                 tables[split] = score_table(pred, data, train, grid, clean, baselines)
+            control = self._score_controls(train, grid, baselines, clean_manifest)
+            if control is not None:
+                tables["control"] = control
             sio.atomic_write_json(self.out.metrics_json,
                                   _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha, "splits": tables}))
         headline = {split: {method: _finite({k: row["loo"].get(k) for k in TEST_METRICS})
@@ -478,17 +481,48 @@ class _Pipeline:
         model = test["model"]
         params = {name: _finite(row.get("params", {})) for name, row in tables["test"].items() if name != "model"}
 
-        def psnr(method: str) -> str:
-            return format_metric(test.get(method, {}).get("psnr_mean"), missing="n/a")
+        def psnr(method: str, split: str = "test") -> str:
+            return format_metric(headline[split].get(method, {}).get("psnr_mean"), missing="n/a")
 
+        controls = ""
+        if "control" in headline:
+            controls = (f"; control samples (never trained on): PSNR {psnr('model', 'control')} dB, SAM "
+                        f"{format_metric(headline['control']['model'].get('sam_deg_mean'), '.3f', 'n/a')}° "
+                        f"(ridge {psnr('ridge', 'control')} dB, ridge+Wiener {psnr('ridge_wiener', 'control')} dB)")
         self.w.emit(
             ev.EVALUATED,
             f"Test metrics: PSNR {psnr('model')} ± {format_metric(model.get('psnr_std'), missing='n/a')} dB, SAM "
             f"{format_metric(model.get('sam_deg_mean'), '.3f', 'n/a')}° (Gaussian {psnr('gaussian')} dB, "
-            f"ridge {psnr('ridge')} dB)",
-            checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"], baseline_params=params,
+            f"ridge {psnr('ridge')} dB, ridge+Wiener {psnr('ridge_wiener')} dB){controls}",
+            checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"], control=headline.get("control"),
+            baseline_params=params,
         )
         return model
+
+    def _score_controls(self, train: Any, grid: Any, baselines: dict[str, Any],
+                        clean_manifest: Path | None) -> dict[str, Any] | None:
+        """The model and the baselines on the treatments left out of CV (the zero-dose control),
+        denoised in memory; None (logged) when the data have none."""
+        from spectra_cv.denoise import denoise_frame
+        from spectra_cv.evaluation import read_clean, score_table, split_of
+        from spectra_cv.folds.manifests import control_rows, split_fold
+
+        manifest = self.s.data_root / contract.MANIFEST_FILE
+        frame, assignment, _ = split_fold(self.fold, manifest, self.s.fold_config, check_files=False)
+        rows = control_rows(frame, assignment)
+        if rows.empty:
+            log.info("%s: no treatment is left out of CV, so there are no control samples to score", self.tag)
+            return None
+        label = f"{manifest} (rows of {', '.join(sorted(assignment.excluded))})"
+        data = split_of(self.s.data_root, rows, grid, label)
+        film = bool(self.s.config.film_features)
+        pred = denoise_frame(
+            checkpoint=self.checkpoint, frame=rows, root_dir=self.s.data_root, label=label,
+            batch_size=self.s.infer_batch_size, device=self.s.device, amp=self.s.amp,
+            dose_features_csv=self.s.metadata_dir / contract.DOSE_FEATURES_FILE if film else None,
+        ).denoised
+        clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
+        return score_table(pred, data, train, grid, clean, baselines)
 
     def _complete(self, checkpoint_sha: str, test: dict[str, Any]) -> None:
         start = ev.last_of(self.run_events, ev.START)

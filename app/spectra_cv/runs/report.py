@@ -27,16 +27,20 @@ from spectra_cv.errors import ConfigError, DataContractError, SpectraCVError
 from spectra_cv.evaluation import format_metric
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import find_minima, loo_means, psnr
+from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs.summary import read_summary
 
 log = get_logger("runs.report")
 
 MODEL = "model"
-METHODS = (MODEL, "identity", "savgol", "gaussian", "pca", "ridge")
+METHODS = (MODEL, *BASELINE_NAMES)
 NAMES = {MODEL: "model", "identity": "identity (no denoising)", "savgol": "Savitzky–Golay",
-         "gaussian": "Gaussian smoothing", "pca": "PCA projection", "ridge": "ridge regression"}
-SPLITS = ("val", "test")
+         "gaussian": "Gaussian smoothing", "pca": "PCA projection", "ridge": "ridge regression",
+         "wiener": "Wiener filter", "ridge_wiener": "mean of ridge and Wiener"}
+SPLITS = ("val", "test", "control")
+CONTROL_METHODS = (MODEL, "ridge", "ridge_wiener")
+"""Methods shown for the control samples (the treatments left out of CV)."""
 REFERENCES = ("loo", "clean")
 KEYS = ("fold", "split", "reference", "method")
 CSV_METRICS = ("n_spectra", "psnr_mean", "psnr_std", "psnr_dataset", "sam_deg_mean", "sam_deg_std", "rmse_mean",
@@ -46,7 +50,7 @@ HEADLINE = (("psnr_mean", "PSNR dB", ".2f"), ("sam_deg_mean", "SAM °", ".3f"), 
             ("dip_area_error_pct_mean", "dip area error %", ".1f"))
 CONSISTENT = ("config_hash", "preset", "model", "parameters", "code_version", "image", "data_root")
 """Summary columns that must agree across completed folds for their figures to be comparable."""
-COMPARED = ("gaussian", "ridge")
+COMPARED = ("gaussian", "ridge", "ridge_wiener")
 PLOT_TITLES = {"fold_metrics.png": "Per-fold test PSNR and SAM, model beside the baselines",
                "spectra_examples.png": "Example test spectra: noisy, denoised, reference (LOO mean) with its dips",
                "learning_curves.png": "Learning curves: train loss and validation PSNR per fold"}
@@ -143,9 +147,32 @@ def _lookup(frame: pd.DataFrame) -> dict[tuple[str, ...], dict]:
     return {tuple(row[k] for k in KEYS): row for row in frame.to_dict("records")}
 
 
+def _value(lookup: dict, fold: object, split: str, method: str | None, metric: str, reference: str = "loo") -> float:
+    """A figure of the tidy table (fold: a number, "mean" or "std"); NaN when absent."""
+    return float(lookup.get((str(fold), split, reference, method), {}).get(metric, float("nan")))
+
+
 def _test(lookup: dict, fold: object, method: str | None, metric: str, reference: str = "loo") -> float:
     """A test-split figure of the tidy table (fold: a number, "mean" or "std"); NaN when absent."""
-    return float(lookup.get((str(fold), "test", reference, method), {}).get(metric, float("nan")))
+    return _value(lookup, fold, "test", method, metric, reference)
+
+
+def _controls(lookup: dict, folds: tuple[int, ...]) -> list[str]:
+    """The control-sample section (empty when no fold scored any)."""
+    scored = [f for f in folds if math.isfinite(_value(lookup, f, "control", MODEL, "psnr_mean"))]
+    if not scored:
+        return []
+    lines = ["## Control samples (left out of CV, never trained on)", "",
+             f"Each fold's model and its baselines on the treatments no fold trains on (the zero-dose control), "
+             f"against their leave-one-out means: what a user meets applying the model to new controls. Mean ± "
+             f"std over the {len(scored)} fold(s) that scored them.", "",
+             "| method | PSNR dB | SAM ° |", "|---|---:|---:|"]
+    for method in CONTROL_METHODS:
+        cells = [f"{_fmt(_value(lookup, 'mean', 'control', method, key), spec)} ± "
+                 f"{_fmt(_value(lookup, 'std', 'control', method, key), spec)}"
+                 for key, spec in (("psnr_mean", ".2f"), ("sam_deg_mean", ".3f"))]
+        lines.append(f"| {NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _consistency(done: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -233,7 +260,8 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
             *_comparison(lookup, methods, folds, "loo"), "",
             "## Per fold: the model against the best baseline (test PSNR)", "",
             "Model PSNR is mean ± std over the fold's test spectra; the best baseline is the one with the highest "
-            "mean test PSNR in that fold.", "", *_per_fold(lookup, folds, methods), ""]
+            "mean test PSNR in that fold.", "", *_per_fold(lookup, folds, methods), "",
+            *_controls(lookup, folds)]
     if all(math.isfinite(_test(lookup, f, MODEL, "psnr_mean", "clean")) for f in folds):
         out += ["## Against the clean truth (synthetic data)", "",
                 "**These are synthetic figures**: the data are generated, so each spectrum's noise-free truth is "

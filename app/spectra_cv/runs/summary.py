@@ -11,12 +11,17 @@ from pathlib import Path
 import pandas as pd
 
 from spectra_cv.errors import DataContractError
+from spectra_cv.metrics.baselines import BASELINE_NAMES
 
 #: Headline metrics of the model on the test split (against leave-one-out means).
 TEST_METRICS = ("psnr_mean", "psnr_std", "sam_deg_mean", "sam_deg_std", "rmse_mean", "roi_psnr_mean",
                 "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
 #: Baselines of SPEC §4, fitted on the fold's train split and scored on its test split.
-BASELINES = ("identity", "savgol", "gaussian", "pca", "ridge")
+BASELINES = BASELINE_NAMES
+
+#: Control-sample figures: the model's PSNR and SAM, and the PSNR of ridge and of the best linear method.
+CONTROL_COLUMNS = ("control_psnr_mean", "control_sam_deg_mean", "control_baseline_ridge_psnr_mean",
+                   "control_baseline_ridge_wiener_psnr_mean")
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "fold", "status",
@@ -30,6 +35,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "best_epoch", "epochs_run", "stopped_because", "val_psnr_mean", "val_sam_deg_mean",
     *(f"test_{m}" for m in TEST_METRICS),
     *(f"baseline_{b}_psnr_mean" for b in BASELINES),
+    # the treatments left out of CV (the zero-dose control), scored by every fold's model
+    *CONTROL_COLUMNS,
     "checkpoint_sha256", "config_hash", "preset", "model", "parameters", "seed", "data_root",
     "data_fingerprint", "code_version", "image", "library_versions", "error",
 )

@@ -1,0 +1,126 @@
+"""The model against the best linear method on the five real folds: SPEC §4's quality table.
+
+Usage:  python app/benchmarks/quality_real.py DATA_DIR --run-root RUN [--preset cpu_quick] [--parallel 2]
+            [--folds 1 2 3 4 5] [--set FLAG=VALUE ...] [--output quality.json]
+
+DATA_DIR holds spectra_for_fold/ and metadata/ (the Track H layout). Runs ``spectra-cv cv`` with the
+preset into RUN (a rerun resumes or skips what is done, like any ``cv``), then ``spectra-cv report``,
+and prints one table from the folds' metrics files: per fold the model's test PSNR and SAM, the best
+linear method of that fold (every baseline is a linear map; each fitted on the fold's train split,
+its parameters chosen on held-out samples of it) and model − best, then the mean ± std across folds
+beside SPEC §4's targets. Exit 0 when it ran, whatever the figures say; the JSON says whether each
+target is met. Minutes per fold (the preset's budget), so not part of ``make bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from spectra_cv.io import atomic_write_json
+from spectra_cv.metrics.baselines import BASELINE_NAMES
+from spectra_cv.paths import RunPaths
+
+TARGETS = {"psnr_mean_db": 55.5, "sam_deg_max": 0.29}
+"""SPEC §4: five-fold test PSNR ≥ 55.5 dB and SAM ≤ 0.29°, above the best linear method in every fold."""
+
+
+def fold_rows(paths: RunPaths, folds: tuple[int, ...]) -> list[dict]:
+    """One row per fold from its metrics JSON: model, best baseline, their test figures, control figures."""
+    rows = []
+    for fold in folds:
+        splits = json.loads(paths.metrics_json(fold).read_text())["splits"]
+        test = {name: row["loo"] for name, row in splits["test"].items()}
+        best = max(BASELINE_NAMES, key=lambda name: test[name]["psnr_mean"])
+        control = {name: row["loo"] for name, row in (splits.get("control") or {}).items()}
+        rows.append({
+            "fold": fold, "model_psnr": test["model"]["psnr_mean"], "model_sam_deg": test["model"]["sam_deg_mean"],
+            "best_linear": best, "best_linear_psnr": test[best]["psnr_mean"],
+            "best_linear_sam_deg": test[best]["sam_deg_mean"],
+            "margin_db": test["model"]["psnr_mean"] - test[best]["psnr_mean"],
+            "baselines_psnr": {name: test[name]["psnr_mean"] for name in BASELINE_NAMES},
+            "control_model_psnr": control.get("model", {}).get("psnr_mean"),
+            "control_ridge_psnr": control.get("ridge", {}).get("psnr_mean"),
+            "control_ridge_wiener_psnr": control.get("ridge_wiener", {}).get("psnr_mean"),
+        })
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean ± std (ddof=1) across folds and whether each SPEC §4 target is met."""
+    def stat(key: str) -> dict:
+        values = np.array([r[key] for r in rows], dtype=np.float64)
+        return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else None}
+
+    psnr, sam = stat("model_psnr"), stat("model_sam_deg")
+    return {
+        "model_psnr": psnr, "model_sam_deg": sam, "best_linear_psnr": stat("best_linear_psnr"),
+        "margin_db": stat("margin_db"),
+        "baselines_psnr": {name: float(np.mean([r["baselines_psnr"][name] for r in rows])) for name in BASELINE_NAMES},
+        "targets": TARGETS,
+        "met": {"psnr": psnr["mean"] >= TARGETS["psnr_mean_db"], "sam": sam["mean"] <= TARGETS["sam_deg_max"],
+                "above_best_linear_in_every_fold": all(r["margin_db"] > 0 for r in rows)},
+    }
+
+
+def table(rows: list[dict], summary: dict) -> str:
+    lines = ["| fold | model PSNR dB | model SAM ° | best linear method | its PSNR dB | model − best dB |",
+             "|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['fold']} | {r['model_psnr']:.2f} | {r['model_sam_deg']:.3f} | {r['best_linear']} | "
+                     f"{r['best_linear_psnr']:.2f} | {r['margin_db']:+.2f} |")
+    s = summary
+
+    def pm(d: dict, spec: str) -> str:
+        return f"{d['mean']:{spec}}" + (f" ± {d['std']:{spec}}" if d["std"] is not None else "")
+
+    lines.append(f"| mean | {pm(s['model_psnr'], '.2f')} | {pm(s['model_sam_deg'], '.3f')} | | "
+                 f"{pm(s['best_linear_psnr'], '.2f')} | {pm(s['margin_db'], '+.2f')} |")
+    lines.append("")
+    lines.append(f"SPEC §4 targets: PSNR ≥ {TARGETS['psnr_mean_db']} dB ({'met' if s['met']['psnr'] else 'not met'}), "
+                 f"SAM ≤ {TARGETS['sam_deg_max']}° ({'met' if s['met']['sam'] else 'not met'}), above the best "
+                 f"linear method in every fold ({'met' if s['met']['above_best_linear_in_every_fold'] else 'not met'}).")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--run-root", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--preset", default="cpu_quick", show_default=True)
+@click.option("--folds", type=click.IntRange(1, 5), multiple=True, default=(1, 2, 3, 4, 5), show_default=True)
+@click.option("--parallel", type=click.IntRange(1, 5), default=1, show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="FLAG=VALUE", help="Passed to `spectra-cv cv --set`.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def main(data_dir: Path, run_root: Path, preset: str, folds: tuple[int, ...], parallel: int,
+         sets: tuple[str, ...], output: Path | None) -> None:
+    """Run the preset's five folds on DATA_DIR into RUN_ROOT and print SPEC §4's quality table."""
+    for needed in ("spectra_for_fold/manifest.csv", "metadata"):
+        if not (data_dir / needed).exists():
+            raise click.ClickException(f"{data_dir / needed}: missing; DATA_DIR must be in the Track H layout")
+    run_root.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "spectra_cv", "cv", "--preset", preset, "--folds", *map(str, folds),
+               "--parallel", str(parallel), "--data-root", str(data_dir.resolve() / "spectra_for_fold"),
+               "--metadata-dir", str(data_dir.resolve() / "metadata"), "--run-root", "."]
+    for item in sets:
+        command += ["--set", item]
+    click.echo("$ " + " ".join(command[2:]), err=True)
+    if subprocess.run(command, cwd=run_root).returncode != 0:
+        raise click.ClickException(f"`spectra-cv cv` failed; see {run_root}/logs/")
+    subprocess.run([sys.executable, "-m", "spectra_cv", "report", "--run-root", "."], cwd=run_root, check=False)
+    rows = fold_rows(RunPaths(root=run_root), folds)
+    summary = summarise(rows)
+    report = {"data_dir": str(data_dir), "run_root": str(run_root), "preset": preset, "sets": list(sets),
+              "per_fold": rows, "across_folds": summary}
+    if output is not None:
+        atomic_write_json(output, report)
+    click.echo(table(rows, summary))
+    click.echo(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
