@@ -206,3 +206,22 @@ def test_dip_target_overrides_the_dip_reference_only():
     assert with_ref["charbonnier"].item() == plain["charbonnier"].item()
     assert with_ref["dip_count"].item() >= 4 and with_ref["dip"].item() == 0.0  # pred equals the dip reference
     assert plain["dip"].item() > 0.0
+
+
+def test_spectral_angle_term_is_the_sam_metric_in_radians_and_blind_to_scale():
+    from spectra_cv.metrics import sam_deg
+    from spectra_cv.objective import terms
+
+    rng = np.random.default_rng(4)
+    target = 0.1 + rng.random((6, 50))
+    pred = target + 0.004 * rng.normal(size=(6, 50))
+    got = float(terms.spectral_angle(torch.tensor(pred), torch.tensor(target)))
+    assert got == pytest.approx(np.deg2rad(np.mean(sam_deg(pred, target))), rel=1e-4)
+    assert float(terms.spectral_angle(torch.tensor(3.0 * target), torch.tensor(target))) < 1e-6
+    grid = np.linspace(300, 600, 50)
+    plain = Objective(ObjectiveConfig(dip_loss=False), grid)
+    with_sam = Objective(ObjectiveConfig(dip_loss=False, sam_weight=2.0), grid)
+    p, t = torch.tensor(pred, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
+    total, parts = with_sam(p, t)
+    assert "sam" not in plain(p, t)[1]
+    assert float(total) == pytest.approx(float(plain(p, t)[0]) + 2.0 * float(parts["sam"]), rel=1e-6)

@@ -18,7 +18,7 @@ from spectra_cv.errors import SpectraCVError
 from spectra_cv.folds import generate
 from spectra_cv.model.checkpoint import read_checkpoint
 from spectra_cv.train import loop as loop_mod
-from spectra_cv.train.data import DeviceSplit, SplitArrays
+from spectra_cv.train.data import DeviceSplit, SplitArrays, smooth_deviation_factor
 from spectra_cv.train.presets import RunConfig, cpu_quick
 from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
@@ -111,8 +111,9 @@ def test_fit_writes_checkpoint_metrics_and_speed_log(tiny_run, tmp_path):
     assert lines[0].startswith("Training started") and lines[-1].startswith("Training stopped after 3 epochs")
 
 
-def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
-    cfg = tiny_config()
+@pytest.mark.parametrize("changes", [{}, {"signal_jitter": 3e-4}], ids=["plain", "signal_jitter"])
+def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch, changes):
+    cfg = tiny_config(**changes)
     whole = run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "a"))
     real_epoch = loop_mod.train_epoch
     calls = {"n": 0}
@@ -134,6 +135,45 @@ def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
     a, b = read_checkpoint(whole.best_path), read_checkpoint(resumed.best_path)
     for key in a["ema_state"]:
         torch.testing.assert_close(a["ema_state"][key], b["ema_state"][key], rtol=0, atol=0)
+
+
+def test_smooth_deviations_have_the_kernel_as_covariance():
+    factor = smooth_deviation_factor(60, 3e-4, 8.0, torch.device("cpu"))
+    draws = torch.randn(40_000, 60, generator=torch.Generator().manual_seed(0)) @ factor
+    i = np.arange(60)
+    kernel = 3e-4 * np.exp(-0.5 * ((i[:, None] - i[None, :]) / 8.0) ** 2)
+    np.testing.assert_allclose((draws.T @ draws / len(draws)).double().numpy(), kernel, atol=1.5e-5)
+
+
+def test_signal_jitter_moves_the_input_and_its_target_alike():
+    """An identity model scores x − target; shifting both by the same smooth deviation leaves it, shifting
+    only the input would not: the step must add the jitter to both."""
+    from spectra_cv.model.mamba_uv import MambaUV, ModelConfig
+    from spectra_cv.objective import Objective, ObjectiveConfig
+    from spectra_cv.train.schedule import adamw
+
+    rng = np.random.default_rng(0)
+    groups = [f"treatment_1/sample_{s}/6Oclock" for s in "AB" for _ in range(4)]
+    split = _split(groups, 0.3 + 0.01 * rng.normal(size=(8, 32)))
+    model = MambaUV(ModelConfig(name="t", d_model=8, n_layers=1, d_state=4, sequence_length=32, residual=True,
+                                out_activation="none"))
+    objective = Objective(ObjectiveConfig(dip_loss=False), np.linspace(300, 600, 32))
+    cfg = dataclasses.replace(tiny_config().train, noise2noise_pairwise=False, ema=False)
+    idx = torch.arange(8)
+    with torch.no_grad():
+        identity = model(split.inputs(idx), None)[:, 0]
+    assert torch.allclose(identity, split.noisy[idx], atol=1e-6)  # the residual head starts at the identity
+    jitter = torch.randn(8, 32, generator=torch.Generator().manual_seed(1)) @ split.jitter_factor(1e-3, 8.0)
+
+    def step(j):
+        return float(loop_mod.train_step(model, None, adamw(model, 1e-12, 0.0), split, objective, idx, cfg,
+                                         torch.device("cpu"), epoch=1, lr=1e-12, jitter=j))
+
+    plain, jittered = step(None), step(jitter)
+    assert jittered == pytest.approx(plain, rel=1e-4)
+    with torch.no_grad():
+        moved = model(split.inputs(idx, jitter), None)[:, 0]
+    assert float(objective(moved, split.loo[idx])[0]) > 2 * plain  # input alone moved: the loss grows
 
 
 def test_resume_with_other_config_is_refused(tiny_run, tmp_path):

@@ -15,6 +15,7 @@ import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
 from spectra_cv.cli.options import GreedyCommand
+from spectra_cv.model.mamba_uv import PRIORS
 
 # (flag, click type, target config, field) — flags that override one config field each.
 _MODEL = "model"
@@ -34,9 +35,10 @@ OVERRIDES: list[tuple[str, Any, str, str]] = [
     ("sequence_length", int, _MODEL, "sequence_length"),
     ("reflectance_shift", float, _MODEL, "reflectance_shift"),
     ("reflectance_scale", float, _MODEL, "reflectance_scale"),
-    ("prior", click.Choice(["none", "pca", "ridge"]), _MODEL, "prior"),
+    ("prior", click.Choice(list(PRIORS)), _MODEL, "prior"),
     ("prior_rank", int, _MODEL, "prior_rank"),
     ("prior_alpha", float, _MODEL, "prior_alpha"),
+    ("sam_weight", float, _OBJ, "sam_weight"),
     ("derivative_weight", float, _OBJ, "derivative_weight"),
     ("derivative_order", int, _OBJ, "derivative_order"),
     ("deriv_weight_roi", float, _OBJ, "deriv_weight_roi"),
@@ -66,6 +68,8 @@ OVERRIDES: list[tuple[str, Any, str, str]] = [
     ("warmup_epochs", float, _TRAIN, "warmup_epochs"),
     ("weight_decay", float, _TRAIN, "weight_decay"),
     ("grad_clip", float, _TRAIN, "grad_clip"),
+    ("signal_jitter", float, _TRAIN, "signal_jitter"),
+    ("signal_jitter_length", float, _TRAIN, "signal_jitter_length"),
     ("early_stop_patience", int, _TRAIN, "early_stop_patience"),
     ("sam_tolerance", float, _TRAIN, "sam_tolerance"),
     ("val_every", int, _TRAIN, "val_every"),
@@ -82,6 +86,7 @@ SWITCHES: list[tuple[str, str, str]] = [
     ("dip_loss", _OBJ, "dip_loss"),
     ("noise2noise", _TRAIN, "noise2noise"),
     ("noise2noise_pairwise", _TRAIN, "noise2noise_pairwise"),
+    ("signal_jitter_relative", _TRAIN, "signal_jitter_relative"),
     ("ema", _TRAIN, "ema"),
     ("amp", _TRAIN, "amp"),
     ("cudnn_benchmark", _TRAIN, "cudnn_benchmark"),

@@ -4,7 +4,7 @@
 buffers (``.to(device)`` moves them); calling it on (B, L) prediction and target returns
 ``(total, terms)`` where ``terms`` holds each *unweighted* term as a 0-d tensor and
 ``total = charbonnier + derivative_weight·derivative + deriv_weight_roi·roi_derivative +
-curvature_weight_roi·roi_curvature + dip_weight·dip``. Inputs are cast to float32 and the loss
+curvature_weight_roi·roi_curvature + sam_weight·sam + dip_weight·dip`` (sam only when its weight is > 0). Inputs are cast to float32 and the loss
 runs with autocast disabled, so it may be called inside a bf16 autocast region.
 """
 
@@ -52,6 +52,8 @@ class ObjectiveConfig:
     curvature_mode: str = "symmetric"
     """'symmetric' |D²P − D²T| (default) or 'underfill' max(|D²T| − |D²P|, 0), the original's
     one-sided hinge, which on a noisy Noise2Noise target rewards copying its noise curvature."""
+    sam_weight: float = 0.0
+    """Weight of the spectral-angle term (mean angle in radians between prediction and target)."""
     dip_loss: bool = True
     """--dip_loss: add the dip-aware term."""
     dip_weight: float = 1.0
@@ -108,7 +110,7 @@ class ObjectiveConfig:
             (self.dip_underfill_factor >= 1, "--dip_underfill_factor must be ≥ 1"),
             (self.dip_detect_sigma_nm >= 0, "--dip_detect_sigma_nm must be ≥ 0"),
         ]
-        weights = ("derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight", "dip_w_area",
+        weights = ("sam_weight", "derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight", "dip_w_area",
                    "dip_w_equivalent_width", "dip_w_centroid", "dip_w_depth")
         checks += [(getattr(self, name) >= 0, f"--{name} must be ≥ 0") for name in weights]
         problems = [message for ok, message in checks if not ok]
@@ -213,6 +215,9 @@ class Objective(nn.Module):
             total = (out["charbonnier"] + cfg.derivative_weight * out["derivative"]
                      + cfg.deriv_weight_roi * out["roi_derivative"]
                      + cfg.curvature_weight_roi * out["roi_curvature"])
+            if cfg.sam_weight > 0:
+                out["sam"] = terms.spectral_angle(p, t)
+                total = total + cfg.sam_weight * out["sam"]
             if self.dip_active(epoch):
                 dt = t if dip_target is None else dip_target.reshape(t.shape).float()
                 out.update(self.dip(p, dt))

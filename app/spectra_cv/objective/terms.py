@@ -23,6 +23,19 @@ def charbonnier(
     return (torch.sqrt(diff * diff + eps * eps) * weights).mean()
 
 
+def spectral_angle(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean spectral angle in radians, as sin θ = |p̂ − (p̂·t̂) t̂| (exact enough below a degree, and
+    free of the cancellation of arccos near 1). pred, target: (B, L). Returns a 0-d tensor.
+
+    The metric SAM counts every spectrum alike whatever its brightness; the fidelity terms weigh
+    dark spectra less, so this term is what lets training follow the validation SAM.
+    """
+    p = pred / pred.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    t = target / target.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    across = p - (p * t).sum(dim=1, keepdim=True) * t  # (B, L): p̂'s part orthogonal to t̂
+    return torch.sqrt((across * across).sum(dim=1) + 1e-14).mean()
+
+
 def difference_spacings(grid: torch.Tensor, order: int) -> list[torch.Tensor]:
     """Spacings of each divided-difference level: level k has ``(λ[i+k] − λ[i]) / k`` (L−k,).
 

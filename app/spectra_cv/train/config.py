@@ -40,6 +40,16 @@ class TrainConfig:
     """Train on replicate targets instead of the input itself [--noise2noise]."""
     noise2noise_pairwise: bool = True
     """Target = another replicate of the group drawn per epoch; else its leave-one-out mean [--noise2noise_pairwise]."""
+    signal_jitter: float = 0.0
+    """Variance (reflectance²) of a smooth random deviation added to every training input *and*
+    its target, drawn afresh each epoch from exp(−(i − j)²/2ℓ²) (the Wiener prior's smooth term):
+    the network meets signals it has not memorised (a fold trains on only ~30 group means), the
+    noise stays the real one. 0 disables [--signal_jitter]."""
+    signal_jitter_length: float = 80.0
+    """ℓ of that deviation, in grid samples [--signal_jitter_length]."""
+    signal_jitter_relative: bool = False
+    """The deviation is relative (multiplied by each spectrum's LOO mean, so dark spectra move less):
+    ``signal_jitter`` is then a relative variance [--signal_jitter_relative]."""
     early_stop_patience: int = 21
     """Validations without an improvement larger than sam_tolerance before stopping [--early_stop_patience]."""
     sam_tolerance: float = 0.0
@@ -89,6 +99,8 @@ class TrainConfig:
             (0.0 <= self.ema_decay < 1.0, "--ema_decay must be in [0, 1)"),
             (self.amp_dtype in ("bf16", "fp16"), "--amp_dtype must be bf16 or fp16"),
             (self.time_budget_s >= 0, "--time_budget_s must be ≥ 0"),
+            (self.signal_jitter >= 0, "--signal_jitter must be ≥ 0 (0 disables)"),
+            (self.signal_jitter_length > 0, "--signal_jitter_length must be > 0 (grid samples)"),
             (not self.noise2noise_pairwise or self.noise2noise, "--noise2noise_pairwise needs --noise2noise"),
         ]
         for ok, message in checks:

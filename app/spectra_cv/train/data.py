@@ -18,6 +18,7 @@ import torch
 from spectra_cv.data import contract, loaders, rows
 from spectra_cv.data.loaders import group_ids_of  # noqa: F401 - re-exported (the helper lives in data)
 from spectra_cv.errors import DataContractError
+from spectra_cv.metrics.baselines import smooth_kernel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,19 @@ def read_split(
     )
 
 
+def smooth_deviation_factor(length: int, variance: float, length_scale: float,
+                            device: torch.device) -> torch.Tensor:
+    """(L, L) float32 F with z @ F ~ N(0, variance · exp(−(i − j)²/2ℓ²)) for z ~ N(0, I) of shape (·, L).
+
+    From the kernel's eigendecomposition in float64 (its small eigenvalues clipped at 0: a smooth
+    kernel is numerically singular, so a Cholesky factor would not exist).
+    """
+    kernel = variance * smooth_kernel(length, length_scale)
+    values, vectors = np.linalg.eigh(kernel)
+    factor = (vectors * np.sqrt(np.clip(values, 0.0, None))).T  # Fᵀ F = K
+    return torch.as_tensor(factor, dtype=torch.float32, device=device)
+
+
 class DeviceSplit:
     """A split on the device with group bookkeeping for N2N partners and LOO means.
 
@@ -107,16 +121,25 @@ class DeviceSplit:
         sums.index_add_(0, self.group, self.noisy.double())
         size = self._size.double().unsqueeze(1)
         self.loo = ((sums[self.group] - self.noisy.double()) / (size - 1.0)).float()  # (N, L)
+        self._jitter_factors: dict[tuple[float, float], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return int(self.noisy.shape[0])
 
-    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
-        """Model input (B, 3, L): reflectance, λ normalised to [−1, 1], cos θ repeated along λ."""
-        refl = self.noisy[idx]  # (B, L)
+    def inputs(self, idx: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Model input (B, 3, L): reflectance (+ ``shift`` (B, L) when given), λ normalised to [−1, 1],
+        cos θ repeated along λ."""
+        refl = self.noisy[idx] if shift is None else self.noisy[idx] + shift  # (B, L)
         lam = self.lambda_norm.expand_as(refl)
         cos = self.cos[idx].unsqueeze(1).expand_as(refl)
         return torch.stack([refl, lam, cos], dim=1)
+
+    def jitter_factor(self, variance: float, length_scale: float) -> torch.Tensor:
+        """The ``smooth_deviation_factor`` of this split's length, built once per setting."""
+        key = (float(variance), float(length_scale))
+        if key not in self._jitter_factors:
+            self._jitter_factors[key] = smooth_deviation_factor(self.noisy.shape[1], *key, self.device)
+        return self._jitter_factors[key]
 
     def partner_draws(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """``count`` random 62-bit integers from ``generator`` (CPU), on the device in one copy:

@@ -76,11 +76,12 @@ def spectral_scores(pred: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor
     return psnr, sam
 
 
-def predict(model: nn.Module, split: DeviceSplit, idx: torch.Tensor, device: torch.device, cfg: TrainConfig) -> torch.Tensor:
-    """Model output (B, L) in float32 for rows ``idx`` of ``split``."""
+def predict(model: nn.Module, split: DeviceSplit, idx: torch.Tensor, device: torch.device, cfg: TrainConfig,
+            shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Model output (B, L) in float32 for rows ``idx`` of ``split`` (their reflectance + ``shift``, if given)."""
     cond = split.cond[idx] if split.cond.shape[1] > 0 else None
     with autocast(device, cfg):
-        out = model(split.inputs(idx), cond)
+        out = model(split.inputs(idx, shift), cond)
     return out[:, 0, :].float()
 
 
@@ -147,10 +148,12 @@ def train_step(
     lr: float,
     draws: torch.Tensor | None = None,
     params: list[torch.Tensor] | None = None,
+    jitter: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One optimiser step on rows ``idx``; returns the loss (0-d, detached, on the device) without
     waiting for the device. ``draws`` (from ``split.partner_draws``, one per row) pick the partner
-    replicates of pairwise Noise2Noise; ``epoch`` (1-based) gates the dip term's warm-up."""
+    replicates of pairwise Noise2Noise; ``jitter`` (B, L) is a smooth deviation added to the inputs
+    and to their targets alike (``--signal_jitter``); ``epoch`` (1-based) gates the dip term's warm-up."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     if cfg.noise2noise and cfg.noise2noise_pairwise:
@@ -161,10 +164,15 @@ def train_step(
         target = split.loo[idx]
     else:
         target = split.noisy[idx]
-    pred = predict(model, split, idx, device, cfg)
+    dip_target = split.loo[idx]
+    if jitter is not None and cfg.signal_jitter_relative:
+        jitter = jitter * dip_target  # relative: scaled by the spectrum's level
+    if jitter is not None:
+        target, dip_target = target + jitter, dip_target + jitter
+    pred = predict(model, split, idx, device, cfg, shift=jitter)
     # Dips are detected and measured on the group's leave-one-out mean (a clean estimate that
     # excludes the input): on a single noisy partner replicate the dip term prefers noisy output.
-    loss, _terms = objective(pred, target, epoch=epoch, dip_target=split.loo[idx])
+    loss, _terms = objective(pred, target, epoch=epoch, dip_target=dip_target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
@@ -199,6 +207,10 @@ def train_epoch(
     n = len(split)
     order = torch.randperm(n, generator=generator).to(device)
     draws = split.partner_draws(n, generator) if cfg.noise2noise and cfg.noise2noise_pairwise else None
+    normals = None
+    if cfg.signal_jitter > 0:  # one (N, L) draw per epoch, copied once; shaped per batch on the device
+        normals = torch.randn(n, split.noisy.shape[1], generator=generator, device=generator.device).to(device)
+        factor = split.jitter_factor(cfg.signal_jitter, cfg.signal_jitter_length)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_loss = torch.zeros((), device=device)
@@ -209,7 +221,7 @@ def train_epoch(
         lr = lr_at(state.step, total_steps=total_steps, warmup_steps=warmup_steps, lr=cfg.lr, lr_min=cfg.lr_min)
         loss = train_step(model, ema, optimizer, split, objective, order[start:stop], cfg, device,
                           epoch=state.epoch + 1, lr=lr, draws=None if draws is None else draws[start:stop],
-                          params=params)
+                          params=params, jitter=None if normals is None else normals[start:stop] @ factor)
         newly_bad = (first_bad < 0) & ~torch.isfinite(loss)
         first_bad = torch.where(newly_bad, torch.full_like(first_bad, state.step), first_bad)
         bad_loss = torch.where(newly_bad, loss.float(), bad_loss)
