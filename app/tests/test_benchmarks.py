@@ -20,7 +20,7 @@ def test_train_throughput_runs_the_presets_with_their_prior():
     tiny_recipe = recipe()
     tiny_recipe = dataclasses.replace(tiny_recipe, model=dataclasses.replace(tiny_recipe.model, d_model=16, n_layers=1))
     for cfg in (cpu_quick(), tiny_recipe):
-        assert cfg.model.prior == "ridge"
+        assert cfg.model.prior == "ridge_wiener" and cfg.train.signal_jitter > 0
         out = train_throughput(cfg, torch.device("cpu"), seconds=30.0, max_steps=2, backend="torch",
                                batch_size=8, eval_spectra=16)
         assert out["steps"] == 2 and out["train_spectra_per_s"] > 0, out
