@@ -175,9 +175,12 @@ def test_wiener_is_its_formula():
     index = np.array([names.index(g) for g in groups])
     means = np.stack([noisy[index == k].mean(axis=0) for k in range(len(names))])
     i = np.arange(40)
-    sigma_s = np.cov(means, rowvar=False) + lam * np.exp(-((i[:, None] - i[None, :]) ** 2) / (2 * ell**2))
     from sklearn.covariance import ledoit_wolf
     sigma_n = ledoit_wolf(noisy - means[index], assume_centered=True)[0]
+    between = np.cov(means, rowvar=False) - sigma_n / 6  # a group mean of 6 still carries Σn / 6
+    values, vectors = np.linalg.eigh(between)
+    sigma_s = (vectors * np.clip(values, 0, None)) @ vectors.T + lam * np.exp(-((i[:, None] - i[None, :]) ** 2)
+                                                                            / (2 * ell**2))
     mu = means.mean(axis=0)
     expected = mu + (noisy - mu) @ np.linalg.inv(sigma_s + sigma_n) @ sigma_s
     np.testing.assert_allclose(fitted.apply(noisy), expected, atol=1e-10)
@@ -210,9 +213,10 @@ def test_wiener_converges_to_the_optimal_linear_map_on_gaussian_data():
     groups = [f"treatment_1/sample_{k}/6Oclock" for k in range(groups_n) for _ in range(reps)]
     fitted = bl.fit_wiener(noisy, noisy, groups, lambdas=(1e-12,), length_scales=(1.0,))
     weights = fitted.apply(np.eye(length)) - fitted.apply(np.zeros((1, length)))
-    seen = sigma_s + sigma_n / reps  # the group means carry 1/reps of the noise
-    optimal = np.linalg.solve(seen + sigma_n, seen)
-    np.testing.assert_allclose(weights, optimal, atol=0.03)
+    optimal = np.linalg.solve(sigma_s + sigma_n, sigma_s)  # the group means' own noise (Σn / reps) is taken out
+    np.testing.assert_allclose(weights, optimal, atol=0.02)
+    biased = np.linalg.solve(sigma_s + sigma_n / reps + sigma_n, sigma_s + sigma_n / reps)
+    assert np.abs(biased - optimal).max() > 0.02  # what leaving it in would give: the test can tell
     assert np.abs(weights - np.eye(length)).max() > 0.2  # far from the identity: the test can fail
 
 
