@@ -77,7 +77,7 @@ def table(rows: list[dict], summary: dict) -> str:
     s = summary
 
     def pm(d: dict, spec: str) -> str:
-        return f"{d['mean']:{spec}}" + (f" ± {d['std']:{spec}}" if d["std"] is not None else "")
+        return f"{d['mean']:{spec}}" + (f" ± {d['std']:{spec.lstrip('+')}}" if d["std"] is not None else "")
 
     lines.append(f"| mean | {pm(s['model_psnr'], '.2f')} | {pm(s['model_sam_deg'], '.3f')} | | "
                  f"{pm(s['best_linear_psnr'], '.2f')} | {pm(s['margin_db'], '+.2f')} |")

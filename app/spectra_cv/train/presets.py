@@ -23,6 +23,13 @@ Measured choices (fold 1 of the real data, validation split; see the issue notes
   Since the prior's α is chosen on held-out samples of the train split (as the ridge baseline's),
   fold 1 validation starts at 54.96 dB after one epoch and peaks at 55.04 (epoch 7 of 11 in 840 s);
   five-fold test: model 54.73 ± 0.34 dB, ridge 54.68 ± 0.37 (the network adds ~0.05 dB).
+* ``prior="ridge_wiener"`` (``PRIOR``): the mean of ridge and the Wiener filter, the best linear
+  method (five-fold test 55.28 ± 0.24 dB); alone, the network stayed at it (fold 1 val 55.07).
+* ``SIGNAL_JITTER``: a smooth relative deviation added to inputs and targets alike; fold 1
+  validation 55.14 dB / 0.2877° against the prior's 55.10 / 0.2888 (absolute deviations raised PSNR
+  more but worsened SAM; a SAM term in the objective worsened SAM). Five-fold test with both:
+  55.48 ± 0.27 dB, 0.306°, above ridge+Wiener in every fold (+0.20 ± 0.05 dB). Every lever and its
+  figures: docs/model-levers.md.
 """
 
 from __future__ import annotations
