@@ -54,8 +54,11 @@ def synthetic_split(device: torch.device, cfg: RunConfig, spectra: int = 4500) -
     data = synth.generate(synth.full(seed=0))
     frame = data.manifest
     train_mask = frame["treatment"].isin([f"treatment_{k}" for k in range(1, 6)]).to_numpy()
-    rows = frame[train_mask].head(spectra).reset_index(drop=True)
-    idx = np.flatnonzero(train_mask)[:spectra]
+    # replicate r of every group before replicate r + 1 of any: a few spectra still span every group,
+    # as a train split does (the Wiener prior needs several groups, the held-out choice several samples)
+    rank = frame[train_mask].groupby("group_id").cumcount().to_numpy()
+    idx = np.flatnonzero(train_mask)[np.argsort(rank, kind="stable")][:spectra]
+    rows = frame.iloc[idx].reset_index(drop=True)
     stats = compute_dose_stats(rows, data.dose_features, cfg.film_features)
     cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
     arrays = SplitArrays(
