@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -22,6 +23,8 @@ from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 
 from runs_support import fold_args, messages, spectra_cv, summary_without_times  # noqa: E402
+
+_NUMBER = re.compile(r"\d+\.\d+")
 
 
 def _slurm_up() -> bool:
@@ -178,4 +181,10 @@ def test_the_container_branch_runs_a_fold_in_docker(data, reference, tmp_path_fa
     paths = RunPaths(root=root)
     start = ev.read_events(paths.events(1))[0]
     assert start.data["image"] == image  # provenance: the fold ran inside the image
-    assert messages(paths.audit_log(1)) == messages(RunPaths(root=reference).audit_log(1))
+    # the image has no compiler, so its fold runs the eager scan where the host ran the fused kernel:
+    # the same run line by line, its figures equal to float32 rounding (a few thousandths of a dB)
+    ours, theirs = messages(paths.audit_log(1)), messages(RunPaths(root=reference).audit_log(1))
+    assert [_NUMBER.sub("#", m) for m in ours] == [_NUMBER.sub("#", m) for m in theirs]
+    for mine, other in zip(ours, theirs):
+        for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(other)):
+            assert float(a) == pytest.approx(float(b), abs=0.01), (mine, other)
