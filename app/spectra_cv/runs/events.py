@@ -37,6 +37,7 @@ MANIFESTS_DONE = "manifests_done"
 SKIP = "skip"
 TRAIN = "train"
 TRAIN_DONE = "train_done"
+EPOCH = "epoch"  # one training epoch's figures and progress (no audit line; status, progress, tracking)
 CHECKPOINT = "checkpoint"
 INFER = "infer"
 INFER_DONE = "infer_done"
