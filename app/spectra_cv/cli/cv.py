@@ -7,6 +7,8 @@ side by side. A failed fold is recorded and the others go on, unless ``--fail-fa
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
@@ -25,9 +27,11 @@ from spectra_cv.cli.run_options import RunOptions, run_options
               help="Accepted for the runbook: a rerun skips folds that completed with this config and data anyway.")
 @click.option("--fail-fast", is_flag=True, help="Stop every fold when one fails.")
 @click.option("--allow-mixed-config", is_flag=True, help="Let folds run with a config other folds completed without.")
+@click.option("--no-live", is_flag=True,
+              help="No live per-fold lines (stage, epoch, best val PSNR, ETA) on stderr; `spectra-cv status` shows them.")
 @run_options
 def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, force: bool,
-       skip_existing: bool, fail_fast: bool, allow_mixed_config: bool) -> None:
+       skip_existing: bool, fail_fast: bool, allow_mixed_config: bool, no_live: bool) -> None:
     """Run the cross-validation folds (each resumable) and write the audit logs and summary."""
     from spectra_cv.errors import SpectraCVError
     from spectra_cv.runs.cv import CvPlan, folds_of, parse_gpus, run_cv, summary_lines
@@ -52,7 +56,8 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
     if allow_mixed_config:
         args.append("--allow-mixed-config")
     plan = CvPlan(folds=planned, fold_args=tuple(args), paths=opts.paths(),
-                  parallel=parallel or max(1, len(gpu_ids)), gpus=gpu_ids, fail_fast=fail_fast)
+                  parallel=parallel or max(1, len(gpu_ids)), gpus=gpu_ids, fail_fast=fail_fast,
+                  live=None if no_live else sys.stderr)
     outcome = run_cv(plan)
     for line in summary_lines(plan.paths):
         click.echo(line)

@@ -14,6 +14,7 @@ summary never shows a dead fold as running; a rerun retries it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from spectra_cv.errors import EXIT_REFUSED, ConfigError
 from spectra_cv.log import get_logger
@@ -30,6 +32,7 @@ from spectra_cv.runs import events as ev
 from spectra_cv.runs.coordinator import Coordinator, follower
 from spectra_cv.runs.events import fold_status
 from spectra_cv.runs.locks import LockBusy, file_lock
+from spectra_cv.runs.status import LiveLines, run_states
 
 log = get_logger("cv")
 
@@ -44,6 +47,9 @@ class CvPlan:
     gpus: tuple[str, ...] = ()
     fail_fast: bool = False
     poll_s: float = 0.5
+    live: TextIO | None = None
+    """Where to show every fold's state while they run (``runs.status.LiveLines``); None: nowhere."""
+    live_every_s: float = 2.0
 
 
 @dataclass
@@ -138,13 +144,18 @@ def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
     width = min(plan.parallel, len(plan.gpus)) if plan.gpus else plan.parallel
     running: dict[int, _Child] = {}
     stopping = False
+    live = LiveLines(plan.live) if plan.live is not None else None
+    shown = 0.0
     try:
         while queue or running:
             while queue and len(running) < width and not stopping:
                 fold = queue.pop(0)
                 gpu = free_gpus.pop(0) if plan.gpus else None
-                running[fold] = _launch(plan, fold, gpu)
+                running[fold] = _launch(plan, fold, gpu, quiet=live is not None and live.tty)
             time.sleep(plan.poll_s)
+            if live is not None and time.monotonic() - shown >= plan.live_every_s:
+                live.show(run_states(paths, list(plan.folds)))
+                shown = time.monotonic()
             for fold, child in list(running.items()):
                 code = child.process.poll()
                 if code is None:
@@ -163,6 +174,8 @@ def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
                     queue.clear()
                     for other in running.values():
                         other.process.send_signal(signal.SIGTERM)
+        if live is not None:
+            live.show(run_states(paths, list(plan.folds)))
     except KeyboardInterrupt:
         log.error("interrupted; stopping the running folds (rerun to resume them)")
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -174,7 +187,8 @@ def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
         raise
 
 
-def _launch(plan: CvPlan, fold: int, gpu: str | None) -> _Child:
+def _launch(plan: CvPlan, fold: int, gpu: str | None, quiet: bool = False) -> _Child:
+    """Start fold ``fold``'s process (``quiet``: its start is shown by the live lines, not logged)."""
     paths = plan.paths
     log_path = paths.log_dir(fold) / "fold.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +202,8 @@ def _launch(plan: CvPlan, fold: int, gpu: str | None) -> _Child:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // plan.parallel)))
     process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
     where = f" on GPU {gpu}" if gpu is not None else ""
-    log.info("[fold %d] started (pid %d%s); output in %s", fold, process.pid, where, log_path)
+    log.log(logging.DEBUG if quiet else logging.INFO, "[fold %d] started (pid %d%s); output in %s", fold,
+            process.pid, where, log_path)
     return _Child(fold=fold, process=process, gpu=gpu, log_handle=handle, started=time.monotonic())
 
 

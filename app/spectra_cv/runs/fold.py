@@ -418,7 +418,11 @@ class _Pipeline:
         def on_resume(epoch: int, path: Path) -> None:
             self.w.emit(ev.RESUME, None, stage="train", after_epoch=epoch, state=self._rel(path))
 
-        return run_training(cfg, inputs, outputs, audit=trainer_audit, run_name=self.tag, on_resume=on_resume)
+        def on_epoch(data: dict[str, Any]) -> None:
+            self.w.emit(ev.EPOCH, None, **data)
+
+        return run_training(cfg, inputs, outputs, audit=trainer_audit, run_name=self.tag, on_resume=on_resume,
+                            on_epoch=on_epoch)
 
     def _infer(self, split: str, checkpoint_sha: str) -> None:
         from spectra_cv.denoise import denoise_manifest, is_complete

@@ -26,6 +26,7 @@ from spectra_cv.paths import LAST_STATE_FILE
 from spectra_cv.train.config import TrainConfig
 from spectra_cv.train import numerics
 from spectra_cv.train.data import DeviceSplit
+from spectra_cv.train.progress import EpochProgress, epoch_progress, format_duration
 from spectra_cv.train.schedule import Ema, adamw, lr_at
 
 log = get_logger("train")
@@ -273,8 +274,12 @@ def fit(
     history_csv: Path | None = None,
     audit: Callable[[str], None] = lambda message: None,
     on_resume: Callable[[int, Path], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train with early stopping on validation SAM; resume from ``last_state.pt`` when it matches.
+
+    ``on_epoch`` receives each finished epoch's figures and progress (``_epoch_event``), before the
+    epoch's state is saved: a kill in between repeats the epoch on resume, and its figures supersede.
 
     ``make_checkpoint(model, ema, state)`` returns the dict stored as the best checkpoint
     (the caller adds config and provenance); the loop stores it atomically.
@@ -356,16 +361,25 @@ def fit(
                 "max_mem_GB": peak,
             }
         )
+        if not stop_now and cfg.time_budget_s and state.elapsed_s >= cfg.time_budget_s:
+            stopped, stop_now = f"time budget of {cfg.time_budget_s:.0f} s reached", True
+        progress = epoch_progress(
+            epoch=state.epoch, epochs=cfg.epochs, elapsed_s=state.elapsed_s, time_budget_s=cfg.time_budget_s,
+            stopped=stop_now, bad_validations=state.bad_validations, patience=cfg.early_stop_patience,
+            val_every=cfg.val_every, validated=state.best_epoch > 0,
+        )
         log.info(
-            "Epoch %d/%d | train_loss=%.6f | lr=%.3e | val_loss=%s | PSNR=%s dB | SAM=%s° | %.1f spectra/s",
+            "Epoch %d/%d | train_loss=%.6f | lr=%.3e | val_loss=%s | PSNR=%s dB | SAM=%s° | %.1f spectra/s"
+            " | elapsed %s, ETA ≤ %s",
             state.epoch, cfg.epochs, stats["train_loss"], stats["lr"],
             _fmt(record.get("val_loss"), "%.6f"), _fmt(record.get("val_psnr"), "%.3f"),
             _fmt(record.get("val_sam"), "%.4f"), len(train) / train_s,
+            format_duration(progress.elapsed_s), format_duration(progress.eta_s),
         )
-        if not stop_now and cfg.time_budget_s and state.elapsed_s >= cfg.time_budget_s:
-            stopped, stop_now = f"time budget of {cfg.time_budget_s:.0f} s reached", True
         record["stop"] = stop_now
         state.history.append(record)
+        if on_epoch is not None:
+            on_epoch(_epoch_event(record, state, progress, len(train) / train_s))
         if stop_now or state.epoch >= cfg.epochs:
             state.stopped_because = stopped
         faults.point(f"train_epoch_{state.epoch}")  # crash tests: the epoch's work is lost, as in a kill mid-epoch
@@ -399,6 +413,23 @@ def fit(
         stopped_because=stopped,
         history=state.history,
     )
+
+
+def _epoch_event(record: dict[str, Any], state: TrainState, progress: EpochProgress,
+                 examples_per_sec: float) -> dict[str, Any]:
+    """The data of one epoch event: the epoch's figures, the best so far, and the progress."""
+
+    def num(value: Any) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    return {
+        **progress.to_dict(),
+        "train_loss": num(record.get("train_loss")), "lr": num(record.get("lr")),
+        "val_loss": num(record.get("val_loss")), "val_psnr": num(record.get("val_psnr")),
+        "val_sam": num(record.get("val_sam")), "best_epoch": state.best_epoch,
+        "best_val_psnr": num(state.best_val.get("psnr")), "best_val_sam": num(state.best_val.get("sam")),
+        "examples_per_sec": round(examples_per_sec, 2), "stop": bool(record.get("stop")),
+    }
 
 
 def _fmt(value: float | None, pattern: str) -> str:

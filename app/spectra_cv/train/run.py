@@ -123,6 +123,7 @@ def run_training(
     audit: Callable[[str], None] = lambda message: None,
     run_name: str = "train",
     on_resume: Callable[[int, Path], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train ``cfg`` on ``inputs``; returns where the best checkpoint is and how the run ended."""
     t0 = time.time()
@@ -228,7 +229,7 @@ def run_training(
         checkpoint_dir=outputs.checkpoint_dir, best_name=outputs.best_name, make_checkpoint=make_checkpoint,
         config_hash=run_hash, run_name=run_name, speed_log=outputs.speed_log_json,
         history_csv=outputs.log_dir / "metrics.csv" if outputs.log_dir is not None else None, audit=audit,
-        on_resume=on_resume,
+        on_resume=on_resume, on_epoch=on_epoch,
     )
     audit(f"Training stopped after {result.epochs_run} epochs ({result.stopped_because}); best epoch "
           f"{result.best_epoch}: val PSNR {result.best_val.get('psnr', float('nan')):.3f} dB, "
