@@ -372,18 +372,18 @@ def test_checkpointed_blocks_give_the_same_outputs_and_gradients():
 
 @pytest.mark.parametrize("switch", ["checkpoint_blocks", "deterministic", "compile"])
 def test_how_switches_are_train_switches_outside_the_config_hash(switch):
-    from spectra_cv.cli.train import build_run_config
+    from spectra_cv.train.flags import build_run_config
 
-    plain = build_run_config("cpu_quick", None, (), None, None, {})
-    on = build_run_config("cpu_quick", None, (), None, None, {switch: True})
+    plain = build_run_config("cpu_quick")
+    on = build_run_config("cpu_quick", {switch: True})
     assert getattr(on.train, switch) and not getattr(plain.train, switch)
     assert on.hash() == plain.hash()  # how, not what: a run may toggle it and still resume or skip
 
 
 def test_the_recipe_checkpoints_blocks():
-    from spectra_cv.cli.train import build_run_config
+    from spectra_cv.train.flags import build_run_config
 
-    assert build_run_config("recipe", None, (), None, None, {}).train.checkpoint_blocks  # batch 600 must fit
+    assert build_run_config("recipe").train.checkpoint_blocks  # batch 600 must fit
 
 
 def test_compiled_blocks_give_the_same_outputs_and_gradients():

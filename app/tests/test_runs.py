@@ -216,7 +216,7 @@ def test_skip_existing_skips_only_a_fold_whose_record_matches_its_checkpoint(dat
 
 
 def test_a_fold_with_another_config_than_completed_folds_is_refused(data, tmp_path):
-    from spectra_cv.cli.run_options import parse_sets
+    from spectra_cv.train.flags import parse_sets
     from spectra_cv.runs.fold import FoldSettings, run_fold
 
     paths = RunPaths(root=tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spectra_cv.cli.train import build_run_config
+from spectra_cv.train.flags import build_run_config
 from spectra_cv.cluster import slurm as sl
 from spectra_cv.errors import ConfigError, FoldRefused
 from spectra_cv.paths import RunPaths
@@ -222,7 +222,7 @@ def _complete(paths: RunPaths, fold: int, config_hash: str, config: dict) -> Non
 
 
 def test_a_rerun_submits_only_what_is_not_complete_or_queued(tmp_path):
-    cfg = build_run_config("cpu_quick", None, (), None, None, {})
+    cfg = build_run_config("cpu_quick")
     config = cfg.to_dict()
     paths = RunPaths(root=tmp_path)
     _complete(paths, 1, cfg.hash(), config)
@@ -236,8 +236,8 @@ def test_a_rerun_submits_only_what_is_not_complete_or_queued(tmp_path):
 
 
 def test_a_fold_completed_with_another_config_is_refused_unless_forced(tmp_path):
-    old = build_run_config("cpu_quick", None, (), None, None, {"epochs": 2})
-    new = build_run_config("cpu_quick", None, (), None, None, {"epochs": 3})
+    old = build_run_config("cpu_quick", {"epochs": 2})
+    new = build_run_config("cpu_quick", {"epochs": 3})
     paths = RunPaths(root=tmp_path)
     _complete(paths, 2, old.hash(), old.to_dict())
     with pytest.raises(FoldRefused, match=r"fold 2 completed, but the config differs \(train.epochs 2 → 3\)"):

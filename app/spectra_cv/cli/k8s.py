@@ -54,8 +54,7 @@ def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: in
     The output's header gives the two-step kubectl commands (the folds, then the report).
     """
     from spectra_cv import io as sio
-    from spectra_cv.cli.run_options import parse_sets
-    from spectra_cv.cli.train import build_run_config
+    from spectra_cv.train.flags import build_run_config, parse_sets
     from spectra_cv.cluster import k8s as k8s_mod
 
     settings = k8s_mod.RenderSettings(
@@ -63,9 +62,7 @@ def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: in
         sets=tuple(sets), epochs=epochs, batch_size=batch_size, device=device, force=force, data_claim=data_claim,
         run_root_claim=run_root_claim, namespace=namespace, name_prefix=name_prefix)
     values = parse_sets(sets)  # a bad --set fails here, not in five pods
-    if epochs is not None:
-        values["epochs"] = epochs
-    build_run_config(preset or "recipe", None, (), batch_size, None, values)
+    build_run_config(preset or "recipe", {**values, "epochs": epochs, "batch_size": batch_size})
     rendered = k8s_mod.render(source, settings)
     text = k8s_mod.to_yaml(rendered, settings, output.name if output is not None else "THIS_FILE")
     if output is None:

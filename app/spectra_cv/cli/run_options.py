@@ -19,10 +19,6 @@ import click
 from spectra_cv import paths as run_paths
 from spectra_cv.cli.options import DIR, FILE
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """The parsed shared options (``forward()`` gives them back as arguments for a child ``fold``)."""
@@ -46,14 +42,15 @@ class RunOptions:
 
     def config(self) -> Any:
         """The RunConfig these options describe (ConfigError on a bad ``--set``)."""
-        from spectra_cv.cli.train import build_run_config
+        from spectra_cv.train.flags import build_run_config, parse_sets  # torch: not for `--help`
 
         values: dict[str, Any] = parse_sets(self.sets)
-        for flag, value in (("epochs", self.epochs), ("early_stop_patience", self.patience), ("lr", self.lr),
-                            ("lr_min", self.lr_min), ("seed", self.seed), ("time_budget_s", self.time_budget_s)):
+        for flag, value in (("batch_size", self.batch_size), ("epochs", self.epochs),
+                            ("early_stop_patience", self.patience), ("lr", self.lr), ("lr_min", self.lr_min),
+                            ("seed", self.seed), ("time_budget_s", self.time_budget_s)):
             if value is not None:
                 values[flag] = value
-        return build_run_config(self.preset, None, (), self.batch_size, None, values)
+        return build_run_config(self.preset, values)
 
     def paths(self) -> run_paths.RunPaths:
         return run_paths.RunPaths(root=self.run_root)
@@ -72,36 +69,6 @@ class RunOptions:
         for item in self.sets:
             args += ["--set", item]
         return args
-
-
-def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``("d_model=32", "residual=false")`` → ``{"d_model": 32, "residual": False}`` (types from train's flags)."""
-    from spectra_cv.cli.train import OVERRIDES, SWITCHES
-    from spectra_cv.errors import ConfigError
-
-    kinds: dict[str, Any] = {flag: kind for flag, kind, _t, _f in OVERRIDES}
-    switches = {flag for flag, _t, _f in SWITCHES}
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected FLAG=VALUE, e.g. --set d_model=32")
-        if key in switches:
-            low = raw.strip().lower()
-            if low not in _TRUE | _FALSE:
-                raise ConfigError(f"--set {item!r}: {key} is on/off; use {key}=true or {key}=false")
-            out[key] = low in _TRUE
-        elif key in kinds:
-            kind = kinds[key]
-            try:
-                out[key] = kind.convert(raw, None, None) if isinstance(kind, click.ParamType) else kind(raw)
-            except (ValueError, click.BadParameter) as exc:
-                raise ConfigError(f"--set {item!r}: {exc}") from exc
-        else:
-            known = sorted(set(kinds) | switches)
-            raise ConfigError(f"--set {item!r}: unknown flag {key!r}; known: {', '.join(known)}")
-    return out
 
 
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:

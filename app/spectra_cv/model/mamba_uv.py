@@ -16,14 +16,15 @@ Two output paths (``ModelConfig.residual``):
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from spectra_cv.configs import Config
 from spectra_cv.errors import ConfigError
 from spectra_cv.model.backends import BACKENDS
 from spectra_cv.model.mixer import Mamba
@@ -33,18 +34,20 @@ PRIORS = ("none", "pca", "ridge", "wiener", "ridge_wiener")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
+class ModelConfig(Config):
     """Architecture of a MambaUV model; stored in every checkpoint and rebuilt from it alone.
 
     Each field maps onto the training flag ``--<field>`` (``cond_dim`` follows the number of
     ``--film_features``).
     """
 
-    name: str
+    LABEL: ClassVar[str] = "model config"
+
+    name: str = field(metadata={"flag": False})
     """Zoo name the config came from (e.g. ``mamba_tiny_uv``); kept for provenance only."""
     sequence_length: int = 601
     """Samples per spectrum L; inputs must be (B, in_channels, L)."""
-    in_channels: int = 3
+    in_channels: int = field(default=3, metadata={"flag": False})
     """Input channels: reflectance, normalised λ, cos θ (channel 0 must be reflectance)."""
     d_model: int = 128
     """Width D of the residual stream."""
@@ -58,15 +61,15 @@ class ModelConfig:
     """Mixer inner width = expand · d_model."""
     dropout: float = 0.0
     """Dropout on each mixer output before the residual add."""
-    film: bool = False
+    film: bool = field(default=False, metadata={"aliases": ("geometry_film",)})
     """Condition each block on ``cond`` through FiLM (γ, β per layer from an MLP)."""
     film_hidden_dim: int = 32
     """Hidden width of the FiLM MLP."""
-    cond_dim: int = 1
+    cond_dim: int = field(default=1, metadata={"flag": False})
     """Length of the conditioning vector (number of FiLM features)."""
     film_dropout: float = 0.0
     """Dropout inside the FiLM MLP."""
-    out_activation: str = "sigmoid"
+    out_activation: str = field(default="sigmoid", metadata={"choices": OUT_ACTIVATIONS})
     """Output activation: 'sigmoid' (original), 'clamp' to [0, 1], or 'none'."""
     residual: bool = False
     """Predict a correction added to the input reflectance (zero-init head: identity at start)."""
@@ -79,9 +82,9 @@ class ModelConfig:
     bidirectional: bool = False
     """Add a second mixer per block that scans 600 → 300 nm (``mixer_rev``), so every output
     sees both sides of its wavelength; the original scans 300 → 600 nm only."""
-    scan_backend: str = "auto"
+    scan_backend: str = field(default="auto", metadata={"choices": BACKENDS})
     """Selective-scan implementation: 'auto', 'cuda' (mamba_ssm), 'torch' or 'ref'."""
-    prior: str = "none"
+    prior: str = field(default="none", metadata={"choices": PRIORS})
     """Linear prior the residual head corrects: 'none' (the input itself), 'pca' (projection onto
     the train split's top principal directions), 'ridge' (ridge regression noisy → leave-one-out
     mean), 'wiener' (the Wiener filter with a smooth signal prior) or 'ridge_wiener' (the mean of the
@@ -93,66 +96,27 @@ class ModelConfig:
     """Ridge prior α per training spectrum, penalty α·N·I (0: chosen on held-out samples of the train
     split, like the ridge baseline)."""
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), f.type)
+    def problems(self) -> list[str]:
+        out = []
         if not self.name:
-            raise ConfigError("--model: the model config needs a non-empty name")
+            out.append("--model: the model config needs a non-empty name")
         for key in ("sequence_length", "in_channels", "d_model", "n_layers", "d_state", "d_conv",
                     "expand", "film_hidden_dim", "cond_dim"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"--{key} must be >= 1; got {getattr(self, key)}")
-        if self.prior not in PRIORS:
-            raise ConfigError(f"--prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+                out.append(f"--{key} must be >= 1; got {getattr(self, key)}")
         if not 0 <= self.prior_rank <= self.sequence_length:
-            raise ConfigError(
-                f"--prior_rank must lie in [0, --sequence_length={self.sequence_length}]; got {self.prior_rank}"
-            )
+            out.append(f"--prior_rank must lie in [0, --sequence_length={self.sequence_length}]; got {self.prior_rank}")
         if self.prior_alpha < 0:
-            raise ConfigError(f"--prior_alpha must be >= 0 (0: chosen on train); got {self.prior_alpha}")
+            out.append(f"--prior_alpha must be >= 0 (0: chosen on train); got {self.prior_alpha}")
         if self.prior != "none" and not self.residual:
-            raise ConfigError("--prior needs --residual: the prior is the base the head corrects")
+            out.append("--prior needs --residual: the prior is the base the head corrects")
         for key in ("dropout", "film_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"--{key} must lie in [0, 1); got {getattr(self, key)}")
-        if self.out_activation not in OUT_ACTIVATIONS:
-            raise ConfigError(
-                f"--out_activation must be one of {', '.join(OUT_ACTIVATIONS)}; "
-                f"got {self.out_activation!r}"
-            )
+                out.append(f"--{key} must lie in [0, 1); got {getattr(self, key)}")
         if self.residual and self.out_activation == "sigmoid":
-            raise ConfigError(
-                "--out_activation sigmoid cannot be combined with --residual: sigmoid(input + "
-                "correction) is not the identity at start; use --out_activation clamp or none"
-            )
-        if self.scan_backend not in BACKENDS:
-            raise ConfigError(
-                f"--scan_backend must be one of {', '.join(BACKENDS)}; got {self.scan_backend!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of every field (what a checkpoint stores)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "model config") -> ModelConfig:
-        """Build from ``to_dict()`` output; unknown or missing keys raise ``ConfigError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown model config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
-
-
-def _check_type(name: str, value: object, annotation: object) -> None:
-    """Reject mistyped values (e.g. ``d_model='128'`` or ``residual=1``) naming the flag."""
-    allowed = _TYPES[str(annotation)]
-    if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
-        expected = str(annotation)
-        raise ConfigError(f"--{name} must be {expected}; got {value!r} ({type(value).__name__})")
+            out.append("--out_activation sigmoid cannot be combined with --residual: sigmoid(input + "
+                       "correction) is not the identity at start; use --out_activation clamp or none")
+        return out
 
 
 class FiLMHead(nn.Module):

@@ -10,27 +10,28 @@ runs with autocast disabled, so it may be called inside a bf16 autocast region.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from spectra_cv.configs import Config
 from spectra_cv.errors import ConfigError
 from spectra_cv.objective import terms
 from spectra_cv.objective.dips import DipTerm
 
 
 @dataclass(frozen=True, kw_only=True)
-class ObjectiveConfig:
+class ObjectiveConfig(Config):
     """Loss settings; defaults are the CV recipe (runbook §8) unless a field says otherwise."""
+
+    LABEL: ClassVar[str] = "objective config"
 
     charbonnier_eps: float = terms.CHARBONNIER_EPS
     """ε of the Charbonnier term sqrt(d² + ε²)."""
-    normalise_lambda_weights: bool = True
+    normalise_lambda_weights: bool = field(default=True, metadata={"flag": False})  # --lambda_weights_scale
     """Divide the λ-weights by their mean (mean 1). False keeps the file's scale (the original's,
     mean ≈ 488 for lambda_stats.npz), which makes the balance between terms arbitrary."""
     derivative_weight: float = 0.3
@@ -49,7 +50,7 @@ class ObjectiveConfig:
     """Lower bound (nm) of the curvature ROI (the original reused --deriv_roi_min)."""
     curvature_roi_max: float = 500.0
     """Upper bound (nm) of the curvature ROI (the original reused --deriv_roi_max)."""
-    curvature_mode: str = "symmetric"
+    curvature_mode: str = field(default="symmetric", metadata={"choices": ("symmetric", "underfill")})
     """'symmetric' |D²P − D²T| (default) or 'underfill' max(|D²T| − |D²P|, 0), the original's
     one-sided hinge, which on a noisy Noise2Noise target rewards copying its noise curvature."""
     sam_weight: float = 0.0
@@ -87,16 +88,15 @@ class ObjectiveConfig:
     """--dip_roi_min (nm): dip centres must lie at or above this."""
     dip_roi_max: float = 500.0
     """--dip_roi_max (nm): dip centres must lie at or below this."""
-    baseline: str = "local"
+    baseline: str = field(default="local", metadata={"choices": ("local", "continuum", "flat")})
     """--baseline: only 'local' (the CV setting) is implemented; 'continuum'/'flat' are refused."""
     baseline_guard_nm: float = 10.0
     """--baseline_guard_nm: width of each guard band, capped at window half − core half."""
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
         checks = [
             (self.charbonnier_eps > 0, "charbonnier_eps must be > 0"),
             (self.derivative_order >= 1, "--derivative_order must be ≥ 1"),
-            (self.curvature_mode in ("symmetric", "underfill"), "curvature_mode must be 'symmetric' or 'underfill'"),
             (self.baseline == "local", f"--baseline {self.baseline!r} is not implemented; use 'local'"),
             (self.deriv_roi_min < self.deriv_roi_max, "--deriv_roi_min must be below --deriv_roi_max"),
             (self.curvature_roi_min < self.curvature_roi_max, "curvature_roi_min must be below curvature_roi_max"),
@@ -113,18 +113,7 @@ class ObjectiveConfig:
         weights = ("sam_weight", "derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight", "dip_w_area",
                    "dip_w_equivalent_width", "dip_w_centroid", "dip_w_depth")
         checks += [(getattr(self, name) >= 0, f"--{name} must be ≥ 0") for name in weights]
-        problems = [message for ok, message in checks if not ok]
-        if problems:
-            raise ConfigError("invalid objective config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ObjectiveConfig:
-        """Build from a mapping, refusing unknown keys by name (typos must not pass silently)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown objective setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(values))
+        return [message for ok, message in checks if not ok]
 
 
 def original_config() -> ObjectiveConfig:

@@ -1,8 +1,9 @@
-"""The trainer's configuration: one frozen dataclass, each field mapped onto a runbook flag.
+"""The trainer's configuration: one frozen dataclass, each field a training flag (``train.flags``).
 
 Model and objective settings live in their own configs (``spectra_cv.model.mamba_uv.ModelConfig``,
-``spectra_cv.objective.ObjectiveConfig``); ``RunConfig`` bundles the three and is what a
-checkpoint stores and what the config hash covers.
+``spectra_cv.objective.ObjectiveConfig``); all three derive from ``spectra_cv.configs.Config``
+(one ``from_dict``, one validator). ``RunConfig`` bundles them and is what a checkpoint stores and
+what the config hash covers.
 """
 
 from __future__ import annotations
@@ -10,21 +11,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from spectra_cv.errors import ConfigError
+from spectra_cv.configs import Config
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Optimisation, Noise2Noise, evaluation and numerics (runbook §8 flags in brackets)."""
+
+    LABEL: ClassVar[str] = "train config"
 
     seed: int = 0
     """Seed of every random stream: init, epoch permutations, N2N partners [--seed]."""
     epochs: int = 200
     """Maximum number of epochs [--epochs]."""
-    batch_size: int = 600
+    batch_size: int = field(default=600, metadata={"aliases": ("bs",)})
     """Spectra per optimiser step [--bs/--batch_size]."""
     lr: float = 3e-4
     """Peak learning rate after warm-up [--lr]."""
@@ -62,7 +65,7 @@ class TrainConfig:
     """EMA decay; warmed up as min(decay, (1+t)/(10+t)) so early epochs are not dominated by init [--ema_decay]."""
     amp: bool = False
     """Autocast on CUDA (no effect on CPU) [--amp]."""
-    amp_dtype: str = "bf16"
+    amp_dtype: str = field(default="bf16", metadata={"choices": ("bf16", "fp16")})
     """Autocast dtype: bf16 (no loss scaling needed) or fp16 [--amp_dtype]."""
     cudnn_benchmark: bool = False
     """torch.backends.cudnn.benchmark [--cudnn_benchmark]."""
@@ -86,7 +89,7 @@ class TrainConfig:
     device: str = "auto"
     """auto (cuda if available), cpu, cuda or cuda:N [--device]."""
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
         checks = [
             (self.epochs >= 1, "--epochs must be ≥ 1"),
             (self.batch_size >= 1, "--bs must be ≥ 1"),
@@ -97,15 +100,12 @@ class TrainConfig:
             (self.early_stop_patience >= 1, "--early_stop_patience must be ≥ 1"),
             (self.val_every >= 1, "--val_every must be ≥ 1"),
             (0.0 <= self.ema_decay < 1.0, "--ema_decay must be in [0, 1)"),
-            (self.amp_dtype in ("bf16", "fp16"), "--amp_dtype must be bf16 or fp16"),
             (self.time_budget_s >= 0, "--time_budget_s must be ≥ 0"),
             (self.signal_jitter >= 0, "--signal_jitter must be ≥ 0 (0 disables)"),
             (self.signal_jitter_length > 0, "--signal_jitter_length must be > 0 (grid samples)"),
             (not self.noise2noise_pairwise or self.noise2noise, "--noise2noise_pairwise needs --noise2noise"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        return [message for ok, message in checks if not ok]
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:
@@ -119,22 +119,6 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
     return obj
 
 
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build dataclass ``cls`` from ``values``, rejecting unknown keys by name."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            value = values[f.name]
-            if isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
-    return cls(**kwargs)
-
-
 def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:
     """sha256 of the canonical JSON of a config (sorted keys), with top-level ``exclude`` keys dropped."""
     data = config_to_dict(obj)
@@ -145,4 +129,4 @@ def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:
 
 
 
-__all__ = ["TrainConfig", "config_to_dict", "from_dict", "config_hash"]
+__all__ = ["TrainConfig", "config_to_dict", "config_hash"]

@@ -42,7 +42,7 @@ from spectra_cv.errors import ConfigError
 from spectra_cv.model.mamba_uv import ModelConfig
 from spectra_cv.model.zoo import cv_recipe_config, model_config
 from spectra_cv.objective import ObjectiveConfig
-from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict, from_dict
+from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict
 
 
 BALANCED_DIP_WEIGHT = 0.002
@@ -97,9 +97,9 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
         return cls(
-            model=ModelConfig.from_dict(dict(values["model"])),
-            objective=ObjectiveConfig.from_dict(dict(values["objective"])),
-            train=from_dict(TrainConfig, dict(values["train"])),
+            model=ModelConfig.from_dict(values["model"]),
+            objective=ObjectiveConfig.from_dict(values["objective"]),
+            train=TrainConfig.from_dict(values["train"]),
             film_features=tuple(values.get("film_features", ())),
             preset=str(values.get("preset", "custom")),
         )
