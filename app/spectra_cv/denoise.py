@@ -25,9 +25,11 @@ from spectra_cv import io as sio
 from spectra_cv.io import sha256_file
 from spectra_cv.data import contract, loaders, rows
 from spectra_cv.data.conditioning import DoseStats, conditioning_matrix, read_dose_features, read_dose_stats
+from spectra_cv.device import autocast, resolve_device
 from spectra_cv.errors import ConfigError, ModelOutputError
 from spectra_cv.log import get_logger
 from spectra_cv.model.checkpoint import load_model
+from spectra_cv.train.progress import format_duration
 
 log = get_logger("denoise")
 
@@ -109,8 +111,6 @@ def denoise_frame(
 
     The row contract is checked first; a non-finite output is ``ModelOutputError`` naming its row.
     """
-    from spectra_cv.train.loop import resolve_device
-
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, map_location=dev)
     cfg = model.config
@@ -133,13 +133,15 @@ def denoise_frame(
     cond_all = torch.as_tensor(cond, device=dev) if cond is not None else None
     out = np.empty_like(noisy)
     use_amp = amp and dev.type == "cuda"
-    with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+    progress = _Progress(label, len(rel))
+    with torch.no_grad(), autocast(dev, use_amp):
         for start in range(0, len(rel), batch_size):
             sl = slice(start, start + batch_size)
             refl = x_all[sl]
             inputs = torch.stack([refl, lam.expand_as(refl), cos_all[sl, None].expand_as(refl)], dim=1)
             pred = model(inputs, cond_all[sl] if cond_all is not None else None)
             out[sl] = pred[:, 0, :].float().cpu().numpy()
+            progress.update(min(len(rel), start + batch_size))
     bad = ~np.isfinite(out).all(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -149,6 +151,24 @@ def denoise_frame(
             f"nothing was written. The checkpoint {checkpoint} is broken (non-finite weights?): retrain it"
         )
     return ModelPass(noisy=noisy, denoised=out, amp=use_amp, device=str(dev))
+
+
+class _Progress:
+    """Logs how far a denoising pass is (spectra done, rate, ETA) every ``every_s`` seconds and at the end."""
+
+    def __init__(self, label: str, total: int, every_s: float = 15.0) -> None:
+        self.label, self.total, self.every_s = label, total, every_s
+        self.t0 = self.shown = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if done < self.total and now - self.shown < self.every_s:
+            return
+        self.shown = now
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else None
+        log.info("denoising %s: %d/%d spectra (%.1f/s, elapsed %s, ETA %s)", self.label, done, self.total, rate,
+                 format_duration(now - self.t0), format_duration(eta))
 
 
 def denoise_manifest(

@@ -7,6 +7,7 @@ and every CLI option that takes one of these paths falls back to that variable.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def fold_tag(fold: int) -> str:
     return f"fold_{fold:02d}"
 
 
+def fold_dir_name(fold: int) -> str:
+    """``Track_H_fold_03``: the fold's directory under ``logs/`` and ``checkpoints/``."""
+    return f"Track_H_{fold_tag(fold)}"
+
+
+_FOLD_DIR = re.compile(r"^Track_H_fold_(\d+)$")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunPaths:
     """The runbook's per-fold output paths under one run root (the working directory by default)."""
@@ -60,7 +69,19 @@ class RunPaths:
         return self.manifests(fold) / f"{role}_manifest.csv"
 
     def log_dir(self, fold: int) -> Path:
-        return self.root / "logs" / f"Track_H_{fold_tag(fold)}"
+        return self.root / "logs" / fold_dir_name(fold)
+
+    def fold_log(self, fold: int) -> Path:
+        """The console output of the fold's process when ``cv`` (or a cluster task) runs it."""
+        return self.log_dir(fold) / "fold.log"
+
+    def folds_with_events(self) -> list[int]:
+        """The folds that have an event file under ``logs/`` (every fold that ever started here)."""
+        logs = self.root / "logs"
+        if not logs.is_dir():
+            return []
+        found = (_FOLD_DIR.match(child.name) for child in logs.iterdir())
+        return sorted(int(m.group(1)) for m in found if m and (logs / m.group(0) / "events.jsonl").is_file())
 
     def train_log(self, fold: int) -> Path:
         return self.log_dir(fold) / "train.log"
@@ -69,13 +90,16 @@ class RunPaths:
         return self.log_dir(fold) / "auditing_manifest.log"
 
     def checkpoint_dir(self, fold: int) -> Path:
-        return self.root / "checkpoints" / f"Track_H_{fold_tag(fold)}"
+        return self.root / "checkpoints" / fold_dir_name(fold)
 
     def best_checkpoint(self, fold: int, model: str = "mamba_tiny_uv") -> Path:
         return self.checkpoint_dir(fold) / f"{model}_best.pt"
 
+    def denoised_root(self, fold: int) -> Path:
+        return self.root / "denoised" / "folds" / fold_tag(fold)
+
     def denoised(self, fold: int, role: str) -> Path:
-        return self.root / "denoised" / "folds" / fold_tag(fold) / role
+        return self.denoised_root(fold) / role
 
     @property
     def artifacts(self) -> Path:

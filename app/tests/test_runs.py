@@ -24,7 +24,8 @@ from spectra_cv.errors import ConfigError, DataContractError, FoldRefused
 from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import Coordinator, render_audit, summary_row
+from spectra_cv.runs.coordinator import Coordinator, render_audit
+from spectra_cv.runs.summary import summary_row
 from spectra_cv.runs.summary import SUMMARY_COLUMNS, read_summary
 
 from runs_support import (APP, EXPECTED_MESSAGES, fold_args, messages, spectra_cv,  # noqa: E402

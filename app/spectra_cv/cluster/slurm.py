@@ -37,7 +37,7 @@ from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs import rerun
-from spectra_cv.runs.coordinator import discover_folds, fold_alive
+from spectra_cv.runs.coordinator import fold_alive
 
 log = get_logger("slurm")
 
@@ -353,11 +353,10 @@ def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[s
         else:
             submit.append(fold)
     if not allow_mixed_config:
-        for other in sorted(set(discover_folds(paths)) - set(folds)):
-            finished = rerun.finished_run(ev.read_events(paths.events(other)))
-            if finished and finished[0].data.get("config_hash") != config_hash:
+        for other, done in sorted(rerun.finished_folds(paths).items()):
+            if other not in folds and done.config_hash != config_hash:
                 refused.append(f"fold {other} (not asked for) completed with another config "
-                               f"({rerun.config_difference(finished[0].data.get('config'), config)}); add it to "
+                               f"({rerun.config_difference(done.config, config)}); add it to "
                                "--folds (with --force) or pass --allow-mixed-config")
     if refused:
         raise FoldRefused("; ".join(refused) + ". Nothing was submitted. Rerun with --force to retrain them "

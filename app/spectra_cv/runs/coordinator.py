@@ -22,14 +22,10 @@ skipped; the other folds are still written.
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from spectra_cv import faults
 from spectra_cv import io as sio
@@ -39,13 +35,9 @@ from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.locks import LockBusy, file_lock, is_held
-from spectra_cv.runs.rerun import finished_run, is_staged
-from spectra_cv.runs.summary import BASELINES, SUMMARY_COLUMNS, TEST_METRICS
+from spectra_cv.runs.summary import render_summary, summary_row
 
 log = get_logger("coordinator")
-
-_FOLD_DIR = re.compile(r"^Track_H_fold_(\d+)$")
-
 
 class CoordinatorError(SpectraCVError):
     """An audit log or summary that does not match the events."""
@@ -56,114 +48,9 @@ def render_audit(events: list[ev.Event]) -> bytes:
     return b"".join(format_line(e.time, e.message).encode() for e in events if e.message is not None)
 
 
-def discover_folds(paths: RunPaths) -> list[int]:
-    """Folds that have an event file under ``logs/``."""
-    folds = []
-    logs = paths.root / "logs"
-    if logs.is_dir():
-        for child in logs.iterdir():
-            match = _FOLD_DIR.match(child.name)
-            if match and (child / "events.jsonl").is_file():
-                folds.append(int(match.group(1)))
-    return sorted(folds)
-
-
-def _rel(path: Path) -> str:
-    return path.as_posix()
-
-
-def _shown_run(events: list[ev.Event]) -> tuple[list[ev.Event], list[ev.Event] | None]:
-    """(the run the row describes, a retrain in progress beside it or None).
-
-    While a forced retrain works in its staging places the finished result is still the live one,
-    so the row keeps describing it and names the retrain's state in ``retrain``."""
-    current = ev.current_run(events)
-    if is_staged(current) and ev.run_status(current) != "completed":
-        finished = finished_run(events)
-        if finished is not None:
-            return finished, current
-    return current, None
-
-
-def _live(status: str, alive: bool) -> str:
-    return "interrupted" if status == "running" and not alive else status
-
-
-def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[str, Any]:
-    """The fold's summary row, from its events (paths relative to the run root).
-
-    ``alive``: whether a process holds the fold's lock. A run whose events end without an outcome
-    and whose lock is free was killed: it shows as ``interrupted``.
-    """
-    rel = RunPaths(root=Path("."))
-    run, retrain = _shown_run(events)
-    row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
-    status = _live(ev.run_status(run), alive)
-    row.update({
-        "fold": fold, "status": status,
-        "train_manifest": _rel(rel.manifest(fold, "train")), "val_manifest": _rel(rel.manifest(fold, "val")),
-        "test_manifest": _rel(rel.manifest(fold, "test")), "checkpoint": _rel(rel.best_checkpoint(fold)),
-        # (the model name of the run, below, when the events name it)
-        "train_log": _rel(rel.train_log(fold)), "audit_log": _rel(rel.audit_log(fold)),
-        "events": _rel(rel.events(fold)), "metrics_json": _rel(rel.metrics_json(fold)),
-        "denoised_root": _rel(rel.root / "denoised" / "folds" / f"fold_{fold:02d}"),
-    })
-    if retrain is not None:
-        state = _live(ev.run_status(retrain), alive)
-        if any(e.type == ev.SWAP for e in retrain):
-            state = "swapping" if alive else "swap interrupted (rerun the fold to finish it)"
-        failure = ev.last_of(retrain, ev.FAILED)
-        row["retrain"] = f"{state}: {failure.message}" if state == "failed" and failure is not None else state
-    start = ev.last_of(run, ev.START)
-    if start is not None:
-        d = start.data
-        if d.get("model"):
-            row["checkpoint"] = _rel(rel.best_checkpoint(fold, str(d["model"])))
-        row.update(started_at=start.time, config_hash=d.get("config_hash", ""), preset=d.get("preset", ""),
-                   model=d.get("model", ""), seed=d.get("seed", ""), data_root=d.get("data_root", ""),
-                   data_fingerprint=d.get("data_digest", ""),
-                   code_version=d.get("code_version", ""), image=d.get("image") or "",
-                   library_versions=json.dumps(d.get("library_versions", {}), sort_keys=True))
-    trained = ev.last_of(run, ev.TRAIN_DONE)
-    if trained is not None:
-        d = trained.data
-        row.update(best_epoch=d.get("best_epoch", ""), epochs_run=d.get("epochs_run", ""),
-                   stopped_because=d.get("stopped_because", ""), val_psnr_mean=d.get("val_psnr", ""),
-                   val_sam_deg_mean=d.get("val_sam", ""), checkpoint_sha256=d.get("checkpoint_sha256", ""),
-                   parameters=d.get("parameters", ""), train_seconds=d.get("seconds", ""))
-    inferred = [e for e in run if e.type == ev.INFER_DONE]
-    if inferred:
-        latest = {e.data.get("split"): float(e.data.get("seconds", 0.0)) for e in inferred}
-        row["denoise_seconds"] = round(sum(latest.values()), 3)
-    evaluated = ev.last_of(run, ev.EVALUATED)
-    if evaluated is not None:
-        test = evaluated.data.get("test", {})
-        for metric in TEST_METRICS:
-            row[f"test_{metric}"] = test.get("model", {}).get(metric, "")
-        for name in BASELINES:
-            row[f"baseline_{name}_psnr_mean"] = test.get(name, {}).get("psnr_mean", "")
-        control = evaluated.data.get("control") or {}
-        row.update(control_psnr_mean=control.get("model", {}).get("psnr_mean", ""),
-                   control_sam_deg_mean=control.get("model", {}).get("sam_deg_mean", ""),
-                   control_baseline_ridge_psnr_mean=control.get("ridge", {}).get("psnr_mean", ""),
-                   control_baseline_ridge_wiener_psnr_mean=control.get("ridge_wiener", {}).get("psnr_mean", ""))
-    end = next((e for e in reversed(run) if e.type in (ev.COMPLETED, ev.FAILED)), None)
-    if end is not None and row["status"] in ("completed", "failed"):
-        row["finished_at"] = end.time
-        row["total_seconds"] = end.data.get("total_seconds", "")
-        if end.type == ev.FAILED:
-            row["error"] = end.data.get("error", end.message or "")
-    return row
-
-
 def fold_alive(paths: RunPaths, fold: int) -> bool:
     """Whether a process holds ``fold``'s lock (is working on it) right now."""
     return is_held(paths.fold_lock(fold))
-
-
-def render_summary(rows: list[dict[str, Any]]) -> bytes:
-    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
 
 
 @dataclass(frozen=True)
@@ -184,7 +71,7 @@ class Coordinator:
 
     def _events(self) -> tuple[dict[int, list[ev.Event]], list[str]]:
         events, errors = {}, []
-        for fold in discover_folds(self.paths):
+        for fold in self.paths.folds_with_events():
             try:
                 events[fold] = ev.read_events(self.paths.events(fold))
             except (SpectraCVError, OSError) as exc:
@@ -293,7 +180,7 @@ def follower(paths: RunPaths):  # noqa: ANN201 - a context manager
 def sync_if_free(paths: RunPaths) -> SyncResult | None:
     """One sync unless a following coordinator exists (it does the work then); never raises LockBusy.
     Nothing at all (not even a lock file) when no fold has events yet."""
-    if not discover_folds(paths):
+    if not paths.folds_with_events():
         return None
     try:
         with follower(paths):

@@ -190,7 +190,7 @@ def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
 def _launch(plan: CvPlan, fold: int, gpu: str | None, quiet: bool = False) -> _Child:
     """Start fold ``fold``'s process (``quiet``: its start is shown by the live lines, not logged)."""
     paths = plan.paths
-    log_path = paths.log_dir(fold) / "fold.log"
+    log_path = paths.fold_log(fold)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log_path, "ab")
     env = dict(os.environ)
@@ -210,7 +210,7 @@ def _launch(plan: CvPlan, fold: int, gpu: str | None, quiet: bool = False) -> _C
 def _refusal(paths: RunPaths, fold: int) -> str:
     """The refusal message the fold printed last (its fold.log ends with ``Error: …``)."""
     try:
-        lines = (paths.log_dir(fold) / "fold.log").read_text(errors="replace").splitlines()
+        lines = (paths.fold_log(fold)).read_text(errors="replace").splitlines()
     except OSError:
         return "see its fold.log"
     errors = [line[len("Error: "):] for line in lines if line.startswith("Error: ")]

@@ -27,9 +27,7 @@ from spectra_cv.data import contract
 from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths
-from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import discover_folds
-from spectra_cv.runs.rerun import finished_run
+from spectra_cv.runs.rerun import finished_folds
 from spectra_cv.runs.locks import file_lock
 from spectra_cv.train.presets import RunConfig
 
@@ -54,16 +52,12 @@ def cv_record(paths: RunPaths, allow_mixed_config: bool = False) -> CvRecord:
     configs: dict[str, dict[str, Any]] = {}
     best: dict[int, int] = {}
     by_fold: dict[int, str] = {}
-    for fold in discover_folds(paths):
-        run = finished_run(ev.read_events(paths.events(fold)))  # the live result (a retrain may run beside it)
-        if run is None:
+    for fold, done in finished_folds(paths).items():  # the live results (a retrain may run beside one)
+        if done.config is None or done.best_epoch is None:
             continue
-        start, trained = ev.last_of(run, ev.START), ev.last_of(run, ev.TRAIN_DONE)
-        if start is None or trained is None:
-            continue
-        configs[start.data["config_hash"]] = start.data["config"]
-        by_fold[fold] = start.data["config_hash"]
-        best[fold] = int(trained.data["best_epoch"])
+        configs[done.config_hash] = done.config
+        by_fold[fold] = done.config_hash
+        best[fold] = done.best_epoch
     if not best:
         raise ConfigError(f"no completed fold under {paths.root / 'logs'}; run `spectra-cv cv` first "
                           "(the final model reuses the folds' config and best epochs)")

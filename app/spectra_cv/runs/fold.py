@@ -44,7 +44,7 @@ from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
 from spectra_cv.runs import fingerprint as fp
 from spectra_cv.runs import rerun
-from spectra_cv.runs.coordinator import discover_folds, fold_alive, sync_if_free
+from spectra_cv.runs.coordinator import fold_alive, sync_if_free
 from spectra_cv.runs.events import fold_status
 from spectra_cv.runs.locks import file_lock
 from spectra_cv.runs.outputs import FoldOutputs, clear_staging, swap_in
@@ -302,23 +302,19 @@ class _Pipeline:
         if self.s.allow_mixed_config:
             return
         running: dict[int, str] = {}
-        completed: dict[int, str] = {}
-        for other in discover_folds(self.paths):
+        for other in self.paths.folds_with_events():
             if other == self.fold:
                 continue
             try:
-                events = ev.read_events(self.paths.events(other))
+                runs = ev.runs_of(ev.read_events(self.paths.events(other)))
             except DataContractError as exc:
                 log.warning("%s: cannot check fold %d's config: %s", self.tag, other, exc)
                 continue
-            runs = ev.runs_of(events)
             if runs and ev.run_status(runs[-1]) == "running" and fold_alive(self.paths, other):
                 if runs[-1][0].data.get("config_hash") != self.config_hash:
                     running[other] = str(runs[-1][0].data.get("config_hash"))
-            finished = rerun.finished_run(events)
-            if finished is not None and other not in self.s.retraining_folds \
-                    and finished[0].data.get("config_hash") != self.config_hash:
-                completed[other] = str(finished[0].data.get("config_hash"))
+        completed = {f: done.config_hash for f, done in rerun.finished_folds(self.paths, skip_unreadable=True).items()
+                     if f != self.fold and f not in self.s.retraining_folds and done.config_hash != self.config_hash}
         if running:
             listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(running.items()))
             raise FoldRefused(

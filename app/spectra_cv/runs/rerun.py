@@ -27,11 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spectra_cv.errors import FoldRefused
+from spectra_cv.errors import DataContractError, FoldRefused
+from spectra_cv.log import get_logger
+from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 
+log = get_logger("runs.rerun")
+
 START, RETRAIN, RESUME, RETRY, SKIP, FINISH_SWAP = "start", "retrain", "resume", "retry", "skip", "finish_swap"
-__all__ = ["FoldRefused", "Decision", "decide", "finished_run", "config_difference"]
+__all__ = ["FoldRefused", "Decision", "FinishedFold", "decide", "finished_run", "finished_folds", "config_difference"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,48 @@ def finished_run(events: list[ev.Event]) -> list[ev.Event] | None:
         elif not is_staged(run):
             found = None
     return found
+
+
+@dataclass(frozen=True)
+class FinishedFold:
+    """A fold's live finished result (``finished_run``): its run's config and best epoch."""
+
+    fold: int
+    run: list[ev.Event]
+
+    @property
+    def config_hash(self) -> str:
+        return str(self.run[0].data.get("config_hash"))
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        config = self.run[0].data.get("config")
+        return config if isinstance(config, dict) else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        trained = ev.last_of(self.run, ev.TRAIN_DONE)
+        return int(trained.data["best_epoch"]) if trained is not None and "best_epoch" in trained.data else None
+
+
+def finished_folds(paths: RunPaths, *, skip_unreadable: bool = False) -> dict[int, FinishedFold]:
+    """Every fold under ``paths`` with a finished result, read from its events: the one reader of
+    completed runs' configs (the fold's mixed-config check, the final model, the cluster plans).
+
+    An unreadable event file raises, or with ``skip_unreadable`` is logged and left out."""
+    out = {}
+    for fold in paths.folds_with_events():
+        try:
+            events = ev.read_events(paths.events(fold))
+        except DataContractError as exc:
+            if not skip_unreadable:
+                raise
+            log.warning("fold %d: its events cannot be read, so its config is not checked: %s", fold, exc)
+            continue
+        run = finished_run(events)
+        if run is not None:
+            out[fold] = FinishedFold(fold, run)
+    return out
 
 
 def swap_pending(run: list[ev.Event]) -> bool:

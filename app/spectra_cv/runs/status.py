@@ -16,7 +16,7 @@ from typing import TextIO
 
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
-from spectra_cv.runs.coordinator import discover_folds, fold_alive
+from spectra_cv.runs.coordinator import fold_alive
 from spectra_cv.train.progress import format_duration
 
 FINISHED = ("completed", "failed", "interrupted", "skipped")
@@ -123,7 +123,7 @@ def fold_state(fold: int, events: list[ev.Event], alive: bool, now: float | None
 
 def run_states(paths: RunPaths, folds: list[int] | None = None) -> list[FoldState]:
     """Every fold's state (the folds with an event file, or ``folds``: those without one are pending)."""
-    chosen = discover_folds(paths) if folds is None else sorted(folds)
+    chosen = paths.folds_with_events() if folds is None else sorted(folds)
     now = time.time()
     return [fold_state(f, ev.read_events(paths.events(f)), fold_alive(paths, f), now) for f in chosen]
 

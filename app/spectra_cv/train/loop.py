@@ -20,8 +20,10 @@ from torch import nn
 
 from spectra_cv import faults
 from spectra_cv import io as sio
+from spectra_cv.device import autocast
 from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
+from spectra_cv.metrics import torch_twin as twin
 from spectra_cv.paths import LAST_STATE_FILE
 from spectra_cv.train.config import TrainConfig
 from spectra_cv.train import numerics
@@ -50,38 +52,11 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SpectraCVError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
-    return device
-
-
-def autocast(device: torch.device, cfg: TrainConfig):
-    """bf16/fp16 autocast on CUDA when --amp is set; a no-op context elsewhere."""
-    enabled = cfg.amp and device.type == "cuda"
-    dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
-
-
-def spectral_scores(pred: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-spectrum PSNR (dB, data range 1) and SAM (degrees) in float64. pred, ref: (B, L)."""
-    p, r = pred.double(), ref.double()
-    mse = ((p - r) ** 2).mean(dim=1).clamp_min(1e-12)
-    psnr = -10.0 * torch.log10(mse)
-    cos = (p * r).sum(1) / (p.norm(dim=1) * r.norm(dim=1)).clamp_min(1e-12)
-    sam = torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
-    return psnr, sam
-
-
 def predict(model: nn.Module, split: DeviceSplit, idx: torch.Tensor, device: torch.device, cfg: TrainConfig,
             shift: torch.Tensor | None = None) -> torch.Tensor:
     """Model output (B, L) in float32 for rows ``idx`` of ``split`` (their reflectance + ``shift``, if given)."""
     cond = split.cond[idx] if split.cond.shape[1] > 0 else None
-    with autocast(device, cfg):
+    with autocast(device, cfg.amp, cfg.amp_dtype):
         out = model(split.inputs(idx, shift), cond)
     return out[:, 0, :].float()
 
@@ -100,9 +75,8 @@ def evaluate(
         ref = split.loo[idx]
         loss, _ = objective(pred, ref)
         total_loss += float(loss) * len(idx)
-        psnr, sam = spectral_scores(pred, ref)
-        psnrs.append(psnr)
-        sams.append(sam)
+        psnrs.append(twin.psnr(pred, ref))
+        sams.append(twin.sam_deg(pred, ref))
     psnr_all, sam_all = torch.cat(psnrs), torch.cat(sams)
     return {
         "loss": total_loss / n,

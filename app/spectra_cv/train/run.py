@@ -30,7 +30,8 @@ from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
 from spectra_cv.train import numerics
 from spectra_cv.train.data import DeviceSplit, read_split
-from spectra_cv.train.loop import FitResult, TrainState, fit, resolve_device
+from spectra_cv.device import resolve_device
+from spectra_cv.train.loop import FitResult, TrainState, fit
 from spectra_cv.train.presets import RunConfig
 from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema

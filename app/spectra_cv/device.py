@@ -1,0 +1,24 @@
+"""Which device a run uses, and the autocast it runs under: one place for training and denoising."""
+
+from __future__ import annotations
+
+import torch
+
+from spectra_cv.errors import SpectraCVError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpectraCVError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def autocast(device: torch.device, amp: bool, dtype: str = "bf16") -> torch.autocast:
+    """bf16/fp16 autocast on CUDA when ``amp`` is on; a disabled (no-op) context elsewhere."""
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[dtype], enabled=amp and device.type == "cuda")
