@@ -73,6 +73,7 @@ class LazyGroup(click.Group):
         "final": "spectra_cv.cli.final:final",
         "slurm": "spectra_cv.cli.slurm:slurm",
         "k8s": "spectra_cv.cli.k8s:k8s",
+        "track": "spectra_cv.cli.track:track",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")
