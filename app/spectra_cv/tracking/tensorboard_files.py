@@ -94,7 +94,8 @@ def _write_run(writer_cls: Any, hparams: Any, folder: Path, run: TrackedRun, roo
             writer.file_writer.add_summary(summary, walltime=start_s)
         status = [["field", "value"], ["run key", run.key]]
         status += [[k, v.replace("|", "\\|")] for k, v in run.tags.items() if k != "library_versions"]
-        writer.add_text("run", (run.note + "\n\n" if run.note else "") + _table(status), global_step=0, walltime=start_s)
+        text = (run.note + "\n\n" if run.note else "") + _table(status)
+        writer.add_text("run", text, global_step=0, walltime=start_s)
         config = json.dumps(run.params, indent=1, sort_keys=True)
         writer.add_text("config", "\n".join("    " + line for line in config.splitlines()), global_step=0,
                         walltime=start_s)
