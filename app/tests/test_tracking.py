@@ -222,6 +222,11 @@ def test_mlflow_one_run_per_fold_through_a_kill_and_a_resume_and_again_on_every_
     copied = paths.root / "tracking" / "mlflow" / "artifacts" / fold1["id"] / "artifacts" / f"{MODEL}_best.pt"
     assert copied.read_bytes() == paths.best_checkpoint(1, MODEL).read_bytes()
 
+    moved = RunPaths(root=paths.root.rename(tmp_path / "moved"))  # MLflow's artifact folder is absolute
+    with pytest.raises(TrackingError, match=r"recorded at .*/run/tracking/mlflow/artifacts.*"
+                                            r"remove .*moved/tracking/mlflow"):
+        export_fold(moved, 1, "mlflow")
+
 
 # --- TensorBoard ------------------------------------------------------------------------------------
 def _tensorboard_state(paths: RunPaths) -> dict[str, dict]:

@@ -88,9 +88,18 @@ def export(paths: RunPaths, runs: list[TrackedRun]) -> Path:
 
 
 def _experiment(client: Any, folder: Path) -> str:
+    """The store's experiment (created on first use). MLflow records its artifact folder as an
+    absolute URI, so a store reached by another path (the run root moved, or mounted elsewhere)
+    would copy artifacts to where the run root used to be: refused, with the fix."""
+    artifacts = (folder / ARTIFACTS_DIR).resolve().as_uri()
     found = client.get_experiment_by_name(EXPERIMENT)
     if found is None:
-        return str(client.create_experiment(EXPERIMENT, artifact_location=(folder / ARTIFACTS_DIR).resolve().as_uri()))
+        return str(client.create_experiment(EXPERIMENT, artifact_location=artifacts))
+    if found.artifact_location != artifacts:
+        raise TrackingError(
+            f"{folder / DB_FILE}: its artifacts are recorded at {found.artifact_location}, not {artifacts} (the run "
+            f"root was moved or is mounted at another path); remove {folder} and export again: the runs are "
+            "rebuilt from the events")
     if found.lifecycle_stage == "deleted":
         client.restore_experiment(found.experiment_id)
     return str(found.experiment_id)
