@@ -174,9 +174,10 @@ def test_mlflow_one_run_per_fold_through_a_kill_and_a_resume_and_again_on_every_
     pytest.importorskip("mlflow", reason="the tracking extra: pip install 'spectra-cv[tracking]'")
     paths = RunPaths(root=tmp_path / "run")
     w = _killed(paths, 1)
-    w2 = _start(paths, 2)  # fold 2 is exported while it trains (its lock is free: it shows as killed)
+    w2 = _start(paths, 2)  # fold 2 fails after epoch 3; its retry will resume after that epoch
     for epoch in range(1, 4):
         _epoch(w2, 2, epoch, attempt=1)
+    w2.emit(ev.FAILED, "Training failed: RuntimeError: disk full", stage="train", error="RuntimeError: disk full")
     assert export_run(paths, "mlflow") == [paths.root / "tracking" / "mlflow"] * 2
 
     state = _mlflow_state(paths)
@@ -186,9 +187,12 @@ def test_mlflow_one_run_per_fold_through_a_kill_and_a_resume_and_again_on_every_
     assert killed["history"]["val/psnr"] == _expected_val_psnr(1, resumed=False)
     assert [s for s, _ in killed["history"]["train/loss"]] == [1, 2, 3, 4, 5]
     assert killed["artifacts"] == []
+    failed = state[2]
+    assert failed["status"] == "FAILED" and failed["tags"]["spectra_cv.error"] == "RuntimeError: disk full"
 
     first_ids = {fold: run["id"] for fold, run in state.items()}
     _resume_and_finish(paths, w, 1)
+    w2.emit(ev.RESUME, "Retrying fold_02", after=len(w2.events) - 1)
     w2.emit(ev.RESUME, None, stage="train", after_epoch=3, state="x")  # nothing exported is superseded
     for epoch in range(4, 7):
         _epoch(w2, 2, epoch, attempt=1)
@@ -215,6 +219,7 @@ def test_mlflow_one_run_per_fold_through_a_kill_and_a_resume_and_again_on_every_
     assert fold1["artifacts"] == sorted([f"{MODEL}_best.pt", "fold_01_metrics.json", "cv_report.md"])
     assert fold1["tags"]["mlflow.note.content"].startswith("Test metrics: PSNR 51.000")
     assert state[2]["params"] == _expected_params() and state[2]["status"] == "FINISHED"
+    assert "spectra_cv.error" not in state[2]["tags"]  # the retry put the failure right
     assert state[2]["history"]["val/psnr"] == [(e, _val_psnr(2, e, 1)) for e in range(1, 7)]
 
     export_run(paths, "mlflow")  # what every fold end does: nothing new, nothing twice

@@ -173,6 +173,9 @@ def _sync(api: _Api, client: Any, experiment: str, run: TrackedRun) -> None:
         client.log_batch(run_id, tags=batch)
     for batch in _batches(metrics, MAX_METRICS):
         client.log_batch(run_id, metrics=batch)
+    for gone in sorted(k for k in have_tags if k.startswith(TAG) and k not in tags and k != KEY_TAG
+                       and not k.startswith(ARTIFACT_TAG)):
+        client.delete_tag(run_id, gone)  # e.g. the error of a failure a retry has since put right
 
     for artifact in run.artifacts:
         tag = f"{ARTIFACT_TAG}{artifact.name}"
