@@ -67,7 +67,7 @@ $(STAMP): app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e 'app[test,report,k8s]'
+	$(PY) -m pip install --quiet -e 'app[test,report,k8s,tracking]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the app (CPU torch here, CUDA torch on a GPU host)

@@ -74,6 +74,7 @@ class LazyGroup(click.Group):
         "slurm": "spectra_cv.cli.slurm:slurm",
         "k8s": "spectra_cv.cli.k8s:k8s",
         "status": "spectra_cv.cli.status:status",
+        "track": "spectra_cv.cli.track:track",
     },
 )
 @click.version_option(__version__, prog_name="spectra-cv")

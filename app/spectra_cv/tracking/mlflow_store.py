@@ -1,0 +1,195 @@
+"""The MLflow backend: each fold run as an MLflow run in a server-less store under the run root.
+
+The store is ``<run root>/tracking/mlflow/``: an SQLite database (``mlflow.db``) and the artifact
+folder beside it. MLflow 3 refuses its old file store unless ``MLFLOW_ALLOW_FILE_STORE`` is set
+(it is in maintenance mode), while ``mlflow ui --backend-store-uri sqlite:///…/mlflow.db`` reads
+SQLite with no server running, so SQLite it is (mlflow-skinny plus SQLAlchemy and Alembic write it).
+
+Idempotent: a run is found again by its ``spectra_cv.run_key`` tag, and an export logs only the
+metric points, params, tags and artifacts it lacks (MLflow's SQL store also ignores a point logged
+twice). MLflow cannot delete metric points, so when a run holds a point the events no longer
+describe — an epoch exported before a kill and redone after the resume — the run is deleted and
+logged afresh: the store still holds one (active) run per fold run, with each step once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from spectra_cv.log import get_logger
+from spectra_cv.paths import RunPaths
+from spectra_cv.tracking import TrackingError, missing_library
+from spectra_cv.tracking.history import Point, TrackedRun
+
+log = get_logger("tracking.mlflow")
+
+STORE_DIR = "mlflow"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
+EXPERIMENT = "spectra-cv"
+"""One experiment per store: the store lives under one run root."""
+TAG = "spectra_cv."
+KEY_TAG = f"{TAG}run_key"
+ARTIFACT_TAG = f"{TAG}artifact_sha256."
+NOTE_TAG = "mlflow.note.content"
+STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "running": "RUNNING"}
+# log_batch limits of the MLflow API (per request)
+MAX_PARAMS, MAX_TAGS, MAX_METRICS = 100, 100, 1000
+
+
+def store_dir(paths: RunPaths) -> Path:
+    return paths.root / "tracking" / STORE_DIR
+
+
+def tracking_uri(paths: RunPaths) -> str:
+    """``sqlite:///<absolute path>/mlflow.db``: what ``mlflow ui --backend-store-uri`` takes."""
+    return f"sqlite:///{(store_dir(paths) / DB_FILE).resolve().as_posix()}"
+
+
+class _Api:
+    """The MLflow names this backend uses, imported on first use."""
+
+    def __init__(self) -> None:
+        # an export must not phone home; MLflow ≥ 3.2 sends usage telemetry unless told not to
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        try:
+            import alembic  # noqa: F401 - the SQLite store's schema migrations
+            import sqlalchemy  # noqa: F401 - the SQLite store
+            from mlflow.entities import Metric, Param, RunTag, ViewType
+            from mlflow.exceptions import MlflowException
+            from mlflow.tracking import MlflowClient
+        except ImportError as exc:
+            raise missing_library("mlflow", exc) from exc
+        self.Client, self.Metric, self.Param, self.RunTag = MlflowClient, Metric, Param, RunTag
+        self.ViewType, self.Error = ViewType, MlflowException
+
+
+def require() -> None:
+    """Raise the install hint (``ConfigError``) unless MLflow and its SQLite store import."""
+    _Api()
+
+
+def export(paths: RunPaths, runs: list[TrackedRun]) -> Path:
+    """Write ``runs`` (one fold's) into the run root's MLflow store; returns the store's folder."""
+    api = _Api()
+    folder = store_dir(paths)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        client = api.Client(tracking_uri=tracking_uri(paths))
+        experiment = _experiment(client, folder)
+        for run in runs:
+            _sync(api, client, experiment, run)
+    except api.Error as exc:
+        raise TrackingError(f"{folder / DB_FILE}: MLflow refused the export ({exc}); if the store is damaged, "
+                            f"remove {folder} and export again (it is rebuilt from the events)") from exc
+    return folder
+
+
+def _experiment(client: Any, folder: Path) -> str:
+    """The store's experiment (created on first use). MLflow records its artifact folder as an
+    absolute URI, so a store reached by another path (the run root moved, or mounted elsewhere)
+    would copy artifacts to where the run root used to be: refused, with the fix."""
+    artifacts = (folder / ARTIFACTS_DIR).resolve().as_uri()
+    found = client.get_experiment_by_name(EXPERIMENT)
+    if found is None:
+        return str(client.create_experiment(EXPERIMENT, artifact_location=artifacts))
+    if found.artifact_location != artifacts:
+        raise TrackingError(
+            f"{folder / DB_FILE}: its artifacts are recorded at {found.artifact_location}, not {artifacts} (the run "
+            f"root was moved or is mounted at another path); remove {folder} and export again: the runs are "
+            "rebuilt from the events")
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return str(found.experiment_id)
+
+
+def _find(api: _Api, client: Any, experiment: str, key: str) -> Any | None:
+    """The active MLflow run of ``key`` (a duplicate left by an interrupted export is deleted)."""
+    found = client.search_runs([experiment], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+                               run_view_type=api.ViewType.ACTIVE_ONLY, max_results=50,
+                               order_by=["attributes.start_time ASC"])
+    for extra in found[1:]:
+        log.warning("MLflow run %s duplicates %s (%s); deleting it", extra.info.run_id, found[0].info.run_id, key)
+        client.delete_run(extra.info.run_id)
+    return found[0] if found else None
+
+
+def _point_key(point: Point) -> tuple[str, int, float, int]:
+    return point.key, point.step, point.value, point.timestamp_ms
+
+
+def _logged_points(client: Any, mlrun: Any) -> set[tuple[str, int, float, int]]:
+    logged = set()
+    for key in mlrun.data.metrics:
+        for m in client.get_metric_history(mlrun.info.run_id, key):
+            logged.add((m.key, int(m.step), float(m.value), int(m.timestamp)))
+    return logged
+
+
+def _stale(mlrun: Any, run: TrackedRun, logged: set[tuple[str, int, float, int]]) -> str | None:
+    """Why ``mlrun`` cannot be brought up to ``run`` by adding to it (None: it can)."""
+    wanted = {_point_key(p) for p in run.points}
+    extra = sorted(logged - wanted)
+    if extra:
+        key, step, value, _ = extra[0]
+        return f"{len(extra)} metric point(s) the events no longer hold (e.g. {key} at step {step}: {value:g})"
+    for name, value in mlrun.data.params.items():
+        if run.params.get(name, value) != value:
+            return f"param {name} is {value!r}, the events say {run.params[name]!r}"
+    return None
+
+
+def _batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _sync(api: _Api, client: Any, experiment: str, run: TrackedRun) -> None:
+    mlrun = _find(api, client, experiment, run.key)
+    logged: set[tuple[str, int, float, int]] = set()
+    if mlrun is not None:
+        logged = _logged_points(client, mlrun)
+        why = _stale(mlrun, run, logged)
+        if why is not None:
+            log.info("%s: MLflow run %s holds %s; logging the run afresh", run.name, mlrun.info.run_id, why)
+            client.delete_run(mlrun.info.run_id)
+            mlrun, logged = None, set()
+    if mlrun is None:
+        mlrun = client.create_run(experiment, start_time=run.start_ms, tags={KEY_TAG: run.key}, run_name=run.name)
+        log.info("%s: new MLflow run %s", run.name, mlrun.info.run_id)
+    run_id = mlrun.info.run_id
+    have_params, have_tags = dict(mlrun.data.params), dict(mlrun.data.tags)
+
+    params = [api.Param(k, v) for k, v in run.params.items() if k not in have_params]
+    tags = {f"{TAG}{k}": v for k, v in run.tags.items()}
+    if run.note:
+        tags[NOTE_TAG] = run.note
+    new_tags = [api.RunTag(k, v) for k, v in tags.items() if have_tags.get(k) != v]
+    metrics = [api.Metric(p.key, p.value, p.timestamp_ms, p.step) for p in run.points if _point_key(p) not in logged]
+    for batch in _batches(params, MAX_PARAMS):
+        client.log_batch(run_id, params=batch)
+    for batch in _batches(new_tags, MAX_TAGS):
+        client.log_batch(run_id, tags=batch)
+    for batch in _batches(metrics, MAX_METRICS):
+        client.log_batch(run_id, metrics=batch)
+    for gone in sorted(k for k in have_tags if k.startswith(TAG) and k not in tags and k != KEY_TAG
+                       and not k.startswith(ARTIFACT_TAG)):
+        client.delete_tag(run_id, gone)  # e.g. the error of a failure a retry has since put right
+
+    for artifact in run.artifacts:
+        tag = f"{ARTIFACT_TAG}{artifact.name}"
+        if have_tags.get(tag) != artifact.sha256:
+            client.log_artifact(run_id, str(artifact.path))
+            client.set_tag(run_id, tag, artifact.sha256)
+
+    status = STATUS[run.status]
+    info = mlrun.info
+    if status == "RUNNING":
+        if info.status != status:
+            client.update_run(run_id, status=status)
+    elif info.status != status or info.end_time != run.end_ms:
+        client.set_terminated(run_id, status=status, end_time=run.end_ms)
+    log.debug("%s: MLflow run %s: %d param(s), %d tag(s), %d metric point(s) logged", run.name, run_id,
+              len(params), len(new_tags), len(metrics))
+
