@@ -330,3 +330,26 @@ def test_track_command_exports_the_folds_asked_for_and_refuses_one_not_started(t
     with pytest.raises(TrackingError, match="no fold has started"):
         export_run(RunPaths(root=tmp_path / "empty"), "tensorboard")
     assert BACKENDS == ("mlflow", "tensorboard")
+
+
+def test_a_real_fold_run_with_tracking_exports_itself_when_it_ends(uninterrupted, data, tmp_path):
+    """`fold --tracking tensorboard` (what cv forwards to every fold): the rerun of a completed fold
+    skips it, and the fold's runs are exported on the way out, epoch events included."""
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from runs_support import fold_args, spectra_cv
+
+    root = tmp_path / "run"
+    shutil.copytree(uninterrupted, root, ignore=shutil.ignore_patterns("*.lock"))
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, root), "--tracking", "tensorboard", cwd=root)
+    assert "[fold 1] skipped" in out.stdout
+    runs = [p for p in (root / "tracking" / "tensorboard" / "fold_01").rglob("events.out.tfevents.*")]
+    assert runs, list((root / "tracking").rglob("*"))
+    scalars = set()
+    for path in runs:
+        acc = EventAccumulator(str(path.parent))
+        acc.Reload()
+        scalars |= set(acc.Tags()["scalars"])
+    assert any("val_psnr" in tag for tag in scalars), scalars

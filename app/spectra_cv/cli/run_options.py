@@ -18,6 +18,8 @@ import click
 
 from spectra_cv import paths as run_paths
 from spectra_cv.cli.options import DIR, FILE
+from spectra_cv.tracking import BACKENDS as TRACKING_BACKENDS
+from spectra_cv.tracking import require as require_tracking
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -39,6 +41,7 @@ class RunOptions:
     device: str
     infer_batch_size: int
     clean_manifest: Path | None
+    tracking: str | None = None
 
     def config(self) -> Any:
         """The RunConfig these options describe (ConfigError on a bad ``--set``)."""
@@ -63,7 +66,8 @@ class RunOptions:
         for flag, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs),
                             ("--patience", self.patience), ("--lr", self.lr), ("--lr-min", self.lr_min),
                             ("--seed", self.seed), ("--time-budget-s", self.time_budget_s),
-                            ("--fold-config", self.fold_config), ("--clean-manifest", self.clean_manifest)):
+                            ("--fold-config", self.fold_config), ("--clean-manifest", self.clean_manifest),
+                            ("--tracking", self.tracking)):
             if value is not None:
                 args += [flag, str(value)]
         for item in self.sets:
@@ -105,12 +109,19 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--infer-batch-size", type=int, default=64, show_default=True, help="Denoising batch size."),
         click.option("--clean-manifest", type=FILE, default=None,
                      help="Synthetic data: clean truth (default: <data-root>/../clean/clean_manifest.csv if present)."),
+        click.option("--tracking", type=click.Choice(TRACKING_BACKENDS), default=None, envvar="SPECTRA_CV_TRACKING",
+                     show_envvar=True, help="Also export each fold, when it ends, as a run of an MLflow store or "
+                     "TensorBoard files under <run-root>/tracking (needs the tracking extra; `spectra-cv track` "
+                     "exports afterwards)."),
     ]
     names = ("preset", "batch_size", "epochs", "patience", "lr", "lr_min", "seed", "time_budget_s", "sets",
-             "data_root", "metadata_dir", "run_root", "fold_config", "device", "infer_batch_size", "clean_manifest")
+             "data_root", "metadata_dir", "run_root", "fold_config", "device", "infer_batch_size", "clean_manifest",
+             "tracking")
 
     def wrapper(**kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in names}
+        if given["tracking"] is not None:
+            require_tracking(given["tracking"])  # a missing library fails now, not after training
         given["data_root"] = given["data_root"] or run_paths.data_root()
         given["metadata_dir"] = given["metadata_dir"] or run_paths.metadata_dir()
         given["run_root"] = given["run_root"] or Path(os.environ.get(run_paths.ENV_RUN_ROOT, "."))

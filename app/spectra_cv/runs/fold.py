@@ -37,7 +37,7 @@ from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv import provenance
 from spectra_cv.data import contract
-from spectra_cv.errors import DataContractError, FoldError, FoldRefused
+from spectra_cv.errors import DataContractError, FoldError, FoldRefused, SpectraCVError
 from spectra_cv.evaluation import format_metric
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths, fold_tag
@@ -92,6 +92,8 @@ class FoldSettings:
     """Folds retrained (``force``) by the same cv run: their finished configs do not count as mixed."""
     clean_manifest: Path | None = None
     """Synthetic data: noise-free truth to score against as well (found beside the data when None)."""
+    tracking: str | None = None
+    """Export the fold to this tracking backend (``spectra_cv.tracking``) when it ends; None: no tracking."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,21 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
                 raise
     finally:
         sync_if_free(paths)  # after the lock is released, so a run left without an outcome reads "interrupted"
+        if settings.tracking is not None:
+            _track(settings)
+
+
+def _track(settings: FoldSettings) -> None:
+    """Export the fold to its tracking backend; a failure there is a warning, never the fold's."""
+    from spectra_cv import tracking
+
+    if not ev.runs_of(ev.read_events(settings.paths.events(settings.fold))):
+        return  # refused before it started: nothing to show
+    try:
+        tracking.export_fold(settings.paths, settings.fold, settings.tracking or "")
+    except SpectraCVError as exc:
+        log.warning("fold %d: not exported to %s: %s (`spectra-cv track` retries)", settings.fold,
+                    settings.tracking, exc)
 
 
 def _finite(value: Any) -> Any:

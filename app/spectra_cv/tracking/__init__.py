@@ -17,14 +17,14 @@ folds finishing at once do not write the same store together.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from spectra_cv.errors import ConfigError, SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
-
-if TYPE_CHECKING:
-    from spectra_cv.tracking.history import TrackedRun
+from spectra_cv.runs import events as ev
+from spectra_cv.runs.coordinator import fold_alive
+from spectra_cv.runs.locks import file_lock
+from spectra_cv.tracking.history import TrackedRun, tracked_runs
 
 log = get_logger("tracking")
 
@@ -69,9 +69,6 @@ def open_hint(paths: RunPaths, backend: str) -> str:
 
 def _runs(paths: RunPaths, fold: int) -> list[TrackedRun]:
     """The fold's runs as the tracking store shows them; TrackingError when it has none."""
-    from spectra_cv.runs import events as ev
-    from spectra_cv.runs.coordinator import fold_alive
-    from spectra_cv.tracking.history import tracked_runs
 
     events = ev.read_events(paths.events(fold))
     runs = tracked_runs(paths, fold, events, alive=fold_alive(paths, fold) if events else False)
@@ -85,7 +82,7 @@ def _no_run(paths: RunPaths, fold: int) -> TrackingError:
                          "run the fold first, or leave it out of --folds")
 
 
-def _require(backend: str) -> None:
+def require(backend: str) -> None:
     """Import ``backend``'s library now, so a missing one is reported before anything is written."""
     _check_backend(backend)
     if backend == MLFLOW:
@@ -113,8 +110,6 @@ def _export(paths: RunPaths, fold: int, backend: str) -> Path:
 
 
 def _lock(paths: RunPaths):  # noqa: ANN202 - a context manager
-    from spectra_cv.runs.locks import file_lock
-
     return file_lock(tracking_dir(paths) / LOCK_FILE, "the tracking export lock", blocking=True)
 
 
@@ -127,7 +122,7 @@ def export_fold(paths: RunPaths, fold: int, backend: str) -> Path:
     a missing library (naming ``pip install 'spectra-cv[tracking]'``), ``TrackingError`` for a
     fold without a run or a store the library refuses.
     """
-    _require(backend)
+    require(backend)
     with _lock(paths):
         return _export(paths, fold, backend)
 
@@ -135,12 +130,10 @@ def export_fold(paths: RunPaths, fold: int, backend: str) -> Path:
 def export_run(paths: RunPaths, backend: str, folds: list[int] | None = None) -> list[Path]:
     """``export_fold`` for each of ``folds`` (None: every fold with events under ``logs/`` that has
     started; a listed fold that has not raises). Returns the paths, in fold order."""
-    from spectra_cv.runs import events as ev
-    from spectra_cv.runs.coordinator import discover_folds
 
-    _require(backend)
+    require(backend)
     if folds is None:
-        folds = [f for f in discover_folds(paths) if ev.runs_of(ev.read_events(paths.events(f)))]
+        folds = [f for f in paths.folds_with_events() if ev.runs_of(ev.read_events(paths.events(f)))]
         if not folds:
             raise TrackingError(f"{paths.root / 'logs'}: no fold has started under this run root; "
                                 "check --run-root")
