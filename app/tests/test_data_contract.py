@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from spectra_cv import paths
 from spectra_cv.cli import main
-from spectra_cv.data import contract
+from spectra_cv.data import check, contract
 
 L = 601
 ANGLES = ("6Oclock", "12Oclock")
@@ -111,7 +111,7 @@ def dataset(tmp_path) -> tuple[Path, Path]:
 
 def test_valid_dataset_passes_with_summary(dataset):
     root, meta = dataset
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.ok and report.problems == [] and report.n_rows == N_ROWS
     by_name = {t.name: t for t in report.treatments}
     assert set(by_name) == set(TREATMENTS)
@@ -321,7 +321,7 @@ DETAILS = {  # the reason each spectrum/λ breaker must report, beyond naming th
 def test_each_broken_input_is_reported_once_named_and_fails_the_cli(dataset, name):
     root, meta = dataset
     fragments = BREAKERS[name](root, meta) + ([DETAILS[name]] if name in DETAILS else [])
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.n_problems == 1, report.problems
     for fragment in fragments:
         assert fragment in report.problems[0]
@@ -335,7 +335,7 @@ def test_several_problems_are_all_reported(dataset):
     root, meta = dataset
     names = ["missing file", "wrong length", "no dose_features row", "lambda non-positive", "group_id mismatch"]
     fragments = [BREAKERS[n](root, meta)[0] for n in names]
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.n_problems == len(names)
     for fragment in fragments:
         assert sum(fragment in p for p in report.problems) == 1, fragment
@@ -348,10 +348,10 @@ def test_problems_are_capped_and_counted(dataset):
     rels = manifest_of(root)["relative_path"].to_numpy()[:10]
     for rel in rels:
         (root / rel).unlink()
-    report = contract.check_dataset(root, meta, max_problems=3)
+    report = check.check_dataset(root, meta, max_problems=3)
     assert report.n_problems == 10 and len(report.problems) == 3
     assert [p.split(":")[0] for p in report.problems] == [f"manifest.csv row {i}" for i in (1, 2, 3)]
-    assert "… and 7 more (raise --max-problems to see them)" in contract.format_report(report)
+    assert "… and 7 more (raise --max-problems to see them)" in check.format_report(report)
     result = run_cli(root, meta, "--max-problems", "3")
     assert result.exit_code == 1 and "10 data contract problem(s)" in result.output
     assert "manifest.csv row 3:" in result.output and "manifest.csv row 4:" not in result.output
@@ -367,7 +367,7 @@ def test_requested_film_features_must_match_dose_stats(dataset):
 def test_missing_angle_column_is_reported_for_manifest_and_conditioning(dataset):
     root, meta = dataset
     edit_csv(root / contract.MANIFEST_FILE, lambda f: f.drop(columns=["angle"]))
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.n_problems == 2
     assert "missing required column(s) angle" in report.problems[0]
     assert "no angle column, needed for FiLM feature cos_theta" in report.problems[1]
@@ -378,7 +378,7 @@ def test_missing_metadata_files_are_each_reported(dataset):
     (meta / contract.DOSE_FEATURES_FILE).unlink()
     (meta / contract.DOSE_STATS_FILE).unlink()
     (meta / contract.SAMPLING_WEIGHTS_FILE).unlink()  # optional: absent means uniform weights
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.n_problems == 2 and report.sampling_weights_matched is None
     assert "dose_features.csv: dose features not found" in report.problems[0]
     assert "dose_stats.json: not found" in report.problems[1]
@@ -387,14 +387,14 @@ def test_missing_metadata_files_are_each_reported(dataset):
 def test_no_treatment_with_five_samples_is_a_problem(dataset):
     root, meta = dataset
     edit_csv(root / contract.MANIFEST_FILE, lambda f: f[f["sample"] != "sample_A"])
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.cv_treatments == () and report.n_problems == 1
     assert "no treatment has exactly 5 samples" in report.problems[0]
     assert set(report.excluded_treatments) == set(TREATMENTS)
 
 
 def test_missing_data_root_is_one_problem_per_missing_directory(tmp_path):
-    report = contract.check_dataset(tmp_path / "nope", tmp_path / "nada")
+    report = check.check_dataset(tmp_path / "nope", tmp_path / "nada")
     assert report.n_problems == 2
     assert "data root not found" in report.problems[0] and "metadata directory not found" in report.problems[1]
 
@@ -407,6 +407,6 @@ def test_npz_and_resampled_csv_spectra_pass(dataset):
     rename_row(root, meta, base + "1.npy", base + "1.csv")
     wl = np.arange(299.0, 602.0, 1.0)
     pd.DataFrame({"wavelength_nm": wl, "reflectance": 0.3 + 1e-4 * wl}).to_csv(root / (base + "1.csv"), index=False)
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.ok, report.problems
     assert report.value_range[0] == pytest.approx(0.3 + 1e-4 * 300.0, abs=1e-6)  # the resampled CSV at 300 nm

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from spectra_cv.cli import main
-from spectra_cv.data import contract, loaders, stats, synth
+from spectra_cv.data import check, contract, loaders, stats, synth
 from spectra_cv.errors import ConfigError
 from spectra_cv.metrics.baselines import gaussian_filter
 
@@ -48,7 +48,7 @@ def _group_stats(data: synth.SynthData) -> tuple[np.ndarray, np.ndarray]:
 # --- layout --------------------------------------------------------------------------------------
 def test_layout_loads_and_passes_the_contract_check(tiny_dir):
     root, meta = tiny_dir / "spectra_for_fold", tiny_dir / "metadata"
-    report = contract.check_dataset(root, meta)
+    report = check.check_dataset(root, meta)
     assert report.ok, report.problems
     manifest = loaders.read_manifest(root / contract.MANIFEST_FILE)
     assert tuple(manifest.columns) == contract.MANIFEST_COLUMNS

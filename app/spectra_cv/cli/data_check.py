@@ -10,6 +10,7 @@ import click
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
 from spectra_cv.data import contract
+from spectra_cv.data import check as dataset_check
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -61,14 +62,14 @@ def check(
     non-zero when there is any.
     """
     started = time.perf_counter()
-    report = contract.check_dataset(
+    report = dataset_check.check_dataset(
         data_root if data_root is not None else paths.data_root(),
         metadata_dir if metadata_dir is not None else paths.metadata_dir(),
         film_features=tuple(film_features),
         sequence_length=sequence_length,
         max_problems=max_problems,
     )
-    click.echo(contract.format_report(report))
+    click.echo(dataset_check.format_report(report))
     click.echo(f"checked in {time.perf_counter() - started:.1f} s")
     if not report.ok:
         raise click.ClickException(
