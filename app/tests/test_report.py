@@ -141,7 +141,7 @@ def test_plots_are_real_pngs(run):
 
 
 def test_pick_examples_is_one_per_treatment_first():
-    from spectra_cv.runs.report import pick_examples
+    from spectra_cv.runs.report_data import pick_examples
 
     manifest = pd.DataFrame({"treatment": ["t1", "t1", "t1", "t2", "t2", "t3"]})
     groups = ["t1/a", "t1/a", "t1/b", "t2/a", "t2/a", "t3/a"]
