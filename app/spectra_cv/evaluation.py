@@ -22,7 +22,14 @@ from spectra_cv.data import loaders, rows
 from spectra_cv.data.loaders import group_ids_of
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
-from spectra_cv.metrics import FittedBaseline, evaluate, fit_baselines, loo_means, psnr, rmse_per_wavelength
+from spectra_cv.metrics import (
+    FittedBaseline,
+    evaluate,
+    fit_baselines,
+    loo_means,
+    psnr,
+    rmse_per_wavelength,
+)
 from spectra_cv.paths import denoised_output as output_path
 
 log = get_logger("evaluation")
