@@ -224,10 +224,10 @@ def _best_baseline(lookup: dict, fold: int, methods: list[str]) -> str | None:
     return max([s for s in scored if math.isfinite(s[0])], default=(float("nan"), None))[1]
 
 
-def _margin(lookup: dict, folds: tuple[int, ...], baseline: object) -> tuple[np.ndarray, str]:
+def _margin(lookup: dict, folds: tuple[int, ...], baseline: str | dict[int, str]) -> tuple[np.ndarray, str]:
     """Per-fold test PSNR differences model − baseline (folds scoring both; ``baseline`` a method or a
     fold → method mapping) and their mean ± sample std as text ('+0.80 ± 0.12 dB')."""
-    pick = baseline if isinstance(baseline, dict) else dict.fromkeys(folds, baseline)
+    pick: dict[int, str] = baseline if isinstance(baseline, dict) else dict.fromkeys(folds, baseline)
     diffs = np.array([_test(lookup, f, MODEL, "psnr_mean") - _test(lookup, f, pick[f], "psnr_mean") for f in folds])
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 1:
@@ -282,6 +282,7 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
     """The whole ``cv_report.md`` text (plots: PNG file names under ``plots_dir`` to link;
     data_warnings: completed folds whose data changed since they ran; captions: a sentence under a
     plot; left_out: plot name → why it was not drawn, said where it would have been)."""
+    captions, left_out = captions or {}, left_out or {}
     done = summary[summary["status"] == "completed"]
     others = summary[summary["status"] != "completed"]
     folds = tuple(int(f) for f in done["fold"])
@@ -318,14 +319,14 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
                 *_comparison(lookup, methods, folds, "clean"), ""]
     if plots or left_out:
         out += ["## Plots", ""]
-        order = [n for n in PLOT_TITLES if n in plots or n in (left_out or {})]
+        order = [n for n in PLOT_TITLES if n in plots or n in left_out]
         for name in order + [n for n in plots if n not in PLOT_TITLES]:
             if name not in plots:
                 out += [f"*{PLOT_TITLES[name]}*: left out, {left_out[name]}.", ""]
                 continue
             link = (paths.plots_dir / name).relative_to(paths.report_md.parent).as_posix()
             out += [f"![{PLOT_TITLES.get(name, name)}]({link})", ""]
-            if (captions or {}).get(name):
+            if captions.get(name):
                 out += [captions[name], ""]
     retraining = [f"fold {int(r['fold'])}: {_cell(r['retrain'])}" for _, r in done.iterrows() if _cell(r["retrain"])]
     if retraining:

@@ -18,9 +18,10 @@ import pandas as pd
 
 from spectra_cv.data import loaders
 from spectra_cv.errors import DataContractError
-from spectra_cv.evaluation import PSNR_PERCENTILES
+from spectra_cv.evaluation import PSNR_PERCENTILES, split_of
 from spectra_cv.metrics import loo_means
 from spectra_cv.paths import RunPaths
+from spectra_cv.paths import denoised_output as output_path
 from spectra_cv.runs.report_plots import MODEL, ErrorCurves, Examples
 
 CURVE_METHODS = (MODEL, "ridge", "gaussian")
@@ -45,14 +46,10 @@ def example_spectra(paths: RunPaths, fold: int, data_root: Path, count: int) -> 
 
     Only the examples' groups are read (a group's LOO means need nothing else), not the whole split.
     """
-    from spectra_cv.data.loaders import group_ids_of
-    from spectra_cv.evaluation import split_of
-    from spectra_cv.paths import denoised_output as output_path
-
     manifest = paths.manifest(fold, "test")
     grid = loaders.read_grid(data_root, None)
     frame = loaders.read_manifest(manifest).reset_index(drop=True)
-    groups = group_ids_of(frame, str(manifest))
+    groups = loaders.group_ids_of(frame, str(manifest))
     picks = pick_examples(frame, groups, count)
     wanted = {groups[i] for i in picks}
     members = [i for i, g in enumerate(groups) if g in wanted]
@@ -83,7 +80,7 @@ def _profile(paths: RunPaths, fold: int, record: dict, method: str, key: str, le
     if array.ndim != 1 or not array.size or (length is not None and array.size != length):
         expected = f"{length} numbers (its wavelength_nm)" if length is not None else "a list of numbers"
         raise DataContractError(f"{paths.metrics_json(fold)}: splits.test.{method}.{key}.loo is not {expected}; "
-                                f"rerun fold {fold}'s evaluation (delete the file, rerun the fold)")
+                                f"rerun fold {fold}")
     return array
 
 
@@ -98,7 +95,8 @@ def error_curves(paths: RunPaths, records: dict[int, dict],
     keeps it, and a sentence on the folds that do not (or why there is no curve at all)."""
     grid: np.ndarray | None = None
     rmse: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    used, lacking = [], []
+    used: list[int] = []
+    lacking: list[int] = []
     for fold, record in sorted(records.items()):
         lam = record.get("wavelength_nm")
         curves = {m: _profile(paths, fold, record, m, "rmse_per_wavelength", len(lam) if lam else None)
@@ -113,8 +111,9 @@ def error_curves(paths: RunPaths, records: dict[int, dict],
             raise DataContractError(f"{paths.metrics_json(fold)}: its wavelength_nm differs from fold {used[0]}'s, "
                                     "so their error curves cannot be averaged; rerun the folds on one data root")
         used.append(fold)
-        for m in methods:
-            rmse[m].append(curves[m])
+        for m, curve in curves.items():
+            if curve is not None:  # none is (checked above)
+                rmse[m].append(curve)
     why = (f"the metrics JSON of {folds_text(lacking)} predates per-wavelength errors (wavelength_nm, "
            "rmse_per_wavelength); a fold evaluated by this version keeps them") if lacking else ""
     if grid is None:
