@@ -4,6 +4,10 @@ The reference of each spectrum is the leave-one-out mean of its (treatment, samp
 on the evaluated manifest. Baselines are fitted on a train manifest only (noisy → train LOO means)
 and applied to the evaluated spectra, so every row of the table is computed the same way. With
 synthetic data, ``clean`` adds a second reference: the noise-free truth of each group.
+
+Beside the summary metrics each method's row keeps two small profiles per reference, so a report
+can draw them without refitting a baseline: ``rmse_per_wavelength`` (the RMSE over the spectra at
+each grid point, (L,)) and ``psnr_percentiles`` (percentiles 0, 1, …, 100 of the per-spectrum PSNR).
 """
 
 from __future__ import annotations
@@ -18,12 +22,23 @@ from spectra_cv.data import loaders, rows
 from spectra_cv.data.loaders import group_ids_of
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
-from spectra_cv.metrics import FittedBaseline, evaluate, fit_baselines, loo_means
+from spectra_cv.metrics import (
+    FittedBaseline,
+    evaluate,
+    fit_baselines,
+    loo_means,
+    psnr,
+    rmse_per_wavelength,
+)
 from spectra_cv.paths import denoised_output as output_path
 
 log = get_logger("evaluation")
 
 MODEL_ROW = "model"
+PROFILE_DIGITS = 4
+"""Significant digits of each ``rmse_per_wavelength`` entry (errors of ~1e-3 keep 1e-7)."""
+PSNR_PERCENTILES = tuple(range(101))
+"""The percentiles of the per-spectrum PSNR kept as ``psnr_percentiles`` (rounded to 0.001 dB)."""
 HEADLINE = ("psnr_mean", "psnr_std", "sam_deg_mean", "rmse_mean", "roi_psnr_mean", "psnr_dataset",
             "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
 
@@ -86,7 +101,8 @@ def score_table(
     clean: np.ndarray | None = None,
     baselines: dict[str, FittedBaseline] | None = None,
 ) -> dict[str, dict]:
-    """``{method: {"loo": metrics, "clean": metrics | absent, "params": …}}`` for the model and baselines.
+    """``{method: {"params": …, "loo": metrics, "clean": metrics | absent, "rmse_per_wavelength":
+    {reference: (L,) list}, "psnr_percentiles": {reference: (101,) list}}}`` for the model and baselines.
 
     ``baselines`` already fitted on ``train`` (``train_baselines``) are reused; otherwise they are fitted here.
     """
@@ -98,13 +114,25 @@ def score_table(
         outputs[MODEL_ROW] = (pred, {})
     for name, fitted in baselines.items():
         outputs[name] = (fitted.apply(split.noisy), dict(fitted.params))
+    references = {"loo": ref} if clean is None else {"loo": ref, "clean": clean}
     table: dict[str, dict] = {}
     for name, (out, params) in outputs.items():
-        row: dict = {"params": params, "loo": evaluate(out, ref, wavelength)}
-        if clean is not None:
-            row["clean"] = evaluate(out, clean, wavelength)
+        row: dict = {"params": params}
+        row.update({label: evaluate(out, target, wavelength) for label, target in references.items()})
+        profiles = {label: profiles_of(out, target) for label, target in references.items()}
+        for key in ("rmse_per_wavelength", "psnr_percentiles"):
+            row[key] = {label: profile[key] for label, profile in profiles.items()}
         table[name] = row
     return table
+
+
+def profiles_of(pred: np.ndarray, ref: np.ndarray) -> dict[str, list[float]]:
+    """``rmse_per_wavelength`` ((L,), ``PROFILE_DIGITS`` significant digits) and ``psnr_percentiles``
+    ((101,), np.percentile's linear rule, 0.001 dB) of pred against ref, both (N, L)."""
+    curve = rmse_per_wavelength(pred, ref)  # (L,)
+    quantiles = np.percentile(psnr(pred, ref), PSNR_PERCENTILES)  # (101,)
+    return {"rmse_per_wavelength": [float(f"{v:.{PROFILE_DIGITS}g}") for v in curve],
+            "psnr_percentiles": [round(float(v), 3) for v in quantiles]}
 
 
 def format_metric(value: object, spec: str = ".2f", missing: str = "-") -> str:

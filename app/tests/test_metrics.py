@@ -15,6 +15,7 @@ from spectra_cv.metrics import (
     loo_means,
     psnr,
     rmse,
+    rmse_per_wavelength,
     roi_psnr,
     sam_deg,
 )
@@ -33,6 +34,14 @@ def test_psnr_rmse_of_constant_error():
     np.testing.assert_allclose(psnr(pred, ref), [40.0, 20.0])
     np.testing.assert_allclose(rmse(pred, ref), [0.01, 0.1])
     assert psnr(ref, ref)[0] == pytest.approx(120.0)  # MSE floor 1e-12, no infinity
+
+
+def test_rmse_per_wavelength_is_over_spectra_at_each_point():
+    ref = np.zeros((2, 3))
+    pred = np.array([[0.3, 0.0, -0.1], [0.4, 0.0, 0.1]])
+    # column by column: sqrt((0.09 + 0.16) / 2), 0, sqrt((0.01 + 0.01) / 2)
+    np.testing.assert_allclose(rmse_per_wavelength(pred, ref), [np.sqrt(0.125), 0.0, 0.1])
+    np.testing.assert_allclose(rmse_per_wavelength(pred[0], ref[0]), [0.3, 0.0, 0.1])  # one spectrum: |error|
 
 
 def test_sam_parallel_orthogonal_and_45_degrees():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from spectra_cv.denoise import output_path
 from spectra_cv.errors import DataContractError
 from spectra_cv.folds.manifests import generate
 from spectra_cv.io import atomic_save_npy, atomic_write_csv, atomic_write_json
+from spectra_cv.metrics import loo_means, psnr
 from spectra_cv.metrics.baselines import BASELINE_NAMES, gaussian_filter
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs.summary import SUMMARY_COLUMNS
@@ -27,6 +29,9 @@ FAILED = 4
 ERROR = "CUDA out of memory at epoch 7"
 SIGMA = {1: 1.5, 2: 2.0, 3: 3.0}  # the stand-in model of each fold: Gaussian smoothing (σ in samples)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("fold_metrics.png", "error_curves.png", "psnr_distributions.png", "spectra_examples.png",
+         "learning_curves.png")
+PROFILES = ("rmse_per_wavelength", "psnr_percentiles")
 
 
 def _summary(rows: list[dict]) -> pd.DataFrame:
@@ -58,7 +63,8 @@ def _write_run(root: Path) -> None:
         control = evaluation.split_of(data_root, frame[frame["treatment"] == "treatment_6"], grid, "control rows")
         tables["control"] = evaluation.score_table(gaussian_filter(control.noisy, SIGMA[fold]), control,
                                                    splits["train"], grid, None, fitted)
-        atomic_write_json(paths.metrics_json(fold), {"fold": fold, "splits": tables}, durable=False)
+        atomic_write_json(paths.metrics_json(fold), {"fold": fold, "wavelength_nm": grid.tolist(), "splits": tables},
+                          durable=False)  # as the fold's _evaluate writes it
         epochs = np.arange(1, 7)
         atomic_write_csv(paths.learning_curve(fold), pd.DataFrame({
             "epoch": epochs, "train_loss": 0.01 / epochs, "lr": 1e-3,
@@ -73,13 +79,26 @@ def _write_run(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def built(tmp_path_factory):
+    """(paths, result, cv_report.md as built with plots): the text is kept because later tests rebuild
+    the report in the same run root (the CLI test without plots)."""
     from spectra_cv.runs.report import build_report
 
     root = tmp_path_factory.mktemp("run")
     _write_run(root)
     paths = RunPaths(root=root)
-    return paths, build_report(paths, examples_per_fold=3)
+    result = build_report(paths, examples_per_fold=3)
+    return paths, result, result.markdown.read_text()
+
+
+@pytest.fixture(scope="module")
+def run(built):
+    return built[:2]
+
+
+@pytest.fixture(scope="module")
+def report_text(built):
+    return built[2]
 
 
 def _test_psnr(paths: RunPaths, method: str, reference: str = "loo") -> np.ndarray:
@@ -87,9 +106,9 @@ def _test_psnr(paths: RunPaths, method: str, reference: str = "loo") -> np.ndarr
                      for f in COMPLETED])
 
 
-def test_markdown_has_across_fold_mean_std_failed_fold_and_clean_section(run):
+def test_markdown_has_across_fold_mean_std_failed_fold_and_clean_section(run, report_text):
     paths, result = run
-    text = result.markdown.read_text()
+    text = report_text
     assert result.markdown == paths.report_md and result.completed_folds == COMPLETED
     assert result.other_folds == (FAILED,)
     for method in ("model", "ridge"):
@@ -103,8 +122,9 @@ def test_markdown_has_across_fold_mean_std_failed_fold_and_clean_section(run):
     assert "## Against the clean truth (synthetic data)" in text and "synthetic figures" in text
     assert f"| {FAILED} | failed | {ERROR} |" in text
     assert "config_hash: `cafe1234`" in text and "WARNING" not in text
-    for name in ("fold_metrics.png", "spectra_examples.png", "learning_curves.png"):
+    for name in PLOTS:
         assert f"(plots/{name})" in text
+    assert "*: left out," not in text
 
 
 def test_control_samples_have_their_own_section(run):
@@ -133,15 +153,168 @@ def test_metrics_csv_is_tidy_with_mean_and_std_rows(run):
 
 def test_plots_are_real_pngs(run):
     paths, result = run
-    assert {p.name for p in result.plots} == {"fold_metrics.png", "spectra_examples.png", "learning_curves.png"}
+    assert {p.name for p in result.plots} == set(PLOTS)
     for plot in result.plots:
         assert plot.parent == paths.plots_dir
         data = plot.read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
 
 
+def _stand_in(paths: RunPaths, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pred, LOO reference) of ``fold``'s test split, both (N, L), recomputed from the data."""
+    data_root = paths.root / "data" / "spectra_for_fold"
+    split = evaluation.read_split(data_root, paths.manifest(fold, "test"), loaders.read_grid(data_root))
+    return gaussian_filter(split.noisy, SIGMA[fold]).astype(np.float32), loo_means(split.noisy, split.groups)
+
+
+def _records(paths: RunPaths) -> dict[int, dict]:
+    return {f: json.loads(paths.metrics_json(f).read_text()) for f in COMPLETED}
+
+
+def test_first_paragraph_states_the_margin_over_ridge_and_the_folds_it_wins(run, report_text):
+    paths, _ = run
+    first = report_text.split("\n\n")[1]
+    diffs = _test_psnr(paths, "model") - _test_psnr(paths, "ridge")
+    wins = int((diffs > 0).sum())
+    margin = f"{diffs.mean():+.2f} ± {diffs.std(ddof=1):.2f} dB test PSNR on average"
+    if diffs.mean() > 0:
+        assert f"The model beats ridge regression in {wins} of 3 folds, by {margin}" in first
+    else:
+        assert f"The model does not beat ridge regression: it is ahead in {wins} of 3 folds, by {margin}" in first
+    test = {f: r["splits"]["test"] for f, r in _records(paths).items()}
+    best = {f: max((m for m in t if m != "model"), key=lambda m: t[m]["loo"]["psnr_mean"]) for f, t in test.items()}
+    to_best = np.array([test[f]["model"]["loo"]["psnr_mean"] - test[f][best[f]]["loo"]["psnr_mean"] for f in COMPLETED])
+    assert ("Against each fold's best baseline (" in first and f"it is ahead in {int((to_best > 0).sum())} of 3 "
+            f"folds, by {to_best.mean():+.2f} ± {to_best.std(ddof=1):.2f} dB." in first)
+    assert "Folds completed: 3 (1, 2, 3); not completed: 1 (4)." in first  # what it said before stays
+
+
+def _frame_of(model: list[float], ridge: list[float]) -> pd.DataFrame:
+    from spectra_cv.runs.report import metrics_frame
+
+    return metrics_frame({f: {"splits": {"test": {"model": {"loo": {"psnr_mean": m}},
+                                                  "ridge": {"loo": {"psnr_mean": r}}}}}
+                          for f, m, r in zip(COMPLETED, model, ridge)})
+
+
+def test_first_paragraph_counts_wins_and_losses_of_a_hand_made_run(tmp_path):
+    from spectra_cv.runs.report import render_markdown
+
+    summary = _summary([{"fold": f, "status": "completed"} for f in COMPLETED])
+    paths = RunPaths(root=tmp_path)
+    # differences +0.5, -0.2, +1.0: mean +0.433, sample std 0.603
+    text = render_markdown(paths, summary, _frame_of([40.0, 41.0, 42.0], [39.5, 41.2, 41.0]), [], [])
+    assert text.split("\n\n")[1].startswith("The model beats ridge regression in 2 of 3 folds, by +0.43 ± 0.60 dB "
+                                            "test PSNR on average")
+    assert "Against each fold's best baseline (ridge regression in folds 1, 2, 3) it is ahead in 2 of 3" in text
+    text = render_markdown(paths, summary, _frame_of([40.0, 41.0, 42.0], [40.5, 41.2, 41.9]), [], [])
+    assert ("The model does not beat ridge regression: it is ahead in 1 of 3 folds, by -0.20 ± 0.30 dB test PSNR "
+            "on average") in text  # -0.5, -0.2, +0.1
+
+
+def test_scoring_keeps_the_hand_computed_per_wavelength_rmse_and_psnr_percentiles(run):
+    paths, _ = run
+    for fold, record in _records(paths).items():
+        pred, ref = _stand_in(paths, fold)
+        model = record["splits"]["test"]["model"]
+        np.testing.assert_allclose(model["rmse_per_wavelength"]["loo"], np.sqrt(np.mean((pred - ref) ** 2, axis=0)),
+                                   rtol=1e-3)  # kept to 4 significant digits
+        np.testing.assert_allclose(model["psnr_percentiles"]["loo"], np.percentile(psnr(pred, ref), range(101)),
+                                   atol=1e-3)
+        assert set(model) == {"params", "loo", "clean", *PROFILES}  # the clean reference gets its profiles too
+        assert len(model["rmse_per_wavelength"]["clean"]) == len(record["wavelength_nm"]) == 601
+
+
+def test_error_curve_is_the_fold_mean_of_each_fold_s_test_rmse(run):
+    from spectra_cv.runs.report_data import error_curves
+
+    paths, _ = run
+    curves, why = error_curves(paths, _records(paths))
+    assert why == "" and curves.folds == COMPLETED and set(curves.rmse) == {"model", "ridge", "gaussian"}
+    by_hand = np.mean([np.sqrt(np.mean(np.subtract(*_stand_in(paths, f)) ** 2, axis=0)) for f in COMPLETED], axis=0)
+    np.testing.assert_allclose(curves.mean("model"), by_hand, rtol=1e-3)
+    np.testing.assert_array_equal(curves.wavelength, loaders.read_grid(paths.root / "data" / "spectra_for_fold"))
+
+
+def _curve_record(values: list[float] | None) -> dict:
+    row = {"loo": {"psnr_mean": 40.0}}
+    if values is not None:
+        row["rmse_per_wavelength"] = {"loo": values}
+    return {"wavelength_nm": None if values is None else [300.0, 300.5, 301.0],
+            "splits": {"test": {m: row for m in ("model", "ridge", "gaussian")}}}
+
+
+def test_error_curves_average_the_folds_that_keep_them_and_name_the_others(tmp_path):
+    from spectra_cv.runs.report_data import error_curves
+
+    paths = RunPaths(root=tmp_path)
+    records = {1: _curve_record([1.0, 2.0, 3.0]), 2: _curve_record([3.0, 4.0, 6.0]), 3: _curve_record(None)}
+    curves, why = error_curves(paths, records)
+    assert curves.folds == (1, 2)
+    np.testing.assert_allclose(curves.mean("ridge"), [2.0, 3.0, 4.5])
+    assert why.startswith("the metrics JSON of fold 3 predates per-wavelength errors")
+    assert error_curves(paths, {3: _curve_record(None)})[0] is None
+    records[2]["splits"]["test"]["ridge"] = {"rmse_per_wavelength": {"loo": [1.0, 2.0]}}
+    with pytest.raises(DataContractError, match=r"fold_02_metrics\.json: splits\.test\.ridge\.rmse_per_wavelength"
+                                                r"\.loo is not 3 numbers.*rerun fold 2"):
+        error_curves(paths, records)
+
+
+def test_box_stats_come_from_the_stored_percentiles():
+    from spectra_cv.runs.report_plots import _box
+
+    stats = _box(np.arange(101.0) * 0.1 + 40.0, "1")  # percentile p is 40 + p/10 dB
+    assert (stats["whislo"], stats["q1"], stats["med"], stats["q3"], stats["whishi"]) == pytest.approx(
+        (40.5, 42.5, 45.0, 47.5, 49.5))
+    assert stats["fliers"] == [40.0, 50.0]
+
+
+def test_examples_come_from_every_fold_with_their_split_s_references(run, report_text):
+    from spectra_cv.runs.report_data import example_spectra
+
+    paths, _ = run
+    assert "Folds 1, 2, 3: up to 3 test spectra each" in report_text
+    data_root = paths.root / "data" / "spectra_for_fold"
+    examples = example_spectra(paths, 2, data_root, 3)
+    split = evaluation.read_split(data_root, paths.manifest(2, "test"), loaders.read_grid(data_root))
+    rows = [split.relative_paths.index(label) for label in examples.labels]
+    assert examples.fold == 2 and len({split.groups[i].split("/")[0] for i in rows}) == 3  # one per treatment
+    np.testing.assert_allclose(examples.reference, loo_means(split.noisy, split.groups)[rows], rtol=1e-12)
+    np.testing.assert_array_equal(examples.noisy, split.noisy[rows])
+
+
+def test_old_format_metrics_json_still_builds_a_report_without_the_new_plots(run, report_text, tmp_path):
+    from spectra_cv.runs.report import build_report
+
+    paths, _ = run
+    root = tmp_path / "old"
+    for part in ("artifacts", "logs", "manifests", "denoised", "data"):
+        shutil.copytree(paths.root / part, root / part)
+    old = RunPaths(root=root)
+    shutil.rmtree(old.plots_dir)
+    for fold in COMPLETED:
+        record = json.loads(old.metrics_json(fold).read_text())
+        del record["wavelength_nm"]
+        for table in record["splits"].values():
+            for row in table.values():
+                for key in PROFILES:
+                    del row[key]
+        atomic_write_json(old.metrics_json(fold), record, durable=False)
+    result = build_report(old, examples_per_fold=1)
+    assert {p.name for p in result.plots} == {"fold_metrics.png", "spectra_examples.png", "learning_curves.png"}
+    assert sorted(p.name for p in old.plots_dir.iterdir()) == sorted(p.name for p in result.plots)
+    text = result.markdown.read_text()
+    assert ("*Per-wavelength test RMSE of the model, ridge and Gaussian smoothing, dip ROI shaded*: left out, the "
+            "metrics JSON of folds 1, 2, 3 predates per-wavelength errors") in text
+    assert "*Per-spectrum test PSNR per fold, model beside ridge+Wiener*: left out, the metrics JSON of folds 1, 2, 3 "\
+           "predates per-spectrum PSNR percentiles" in text
+    assert "(plots/error_curves.png)" not in text and "(plots/spectra_examples.png)" in text
+    assert text.split("\n\n")[1].replace(str(root), "") == \
+        report_text.split("\n\n")[1].replace(str(paths.root), "")  # the verdict needs no profile
+
+
 def test_pick_examples_is_one_per_treatment_first():
-    from spectra_cv.runs.report import pick_examples
+    from spectra_cv.runs.report_data import pick_examples
 
     manifest = pd.DataFrame({"treatment": ["t1", "t1", "t1", "t2", "t2", "t3"]})
     groups = ["t1/a", "t1/a", "t1/b", "t2/a", "t2/a", "t3/a"]

@@ -11,6 +11,7 @@ from spectra_cv.metrics.spectral import (
     per_spectrum_metrics,
     psnr,
     rmse,
+    rmse_per_wavelength,
     roi_psnr,
     sam_deg,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "per_spectrum_metrics",
     "psnr",
     "rmse",
+    "rmse_per_wavelength",
     "roi_psnr",
     "sam_deg",
 ]

@@ -2,7 +2,8 @@
 
 Pure NumPy in float64. Per spectrum (rows of (N, L) arrays): PSNR with data range 1,
 SAM in degrees, RMSE and ROI PSNR; the dataset adds the PSNR of the pooled MSE (which, unlike
-the original's batch PSNR, does not depend on how spectra are batched).
+the original's batch PSNR, does not depend on how spectra are batched). Per wavelength (columns):
+the RMSE over the spectra, where along the grid a denoiser errs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def rmse(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Root-mean-square error per spectrum: (N, L) → (N,)."""
     p, r = _pair(pred, ref)
     return np.sqrt(np.mean((p - r) ** 2, axis=1))
+
+
+def rmse_per_wavelength(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Root-mean-square error at each grid point, over the spectra: (N, L) → (L,)."""
+    p, r = _pair(pred, ref)
+    return np.sqrt(np.mean((p - r) ** 2, axis=0))
 
 
 def sam_deg(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -491,7 +491,8 @@ class _Pipeline:
             if control is not None:
                 tables["control"] = control
             sio.atomic_write_json(self.out.metrics_json,
-                                  _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha, "splits": tables}))
+                                  _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha,
+                                           "wavelength_nm": [round(float(x), 4) for x in grid], "splits": tables}))
         headline = {split: {method: _finite({k: row["loo"].get(k) for k in TEST_METRICS})
                             for method, row in table.items()} for split, table in tables.items()}
         test = headline["test"]

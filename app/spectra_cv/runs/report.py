@@ -1,12 +1,15 @@
-"""The cross-validation report: ``cv_report.md``, the tidy ``cv_metrics.csv`` and three plots.
+"""The cross-validation report: ``cv_report.md``, the tidy ``cv_metrics.csv`` and five plots.
 
 Reads files only: the fold summary, each completed fold's metrics JSON (``score_table`` per
-split), the learning curves, and for the example plot one fold's test manifest, noisy spectra and
-denoised outputs. Everything is computed in memory first and written last (PNGs, CSV, then the
-Markdown that links them), so an error leaves no partial report. Across-fold figures are the mean
-of the per-fold means and their sample standard deviation (ddof=1) over the completed folds;
-failed or running folds are listed, never averaged. No torch anywhere; matplotlib is imported
-only inside the plotting helpers.
+split, with its per-wavelength RMSE and per-spectrum PSNR percentiles), the learning curves, and
+for the example plot a few test spectra of every completed fold (their groups' noisy spectra and
+the examples' denoised outputs). No baseline is refitted. Everything is computed in memory first
+and written last (PNGs, CSV, then the Markdown that links them), so an error leaves no partial
+report. Across-fold figures are the mean of the per-fold means and their sample standard
+deviation (ddof=1) over the completed folds; failed or running folds are listed, never averaged.
+Metrics JSONs written before the profiles were kept still make a report: the plots that need them
+are left out, with a sentence saying why. No torch anywhere; the plots (``report_plots``) import
+matplotlib only when drawn.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,21 @@ import numpy as np
 import pandas as pd
 
 from spectra_cv import io as sio
-from spectra_cv.data import loaders
 from spectra_cv.errors import ConfigError, DataContractError, SpectraCVError
 from spectra_cv.evaluation import format_metric
 from spectra_cv.log import get_logger
-from spectra_cv.metrics import find_minima, loo_means, psnr
+from spectra_cv.metrics import DipMetricConfig
 from spectra_cv.metrics.baselines import BASELINE_NAMES
-from spectra_cv.paths import RunPaths, fold_tag
+from spectra_cv.paths import RunPaths
+from spectra_cv.runs import report_plots as plot
+from spectra_cv.runs.report_data import (
+    error_curves,
+    example_spectra,
+    folds_text,
+    psnr_percentiles,
+    read_learning_curves,
+)
+from spectra_cv.runs.report_plots import Examples
 from spectra_cv.runs.summary import read_summary
 
 log = get_logger("runs.report")
@@ -51,8 +61,14 @@ HEADLINE = (("psnr_mean", "PSNR dB", ".2f"), ("sam_deg_mean", "SAM °", ".3f"), 
 CONSISTENT = ("config_hash", "preset", "model", "parameters", "code_version", "image", "data_root")
 """Summary columns that must agree across completed folds for their figures to be comparable."""
 COMPARED = ("gaussian", "ridge", "ridge_wiener")
+LEAD_BASELINE = "ridge"
+"""The baseline the report's first paragraph measures the model against."""
 PLOT_TITLES = {"fold_metrics.png": "Per-fold test PSNR and SAM, model beside the baselines",
-               "spectra_examples.png": "Example test spectra: noisy, denoised, reference (LOO mean) with its dips",
+               "error_curves.png": "Per-wavelength test RMSE of the model, ridge and Gaussian smoothing, "
+                                   "dip ROI shaded",
+               "psnr_distributions.png": "Per-spectrum test PSNR per fold, model beside ridge+Wiener",
+               "spectra_examples.png": "Example test spectra of every fold: noisy, denoised, reference (LOO mean) "
+                                       "with its dips",
                "learning_curves.png": "Learning curves: train loss and validation PSNR per fold"}
 
 
@@ -66,18 +82,6 @@ class ReportResult:
     completed_folds: tuple[int, ...]
     other_folds: tuple[int, ...]
     """Folds in the summary that are failed or still running (listed, not aggregated)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Examples:
-    """A few test spectra of one fold, each (K, L) in the same row order."""
-
-    fold: int
-    wavelength: np.ndarray  # (L,)
-    labels: list[str]
-    noisy: np.ndarray  # (K, L)
-    denoised: np.ndarray  # (K, L)
-    reference: np.ndarray  # (K, L) leave-one-out means of each spectrum's group
 
 
 def _cell(value: Any) -> str:
@@ -214,12 +218,55 @@ def _comparison(lookup: dict, methods: list[str], folds: tuple[int, ...], refere
     return lines
 
 
+def _best_baseline(lookup: dict, fold: int, methods: list[str]) -> str | None:
+    """The baseline with the highest mean test PSNR (against LOO means) in ``fold``; None if none scored."""
+    scored = [(_test(lookup, fold, m, "psnr_mean"), m) for m in methods if m != MODEL]
+    return max([s for s in scored if math.isfinite(s[0])], default=(float("nan"), None))[1]
+
+
+def _margin(lookup: dict, folds: tuple[int, ...], baseline: str | dict[int, str]) -> tuple[np.ndarray, str]:
+    """Per-fold test PSNR differences model − baseline (folds scoring both; ``baseline`` a method or a
+    fold → method mapping) and their mean ± sample std as text ('+0.80 ± 0.12 dB')."""
+    pick: dict[int, str] = baseline if isinstance(baseline, dict) else dict.fromkeys(folds, baseline)
+    diffs = np.array([_test(lookup, f, MODEL, "psnr_mean") - _test(lookup, f, pick[f], "psnr_mean") for f in folds])
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 1:
+        return diffs, f"{diffs[0]:+.2f} dB (a single fold: no spread)"
+    return diffs, f"{diffs.mean():+.2f} ± {diffs.std(ddof=1):.2f} dB" if diffs.size else ""
+
+
+def _lead(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> str:
+    """The first paragraph's verdict: does the model beat ridge, by how much, in how many folds; then
+    the same against each fold's best baseline."""
+    name = NAMES[LEAD_BASELINE]
+    diffs, margin = _margin(lookup, folds, LEAD_BASELINE)
+    if not diffs.size:
+        return f"The model cannot be compared with {name}: no completed fold scored both on test."
+    wins, n = int((diffs > 0).sum()), diffs.size
+    if diffs.mean() > 0:
+        text = f"The model beats {name} in {wins} of {n} folds, by {margin} test PSNR on average"
+    else:
+        text = f"The model does not beat {name}: it is ahead in {wins} of {n} folds, by {margin} test PSNR on average"
+    text += (" (per-fold mean test PSNR against the leave-one-out means, model minus baseline; mean ± sample "
+             "std over folds).")
+    best = {f: b for f in folds if (b := _best_baseline(lookup, f, methods)) is not None}
+    diffs, margin = _margin(lookup, tuple(best), best)
+    if diffs.size:
+        counts: dict[str, list[int]] = {}
+        for fold, baseline in best.items():
+            counts.setdefault(NAMES.get(baseline, baseline), []).append(fold)
+        which = "; ".join(f"{b} in fold{'s' if len(fs) > 1 else ''} {', '.join(map(str, fs))}"
+                          for b, fs in counts.items())
+        text += (f" Against each fold's best baseline ({which}) it is ahead in {int((diffs > 0).sum())} of "
+                 f"{diffs.size} folds, by {margin}.")
+    return text
+
+
 def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[str]:
     lines = ["| fold | test spectra | model PSNR dB | best baseline | baseline PSNR dB | Δ PSNR dB | model SAM ° "
              "| baseline SAM ° |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
     for fold in folds:
-        scored = [(_test(lookup, fold, m, "psnr_mean"), m) for m in methods if m != MODEL]
-        best = max([s for s in scored if math.isfinite(s[0])], default=(float("nan"), None))[1]
+        best = _best_baseline(lookup, fold, methods)
         model, base = (_test(lookup, fold, MODEL, "psnr_mean"), _test(lookup, fold, best, "psnr_mean"))
         lines.append(f"| {fold} | {_fmt(_test(lookup, fold, MODEL, 'n_spectra'), '.0f')} | {_fmt(model, '.2f')} ± "
                      f"{_fmt(_test(lookup, fold, MODEL, 'psnr_std'), '.2f')} | {NAMES.get(best, best or '—')} | "
@@ -230,9 +277,12 @@ def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[
 
 
 def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame, plots: list[str],
-                    notes: list[str], data_warnings: list[str] | None = None) -> str:
+                    notes: list[str], data_warnings: list[str] | None = None,
+                    captions: dict[str, str] | None = None, left_out: dict[str, str] | None = None) -> str:
     """The whole ``cv_report.md`` text (plots: PNG file names under ``plots_dir`` to link;
-    data_warnings: completed folds whose data changed since they ran)."""
+    data_warnings: completed folds whose data changed since they ran; captions: a sentence under a
+    plot; left_out: plot name → why it was not drawn, said where it would have been)."""
+    captions, left_out = captions or {}, left_out or {}
     done = summary[summary["status"] == "completed"]
     others = summary[summary["status"] != "completed"]
     folds = tuple(int(f) for f in done["fold"])
@@ -246,8 +296,8 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
     for warning in warnings:
         log.warning("cv report: completed folds are not comparable: %s", warning)
     pending = ", ".join(str(int(f)) for f in others["fold"]) or "none"
-    out = ["# Cross-validation report", "", f"Run root `{paths.root}`. Folds completed: {len(folds)} "
-           f"({', '.join(map(str, folds))}); not completed: {len(others)} ({pending}).", ""]
+    out = ["# Cross-validation report", "", f"{_lead(lookup, folds, methods)} Run root `{paths.root}`. Folds "
+           f"completed: {len(folds)} ({', '.join(map(str, folds))}); not completed: {len(others)} ({pending}).", ""]
     if warnings:
         out += ["> **WARNING: the completed folds were not run alike, so their figures are not comparable.** "
                 "Rerun the odd folds with the same config, code and data before trusting the aggregates.", ">"]
@@ -267,11 +317,17 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
                 "**These are synthetic figures**: the data are generated, so each spectrum's noise-free truth is "
                 "known. They measure the denoisers against that truth and say nothing about real spectra.", "",
                 *_comparison(lookup, methods, folds, "clean"), ""]
-    if plots:
+    if plots or left_out:
         out += ["## Plots", ""]
-        for name in plots:
+        order = [n for n in PLOT_TITLES if n in plots or n in left_out]
+        for name in order + [n for n in plots if n not in PLOT_TITLES]:
+            if name not in plots:
+                out += [f"*{PLOT_TITLES[name]}*: left out, {left_out[name]}.", ""]
+                continue
             link = (paths.plots_dir / name).relative_to(paths.report_md.parent).as_posix()
             out += [f"![{PLOT_TITLES.get(name, name)}]({link})", ""]
+            if captions.get(name):
+                out += [captions[name], ""]
     retraining = [f"fold {int(r['fold'])}: {_cell(r['retrain'])}" for _, r in done.iterrows() if _cell(r["retrain"])]
     if retraining:
         out += ["## Retrains in progress", "",
@@ -288,142 +344,6 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
     if notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(out) + "\n"
-
-
-def pick_examples(manifest: pd.DataFrame, groups: list[str], count: int) -> list[int]:
-    """Row indices of ``count`` test spectra: the first row of each group, one treatment after another.
-
-    Deterministic (manifest order), one spectrum per treatment before a second from any treatment.
-    """
-    firsts = manifest.reset_index(drop=True).assign(_group=groups).drop_duplicates("_group")
-    rank = firsts.groupby("treatment", sort=False).cumcount()
-    order = firsts.assign(_rank=rank).sort_values(["_rank", "treatment"], kind="stable")
-    return order.index[:count].tolist()
-
-
-def example_spectra(paths: RunPaths, fold: int, data_root: Path, count: int) -> Examples:
-    """Noisy, denoised and LOO-reference spectra of a few of ``fold``'s test rows."""
-    from spectra_cv.evaluation import read_split
-    from spectra_cv.paths import denoised_output as output_path
-
-    manifest = paths.manifest(fold, "test")
-    grid = loaders.read_grid(data_root, None)
-    split = read_split(data_root, manifest, grid)
-    reference = loo_means(split.noisy, split.groups)  # (N, L) over the whole test split
-    picks = pick_examples(loaders.read_manifest(manifest), split.groups, count)
-    denoised = []
-    for i in picks:
-        path = output_path(paths.denoised(fold, "test"), split.relative_paths[i])
-        if not path.is_file():
-            raise DataContractError(f"{path}: missing denoised output of {split.relative_paths[i]}; "
-                                    f"rerun fold {fold}")
-        denoised.append(np.load(path).astype(np.float32))
-    return Examples(fold=fold, wavelength=grid, labels=[split.relative_paths[i] for i in picks],
-                    noisy=split.noisy[picks], denoised=np.stack(denoised), reference=reference[picks])
-
-
-def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Any, np.ndarray]:
-    """A matplotlib Figure on its own Agg canvas (no pyplot, no global backend switch)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ConfigError("the report's plots need matplotlib: pip install 'spectra-cv[report]' "
-                          "(or pass --no-plots)") from exc
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
-
-
-def _png(fig: Any) -> bytes:
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
-
-
-def plot_fold_metrics(frame: pd.DataFrame, folds: tuple[int, ...]) -> bytes:
-    """PNG: per-fold test PSNR and SAM (± std over spectra) of every method, against LOO means."""
-    lookup = _lookup(frame)
-    methods = _ordered({m: None for m in frame["method"]})
-    fig, axes = _figure(1, 2, 11, 4)
-    x = np.arange(len(folds), dtype=float)
-    panels = (("psnr_mean", "psnr_std", "test PSNR dB (higher is better)"),
-              ("sam_deg_mean", "sam_deg_std", "test SAM ° (lower is better)"))
-    for ax, (metric, spread, label) in zip(axes[0], panels):
-        for i, method in enumerate(methods):
-            values = [_test(lookup, f, method, metric) for f in folds]
-            errors = [_test(lookup, f, method, spread) for f in folds]
-            offset = (i - (len(methods) - 1) / 2) * 0.8 / max(len(methods), 1)
-            ax.errorbar(x + offset, values, yerr=np.nan_to_num(errors), fmt="o" if method == MODEL else ".",
-                        markersize=8 if method == MODEL else 6, capsize=2, label=NAMES.get(method, method))
-        ax.set_xticks(x, [f"fold {f}" for f in folds])
-        ax.set_ylabel(label)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    return _png(fig)
-
-
-def plot_spectra_examples(examples: Examples) -> bytes:
-    """PNG: for each example, noisy, denoised and reference vs wavelength, the reference's dips marked."""
-    count = len(examples.labels)
-    ncols = min(count, 2)
-    fig, axes = _figure(math.ceil(count / ncols), ncols, 6 * ncols, 3.6 * math.ceil(count / ncols))
-    centres, found, _ = find_minima(examples.reference, examples.wavelength)  # (K, max_dips)
-    scores = psnr(examples.noisy, examples.reference), psnr(examples.denoised, examples.reference)
-    lam = examples.wavelength
-    for k, ax in enumerate(axes.flat):
-        if k >= count:
-            ax.set_axis_off()
-            continue
-        ax.plot(lam, examples.noisy[k], color="0.6", lw=0.7, label="noisy")
-        ax.plot(lam, examples.reference[k], color="k", lw=1.0, label="reference (LOO mean)")
-        ax.plot(lam, examples.denoised[k], color="C1", lw=1.0, label="denoised")
-        dips = centres[k][found[k]]
-        ax.plot(lam[dips], examples.reference[k][dips], "v", color="C3", label="reference dips")
-        ax.set_title(f"{examples.labels[k]}\nPSNR noisy {scores[0][k]:.1f} → denoised {scores[1][k]:.1f} dB",
-                     fontsize=8)
-        ax.set_xlabel("wavelength nm")
-        ax.set_ylabel("reflectance")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{fold_tag(examples.fold)} test spectra")
-    return _png(fig)
-
-
-def read_learning_curves(paths: RunPaths, folds: tuple[int, ...], notes: list[str]) -> dict[int, pd.DataFrame]:
-    """Each fold's ``metrics.csv``; a missing or unreadable one is skipped and noted."""
-    curves = {}
-    for fold in folds:
-        path = paths.learning_curve(fold)
-        try:
-            curve = pd.read_csv(path)
-            problem = "" if {"epoch", "train_loss", "val_psnr"} <= set(curve) else "lacks epoch/train_loss/val_psnr"
-        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-            problem = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({exc})"
-        if problem:
-            notes.append(f"learning curve of fold {fold} skipped: `{path}` {problem}")
-        else:
-            curves[fold] = curve
-    return curves
-
-
-def plot_learning_curves(curves: dict[int, pd.DataFrame]) -> bytes:
-    """PNG: train loss (log scale when positive) and validation PSNR vs epoch, one line per fold."""
-    fig, axes = _figure(1, 2, 11, 4)
-    loss_ax, psnr_ax = axes[0]
-    for fold, curve in sorted(curves.items()):
-        loss_ax.plot(curve["epoch"], curve["train_loss"], lw=1, label=f"fold {fold}")
-        val = curve.dropna(subset=["val_psnr"])
-        psnr_ax.plot(val["epoch"], val["val_psnr"], marker=".", lw=1, label=f"fold {fold}")
-    if curves and all((c["train_loss"].dropna() > 0).all() for c in curves.values()):
-        loss_ax.set_yscale("log")
-    loss_ax.set(xlabel="epoch", ylabel="train loss")
-    psnr_ax.set(xlabel="epoch", ylabel="val PSNR dB (vs LOO means)")
-    for ax in (loss_ax, psnr_ax):
-        if curves:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no learning curve found", ha="center", va="center", transform=ax.transAxes)
-    return _png(fig)
 
 
 def _live_states(paths: RunPaths, summary: pd.DataFrame) -> pd.DataFrame:
@@ -488,9 +408,63 @@ def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], li
     return warnings, notes
 
 
+def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict], all_folds: tuple[int, ...],
+          examples_per_fold: int, notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
+    """Every plot as PNG bytes, in memory: (pngs, captions, left_out: plot name → why it is not drawn)."""
+    folds = tuple(int(f) for f in done["fold"])
+    lookup = _lookup(frame)
+    methods = _ordered({m: None for m in frame["method"]})
+    pngs: dict[str, bytes] = {}
+    captions: dict[str, str] = {}
+    left_out: dict[str, str] = {}
+    pngs["fold_metrics.png"] = plot.plot_fold_metrics(folds, {m: {k: [_test(lookup, f, m, k) for f in folds] for k in (
+        "psnr_mean", "psnr_std", "sam_deg_mean", "sam_deg_std")} for m in methods}, NAMES)
+
+    examples: list[Examples] = []
+    for _, row in done.iterrows():
+        fold = int(row["fold"])
+        try:
+            if not _cell(row["data_root"]):
+                raise DataContractError(f"{paths.summary_csv}: fold {fold} has no data_root")
+            examples.append(example_spectra(paths, fold, paths.root / _cell(row["data_root"]), examples_per_fold))
+        except DataContractError as exc:
+            notes.append(f"spectra examples of fold {fold} skipped: {exc}")
+    dips = np.unique(np.concatenate([e.dip_wavelengths() for e in examples])) if examples else np.empty(0)
+
+    roi = DipMetricConfig().roi
+    curves, why = error_curves(paths, records)
+    if curves is None:
+        left_out["error_curves.png"] = why
+    else:
+        pngs["error_curves.png"] = plot.plot_error_curves(curves, NAMES, roi, dips, LEAD_BASELINE)
+        captions["error_curves.png"] = (
+            f"Mean over {folds_text(list(curves.folds))} of each fold's per-wavelength RMSE on its test split against "
+            f"the leave-one-out means (below: the model's over {NAMES[LEAD_BASELINE]}'s, under 1 where the model "
+            f"errs less). Shaded: {roi[0]:g}–{roi[1]:g} nm, where the dip metrics and ROI PSNR look for dips and "
+            "the objective's dip term does by default (dip_roi_min/max); red ticks: the dips found on the example "
+            "references below." + (f" Not drawn from every fold: {why}." if why else ""))
+    spreads, why = psnr_percentiles(paths, records)
+    if MODEL not in spreads:
+        left_out["psnr_distributions.png"] = why
+    else:
+        pngs["psnr_distributions.png"] = plot.plot_psnr_distributions(spreads, NAMES)
+        captions["psnr_distributions.png"] = (
+            "Each fold's per-spectrum test PSNR against the leave-one-out means: box 25–75 %, line the median, "
+            "whiskers 5–95 %, dots the worst and best spectrum." + (f" Not every fold: {why}." if why else ""))
+    if examples:
+        pngs["spectra_examples.png"] = plot.plot_spectra_examples(examples)
+        captions["spectra_examples.png"] = (
+            f"{folds_text([e.fold for e in examples]).capitalize()}: up to {examples_per_fold} test spectra each, "
+            "one per treatment first; the reference is the leave-one-out mean of the spectrum's group.")
+    else:
+        left_out["spectra_examples.png"] = "no completed fold's test spectra could be read (see the notes)"
+    pngs["learning_curves.png"] = plot.plot_learning_curves(read_learning_curves(paths, all_folds, notes))
+    return pngs, captions, left_out
+
+
 def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True) -> ReportResult:
     """Aggregate the completed folds into ``cv_report.md``, ``cv_metrics.csv`` and (unless not
-    ``plots``) three PNGs under ``plots_dir``; ``examples_per_fold`` test spectra of the first
+    ``plots``) up to five PNGs under ``plots_dir``; ``examples_per_fold`` test spectra of every
     completed fold are drawn. Zero completed folds, or a completed fold without its metrics JSON,
     is an error and nothing is written."""
     summary = _live_states(paths, read_summary(paths.summary_csv))
@@ -502,24 +476,20 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
             f"{paths.summary_csv}: no fold has completed ({states or 'no rows'}); nothing to report. Run one with "
             "`spectra-cv cv` (or a fold and the coordinator), then rerun `spectra-cv report`")
     folds = tuple(int(f) for f in done["fold"])
-    frame = metrics_frame(read_fold_metrics(paths, folds))
+    records = read_fold_metrics(paths, folds)
+    frame = metrics_frame(records)
     changed, notes = data_changes(paths, folds)
     pngs: dict[str, bytes] = {}
+    captions: dict[str, str] = {}
+    left_out: dict[str, str] = {}
     if plots:
-        pngs["fold_metrics.png"] = plot_fold_metrics(frame, folds)
-        first = done.iloc[0]
-        try:
-            if not _cell(first["data_root"]):
-                raise DataContractError(f"{paths.summary_csv}: fold {folds[0]} has no data_root")
-            examples = example_spectra(paths, folds[0], paths.root / _cell(first["data_root"]), examples_per_fold)
-            pngs["spectra_examples.png"] = plot_spectra_examples(examples)
-        except DataContractError as exc:
-            notes.append(f"spectra examples skipped: {exc}")
-        pngs["learning_curves.png"] = plot_learning_curves(
-            read_learning_curves(paths, tuple(int(f) for f in summary["fold"]), notes))
+        pngs, captions, left_out = _draw(paths, done, frame, records, tuple(int(f) for f in summary["fold"]),
+                                         examples_per_fold, notes)
     for note in notes:
         log.warning("cv report: %s", note)
-    text = render_markdown(paths, summary, frame, list(pngs), notes, changed)
+    for name, why in left_out.items():
+        log.warning("cv report: %s left out: %s", name, why)
+    text = render_markdown(paths, summary, frame, list(pngs), notes, changed, captions, left_out)
     written = tuple(sio.atomic_write_bytes(paths.plots_dir / name, data) for name, data in pngs.items())
     sio.atomic_write_csv(paths.report_metrics_csv, frame)
     sio.atomic_write_text(paths.report_md, text)
