@@ -114,7 +114,7 @@ wheelhouse: ## Download the image's wheels into docker/wheelhouse/$(VARIANT)/ (a
 	$(PYTHON) -m pip download --quiet --dest docker/wheelhouse/$(VARIANT) --only-binary=:all: \
 	  $(WHEELHOUSE_ARGS_$(VARIANT)) -r docker/requirements.txt 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(if $(filter cuda,$(VARIANT)),$(PYTHON) -m pip download --quiet --dest docker/wheelhouse/cuda --no-deps \
-	  --no-binary :all: mamba-ssm==2.3.1 causal-conv1d==1.5.4)
+	  --no-binary :all: -r app/spectra_cv/model/cuda_kernels.txt)
 
 env: ## Write .env: your uid/gid (and COMPOSE_FILE for VARIANT=cpu), so bare `docker compose run` runs as you
 	@touch .env

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make cv`: every fold in its own container. The folds are dealt round-robin onto lanes, one lane
-# per GPU in GPUS (or PARALLEL lanes, when that is larger, sharing the GPUs); each lane runs its
-# folds one after another, so a GPU never holds two folds unless PARALLEL asks for more lanes than
-# there are GPUs. The coordinator service writes the audit logs and the summary throughout; the
+# per GPU in GPUS (or PARALLEL lanes, sharing the GPUs when there are more lanes than GPUs); each
+# lane runs its folds one after another, so a GPU never holds two folds unless PARALLEL asks for
+# more lanes than there are GPUs. The same rule as `spectra-cv cv` (spectra_cv/runs/lanes.py; a
+# test holds the two plans equal: DRY_RUN=1 prints the plan and runs nothing). The coordinator service writes the audit logs and the summary throughout; the
 # report is built at the end. Exits 1 if any fold failed or was refused (the others still run).
 # Rerun the same command to resume: completed folds are skipped; FORCE=1 retrains them.
 set -uo pipefail
@@ -18,6 +19,14 @@ fi
 # FORCE=1 retrains every fold of this run: tell each fold which others are retrained with it, so
 # their old configs are not taken for a mixed cross-validation.
 if [ -n "${FORCE:-}" ]; then export RETRAINING_FOLDS="${FOLD_LIST[*]}"; fi
+if [ -n "${DRY_RUN:-}" ]; then
+  for ((lane = 0; lane < lanes; lane++)); do
+    for ((i = lane; i < ${#FOLD_LIST[@]}; i += lanes)); do
+      echo "[cv] fold ${FOLD_LIST[$i]} on GPU ${GPU_LIST[$((lane % ${#GPU_LIST[@]}))]} (lane $lane)"
+    done
+  done
+  exit 0
+fi
 $COMPOSE up -d coordinator || exit 1
 status_dir=$(mktemp -d)
 for ((lane = 0; lane < lanes; lane++)); do

@@ -17,7 +17,7 @@ from spectra_cv.cli.options import DIR
               help=f"Run root holding artifacts/cross_validation/fold_summary.csv [env {paths.ENV_RUN_ROOT}].")
 @click.option("--no-plots", is_flag=True, help="Skip the PNGs (matplotlib is then not needed).")
 @click.option("--examples", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Test spectra of the first completed fold drawn in spectra_examples.png.")
+              help="Test spectra of every completed fold drawn in spectra_examples.png (per fold).")
 def report(run_root: Path, no_plots: bool, examples: int) -> None:
     """Mean ± std across completed folds of the model beside the baselines, with plots."""
     from spectra_cv.errors import SpectraCVError

@@ -19,6 +19,7 @@ All four take the same arguments with the same meaning (mamba_ssm's ``selective_
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from collections.abc import Callable
 
 import torch
@@ -26,7 +27,17 @@ import torch
 from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger
 
-MAMBA_SSM_VERSION = "2.3.1"
+def _pinned(package: str) -> str:
+    """The version ``cuda_kernels.txt`` (the CUDA image's pins, beside this module) gives ``package``."""
+    text = (importlib.resources.files("spectra_cv.model") / "cuda_kernels.txt").read_text()
+    for line in text.splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep and name == package:
+            return version
+    raise RuntimeError(f"cuda_kernels.txt pins no {package}")  # pragma: no cover - a packaging error
+
+
+MAMBA_SSM_VERSION = _pinned("mamba-ssm")
 """The mamba-ssm release the CUDA image pins (its release wheels cover torch 2.6–2.10)."""
 
 INSTALL_HINT = (

@@ -1,8 +1,10 @@
 """All folds: each in its own ``spectra-cv fold`` process, K at a time, with one coordinator.
 
 Each fold runs as a child process (a crash or an out-of-memory kill takes one fold down, not the
-run), its console output appended to ``logs/Track_H_fold_##/fold.log``. With ``gpus`` every child
-sees exactly one GPU (``CUDA_VISIBLE_DEVICES``) and a GPU serves one fold at a time. This process
+run), its console output appended to ``logs/Track_H_fold_##/fold.log``. The folds are laid onto
+lanes by ``runs.lanes`` (the rule ``make cv`` follows too): with ``gpus`` every child sees exactly
+one GPU (``CUDA_VISIBLE_DEVICES``), and a GPU serves one fold at a time unless more lanes than GPUs
+are asked for. This process
 holds the coordinator lock and syncs while the folds run; when a coordinator already runs (a
 compose service) it leaves the writing to that one.
 
@@ -31,6 +33,7 @@ from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.coordinator import Coordinator, follower
 from spectra_cv.runs.events import fold_status
+from spectra_cv.runs.lanes import plan_lanes, shared_gpus
 from spectra_cv.runs.locks import LockBusy, file_lock
 from spectra_cv.runs.status import LiveLines, run_states
 
@@ -139,49 +142,52 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _run_children(plan: CvPlan, outcome: CvOutcome) -> None:
     paths = plan.paths
-    queue = list(plan.folds)
-    free_gpus = list(plan.gpus)
-    width = min(plan.parallel, len(plan.gpus)) if plan.gpus else plan.parallel
-    running: dict[int, _Child] = {}
+    lanes = plan_lanes(plan.folds, plan.parallel, plan.gpus)
+    shared = shared_gpus(lanes)
+    if shared:
+        log.warning("%d lanes on %d GPU(s): GPU %s run(s) two folds at once", len(lanes), len(plan.gpus),
+                    ", ".join(shared))
+    queues = {lane.index: list(lane.folds) for lane in lanes}
+    running: dict[int, tuple[int, _Child]] = {}  # lane → (fold, its process)
     stopping = False
     live = LiveLines(plan.live) if plan.live is not None else None
     shown = 0.0
     try:
-        while queue or running:
-            while queue and len(running) < width and not stopping:
-                fold = queue.pop(0)
-                gpu = free_gpus.pop(0) if plan.gpus else None
-                running[fold] = _launch(plan, fold, gpu, quiet=live is not None and live.tty)
+        while any(queues.values()) or running:
+            for lane in lanes:
+                if lane.index not in running and queues[lane.index] and not stopping:
+                    fold = queues[lane.index].pop(0)
+                    running[lane.index] = (fold, _launch(plan, fold, lane.gpu, quiet=live is not None and live.tty))
             time.sleep(plan.poll_s)
             if live is not None and time.monotonic() - shown >= plan.live_every_s:
                 live.show(run_states(paths, list(plan.folds)))
                 shown = time.monotonic()
-            for fold, child in list(running.items()):
+            for index, (fold, child) in list(running.items()):
                 code = child.process.poll()
                 if code is None:
                     continue
-                del running[fold]
+                del running[index]
                 child.log_handle.close()  # type: ignore[attr-defined]
-                if child.gpu is not None:
-                    free_gpus.append(child.gpu)
                 outcome.results[fold] = _finish(paths, fold, code, time.monotonic() - child.started)
                 if outcome.results[fold] == "refused":
                     outcome.reasons[fold] = _refusal(paths, fold)
                 if outcome.results[fold] == "failed" and plan.fail_fast and not stopping:
                     stopping = True
+                    waiting = sorted(f for q in queues.values() for f in q)
                     log.error("--fail-fast: fold %d failed; stopping the others (not started: %s)", fold,
-                              ", ".join(map(str, queue)) or "none")
-                    queue.clear()
-                    for other in running.values():
+                              ", ".join(map(str, waiting)) or "none")
+                    for q in queues.values():
+                        q.clear()
+                    for _, other in running.values():
                         other.process.send_signal(signal.SIGTERM)
         if live is not None:
             live.show(run_states(paths, list(plan.folds)))
     except KeyboardInterrupt:
         log.error("interrupted; stopping the running folds (rerun to resume them)")
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for child in running.values():
+        for _, child in running.values():
             child.process.send_signal(signal.SIGTERM)
-        for fold, child in running.items():
+        for fold, child in running.values():
             child.process.wait()
             _record_death(paths, fold, "interrupted (the cv run was stopped)")
         raise
