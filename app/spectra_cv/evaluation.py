@@ -12,14 +12,13 @@ each grid point, (L,)) and ``psnr_percentiles`` (percentiles 0, 1, …, 100 of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from spectra_cv.data import loaders, rows
-from spectra_cv.data.loaders import group_ids_of
+from spectra_cv.data import loaders
+from spectra_cv.data.splits import Split
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import (
@@ -41,26 +40,6 @@ PSNR_PERCENTILES = tuple(range(101))
 """The percentiles of the per-spectrum PSNR kept as ``psnr_percentiles`` (rounded to 0.001 dB)."""
 HEADLINE = ("psnr_mean", "psnr_std", "sam_deg_mean", "rmse_mean", "roi_psnr_mean", "psnr_dataset",
             "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Split:
-    """Spectra of one manifest (clipped, manifest order) with their group ids."""
-
-    relative_paths: list[str]
-    noisy: np.ndarray
-    groups: list[str]
-
-
-def read_split(root: Path, manifest: Path, grid: np.ndarray) -> Split:
-    return split_of(root, loaders.read_manifest(manifest), grid, str(manifest))
-
-
-def split_of(root: Path, frame: pd.DataFrame, grid: np.ndarray, label: str) -> Split:
-    """The spectra of manifest rows ``frame`` (``label`` names them in errors), row contract checked."""
-    rows.check_manifest(frame, root, label)
-    rel = frame["relative_path"].astype(str).tolist()
-    return Split(relative_paths=rel, noisy=loaders.load_spectra(root, rel, grid), groups=group_ids_of(frame, label))
 
 
 def read_denoised(denoised_root: Path, relative_paths: list[str], length: int | None = None) -> np.ndarray:

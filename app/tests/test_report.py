@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from spectra_cv import evaluation
-from spectra_cv.data import loaders, synth
+from spectra_cv.data import loaders, splits, synth
 from spectra_cv.denoise import output_path
 from spectra_cv.errors import DataContractError
 from spectra_cv.folds.manifests import generate
@@ -47,7 +47,7 @@ def _write_run(root: Path) -> None:
     rows = []
     for fold in COMPLETED:
         generate(fold, data_root / "manifest.csv", root / "manifests")
-        splits = {role: evaluation.read_split(data_root, paths.manifest(fold, role), grid)
+        splits = {role: splits.read_split(data_root, paths.manifest(fold, role), grid)
                   for role in ("train", "val", "test")}
         tables = {}
         fitted = evaluation.train_baselines(splits["train"])  # val and test of a fold share one fit
@@ -60,7 +60,7 @@ def _write_run(root: Path) -> None:
             clean = evaluation.read_clean(root / "data" / "clean" / "clean_manifest.csv", split.groups)
             tables[role] = evaluation.score_table(pred, split, splits["train"], grid, clean, fitted)
         frame = loaders.read_manifest(data_root / "manifest.csv")
-        control = evaluation.split_of(data_root, frame[frame["treatment"] == "treatment_6"], grid, "control rows")
+        control = splits.split_of(data_root, frame[frame["treatment"] == "treatment_6"], grid, "control rows")
         tables["control"] = evaluation.score_table(gaussian_filter(control.noisy, SIGMA[fold]), control,
                                                    splits["train"], grid, None, fitted)
         atomic_write_json(paths.metrics_json(fold), {"fold": fold, "wavelength_nm": grid.tolist(), "splits": tables},
@@ -163,7 +163,7 @@ def test_plots_are_real_pngs(run):
 def _stand_in(paths: RunPaths, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """(pred, LOO reference) of ``fold``'s test split, both (N, L), recomputed from the data."""
     data_root = paths.root / "data" / "spectra_for_fold"
-    split = evaluation.read_split(data_root, paths.manifest(fold, "test"), loaders.read_grid(data_root))
+    split = splits.read_split(data_root, paths.manifest(fold, "test"), loaders.read_grid(data_root))
     return gaussian_filter(split.noisy, SIGMA[fold]).astype(np.float32), loo_means(split.noisy, split.groups)
 
 
@@ -276,7 +276,7 @@ def test_examples_come_from_every_fold_with_their_split_s_references(run, report
     assert "Folds 1, 2, 3: up to 3 test spectra each" in report_text
     data_root = paths.root / "data" / "spectra_for_fold"
     examples = example_spectra(paths, 2, data_root, 3)
-    split = evaluation.read_split(data_root, paths.manifest(2, "test"), loaders.read_grid(data_root))
+    split = splits.read_split(data_root, paths.manifest(2, "test"), loaders.read_grid(data_root))
     rows = [split.relative_paths.index(label) for label in examples.labels]
     assert examples.fold == 2 and len({split.groups[i].split("/")[0] for i in rows}) == 3  # one per treatment
     np.testing.assert_allclose(examples.reference, loo_means(split.noisy, split.groups)[rows], rtol=1e-12)

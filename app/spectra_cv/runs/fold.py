@@ -470,7 +470,8 @@ class _Pipeline:
 
     def _evaluate(self, checkpoint_sha: str) -> dict[str, Any]:
         from spectra_cv.data import loaders
-        from spectra_cv.evaluation import read_clean, read_denoised, read_split, score_table, train_baselines
+        from spectra_cv.data.splits import read_split
+        from spectra_cv.evaluation import read_clean, read_denoised, score_table, train_baselines
 
         done = self._seen(ev.EVALUATED)
         if done is not None and done.data.get("checkpoint_sha256") == checkpoint_sha \
@@ -522,7 +523,8 @@ class _Pipeline:
         """The model and the baselines on the treatments left out of CV (the zero-dose control),
         denoised in memory; None (logged) when the data have none."""
         from spectra_cv.denoise import denoise_frame
-        from spectra_cv.evaluation import read_clean, score_table, split_of
+        from spectra_cv.data.splits import split_of
+        from spectra_cv.evaluation import read_clean, score_table
         from spectra_cv.folds.manifests import control_rows, split_fold
 
         manifest = self.s.data_root / contract.MANIFEST_FILE

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from spectra_cv.data import contract, loaders, rows
-from spectra_cv.data.loaders import group_ids_of  # noqa: F401 - re-exported (the helper lives in data)
+from spectra_cv.data import contract
+from spectra_cv.data.splits import Split
 from spectra_cv.errors import DataContractError
 from spectra_cv.metrics.baselines import smooth_kernel
 
@@ -46,29 +44,17 @@ def fingerprint(relative_paths: list[str] | tuple[str, ...], noisy: np.ndarray) 
     return digest.hexdigest()
 
 
-def read_split(
-    root: str | Path,
-    manifest: pd.DataFrame,
-    grid: np.ndarray,
-    cond: np.ndarray,
-    manifest_name: str = "manifest",
-) -> SplitArrays:
-    """Load the spectra of ``manifest`` under ``root`` with their groups and conditioning rows."""
-    rows.check_manifest(manifest, root, manifest_name)
-    rel = manifest["relative_path"].astype(str).tolist()
-    if cond.shape[0] != len(rel):
-        raise DataContractError(f"{manifest_name}: {cond.shape[0]} conditioning rows for {len(rel)} spectra")
-    groups = group_ids_of(manifest, manifest_name)
-    noisy = loaders.load_spectra(root, rel, grid, clip=True)
-    angles = manifest["angle"].astype(str).tolist()
-    cos = np.array([contract.angle_to_cos(a) for a in angles], dtype=np.float32)
+def with_conditioning(split: Split, cond: np.ndarray, label: str = "manifest") -> SplitArrays:
+    """A split read by ``data.splits`` with its conditioning rows and fingerprint, for training."""
+    if cond.shape[0] != len(split.relative_paths):
+        raise DataContractError(f"{label}: {cond.shape[0]} conditioning rows for {len(split.relative_paths)} spectra")
     return SplitArrays(
-        relative_paths=tuple(rel),
-        noisy=noisy,
-        group_ids=tuple(groups),
-        cos_theta=cos,
+        relative_paths=split.relative_paths,
+        noisy=split.noisy,
+        group_ids=split.groups,
+        cos_theta=split.cos_theta,
         cond=np.asarray(cond, dtype=np.float32),
-        fingerprint=fingerprint(rel, noisy),
+        fingerprint=fingerprint(split.relative_paths, split.noisy),
     )
 
 

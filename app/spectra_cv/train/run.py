@@ -29,7 +29,8 @@ from spectra_cv.model.mamba_uv import MambaUV
 from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
 from spectra_cv.train import numerics
-from spectra_cv.train.data import DeviceSplit, read_split
+from spectra_cv.data.splits import split_of
+from spectra_cv.train.data import DeviceSplit, with_conditioning
 from spectra_cv.device import resolve_device
 from spectra_cv.train.loop import FitResult, TrainState, fit
 from spectra_cv.train.presets import RunConfig
@@ -169,8 +170,8 @@ def run_training(
     else:
         log.info("no --lambda_weights: every wavelength weighs the same")
 
-    train_arrays = read_split(inputs.train_dir, train_df, grid, train_cond, train_name)
-    val_arrays = read_split(inputs.val_dir, val_df, grid, val_cond, val_name)
+    train_arrays = with_conditioning(split_of(inputs.train_dir, train_df, grid, train_name), train_cond, train_name)
+    val_arrays = with_conditioning(split_of(inputs.val_dir, val_df, grid, val_name), val_cond, val_name)
     overlap = set(train_arrays.relative_paths) & set(val_arrays.relative_paths)
     if overlap and inputs.train_dir.resolve() == inputs.val_dir.resolve() and not inputs.validate_on_train:
         raise DataContractError(

@@ -1,0 +1,42 @@
+"""One reader of a split: the spectra of manifest rows, checked, with their groups and angles.
+
+Training (``train.data``), scoring (``evaluation``) and the report read splits through here, so
+every consumer sees the same rows, the same clipping and the same group ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spectra_cv.data import contract, loaders, rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class Split:
+    """The spectra of some manifest rows, in manifest order (host memory)."""
+
+    relative_paths: tuple[str, ...]
+    noisy: np.ndarray
+    """(N, L) float32 reflectance clipped to [0, 1]."""
+    groups: tuple[str, ...]
+    """(N,) ``treatment/sample/angle`` of each row."""
+    cos_theta: np.ndarray
+    """(N,) float32 cos θ from the angle label."""
+
+
+def split_of(root: str | Path, frame: pd.DataFrame, grid: np.ndarray, label: str) -> Split:
+    """The spectra of manifest rows ``frame`` under ``root`` (``label`` names them in errors), row contract checked."""
+    rows.check_manifest(frame, root, label)
+    rel = tuple(frame["relative_path"].astype(str))
+    cos = np.array([contract.angle_to_cos(a) for a in frame["angle"].astype(str)], dtype=np.float32)
+    return Split(relative_paths=rel, noisy=loaders.load_spectra(root, list(rel), grid, clip=True),
+                 groups=tuple(loaders.group_ids_of(frame, label)), cos_theta=cos)
+
+
+def read_split(root: str | Path, manifest: Path, grid: np.ndarray) -> Split:
+    """The spectra of the manifest file ``manifest``."""
+    return split_of(root, loaders.read_manifest(manifest), grid, str(manifest))
