@@ -22,7 +22,7 @@ import numpy as np
 
 from spectra_cv.data import contract, loaders
 from spectra_cv.io import atomic_write_json
-from spectra_cv.metrics import evaluate, fit_baselines, loo_means
+from spectra_cv.metrics import fit_baselines, loo_means, score
 
 SPEC_TABLE = {  # SPEC §4: mean over the 5 folds' test sets (ridge: α on held-out samples)
     "identity": {"psnr": 46.33, "sam_deg": 1.044},
@@ -72,7 +72,7 @@ def run_fold(root: Path, grid: np.ndarray, manifest, fold: int) -> dict:
     fitted_at = time.perf_counter()
     results = {}
     for name, baseline in fitted.items():
-        metrics = evaluate(baseline.apply(noisy["test"]), ref["test"], grid)
+        metrics = score(baseline.apply(noisy["test"]), ref["test"], grid)
         finite = [v for v in baseline.train_scores.values() if np.isfinite(v)]
         results[name] = {"params": baseline.params, "held_out_psnr_mean": max(finite) if finite else None,
                          "test": metrics}

@@ -25,7 +25,7 @@ from spectra_cv.io import atomic_write_json
 from spectra_cv.model.mamba_uv import MambaUV
 from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
-from spectra_cv.train.data import DeviceSplit, SplitArrays
+from spectra_cv.train.tensors import DeviceSplit, SplitArrays
 from spectra_cv.train import numerics
 from spectra_cv.train.loop import autocast, lr_at, train_step
 from spectra_cv.train.presets import RunConfig, cpu_quick, recipe

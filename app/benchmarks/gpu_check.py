@@ -48,7 +48,7 @@ from spectra_cv.io import atomic_write_json  # noqa: E402
 from spectra_cv.model import backends  # noqa: E402
 from spectra_cv.model.scan import selective_scan  # noqa: E402
 from spectra_cv.model.scan_ref import selective_scan_ref  # noqa: E402
-from spectra_cv.train.loop import evaluate, lr_at, train_step  # noqa: E402
+from spectra_cv.train.loop import lr_at, train_step, validate  # noqa: E402
 from spectra_cv.train.presets import RunConfig, recipe  # noqa: E402
 
 
@@ -109,7 +109,7 @@ def short_run(cfg: RunConfig, device: torch.device, backend: str, steps: int, ba
         train_step(model, ema, opt, split, objective, idx, cfg.train, device, epoch=1, lr=lr,
                    draws=split.partner_draws(batch, gen))
     final = ema.module if ema is not None else model
-    scores = evaluate(final, split, objective, device, cfg.train)
+    scores = validate(final, split, objective, device, cfg.train)
     return {"weights": {k: v.detach().clone() for k, v in final.state_dict().items()}, "scores": scores}
 
 

@@ -10,6 +10,7 @@ autocast, no test-time augmentation (the scan is causal; reversed input was neve
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -20,15 +21,20 @@ import pandas as pd
 import torch
 
 from spectra_cv import faults
-from spectra_cv.paths import denoised_output
 from spectra_cv import io as sio
-from spectra_cv.io import sha256_file
 from spectra_cv.data import contract, loaders, rows
-from spectra_cv.data.conditioning import DoseStats, conditioning_matrix, read_dose_features, read_dose_stats
+from spectra_cv.data.conditioning import (
+    DoseStats,
+    conditioning_matrix,
+    read_dose_features,
+    read_dose_stats,
+)
 from spectra_cv.device import autocast, resolve_device
 from spectra_cv.errors import ConfigError, ModelOutputError
+from spectra_cv.io import sha256_file
 from spectra_cv.log import get_logger
 from spectra_cv.model.checkpoint import load_model
+from spectra_cv.paths import denoised_output
 from spectra_cv.train.progress import format_duration
 
 log = get_logger("denoise")
@@ -221,7 +227,6 @@ def denoise_manifest(
 
 def is_complete(output_root: Path, checkpoint: Path, manifest: Path) -> bool:
     """Whether ``output_root`` holds a finished pass of this checkpoint over this manifest."""
-    import json
 
     record_path = output_root / RECORD_FILE
     if not record_path.is_file():

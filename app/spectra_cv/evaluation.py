@@ -23,11 +23,11 @@ from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import (
     FittedBaseline,
-    evaluate,
     fit_baselines,
     loo_means,
     psnr,
     rmse_per_wavelength,
+    score,
 )
 from spectra_cv.paths import denoised_output as output_path
 
@@ -97,7 +97,7 @@ def score_table(
     table: dict[str, dict] = {}
     for name, (out, params) in outputs.items():
         row: dict = {"params": params}
-        row.update({label: evaluate(out, target, wavelength) for label, target in references.items()})
+        row.update({label: score(out, target, wavelength) for label, target in references.items()})
         profiles = {label: profiles_of(out, target) for label, target in references.items()}
         for key in ("rmse_per_wavelength", "psnr_percentiles"):
             row[key] = {label: profile[key] for label, profile in profiles.items()}

@@ -10,7 +10,6 @@ from spectra_cv.metrics import (
     DipMetricConfig,
     aggregate,
     dip_metrics,
-    evaluate,
     find_minima,
     loo_means,
     psnr,
@@ -18,6 +17,7 @@ from spectra_cv.metrics import (
     rmse_per_wavelength,
     roi_psnr,
     sam_deg,
+    score,
 )
 from spectra_cv.metrics import dips as metric_dips
 
@@ -138,7 +138,7 @@ def test_dip_metrics_nan_when_no_dips_and_aggregate_ignores_nan():
 def test_evaluate_dataset_psnr_and_mean_std():
     ref = np.full((2, 601), 0.3)
     pred = ref + np.array([[0.01], [0.001]])
-    out = evaluate(pred, ref, GRID)
+    out = score(pred, ref, GRID)
     assert out["psnr_mean"] == pytest.approx(50.0) and out["psnr_std"] == pytest.approx(10.0)
     assert out["psnr_dataset"] == pytest.approx(-10 * np.log10((1e-4 + 1e-6) / 2))
     assert out["n_spectra"] == 2.0 and out["n_dips_total"] == 0.0

@@ -18,7 +18,7 @@ from spectra_cv.errors import SpectraCVError
 from spectra_cv.folds import generate
 from spectra_cv.model.checkpoint import read_checkpoint
 from spectra_cv.train import loop as loop_mod
-from spectra_cv.train.data import DeviceSplit, SplitArrays, smooth_deviation_factor
+from spectra_cv.train.tensors import DeviceSplit, SplitArrays, smooth_deviation_factor
 from spectra_cv.train.presets import RunConfig, cpu_quick
 from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 

@@ -38,6 +38,7 @@ from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs import rerun
 from spectra_cv.runs.coordinator import fold_alive
+from spectra_cv.runs.locks import file_lock
 
 log = get_logger("slurm")
 
@@ -429,7 +430,6 @@ def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: boo
     Under the run root's submit lock, from reading the queue to recording the job ids, so two submits
     never both send a fold.
     """
-    from spectra_cv.runs.locks import file_lock
 
     sub.resources.check()
     paths = RunPaths(root=sub.run_root)

@@ -1,6 +1,6 @@
 """One reader of a split: the spectra of manifest rows, checked, with their groups and angles.
 
-Training (``train.data``), scoring (``evaluation``) and the report read splits through here, so
+Training (``train.tensors``), scoring (``evaluation``) and the report read splits through here, so
 every consumer sees the same rows, the same clipping and the same group ids.
 """
 

@@ -6,7 +6,6 @@ from spectra_cv.metrics.baselines import FittedBaseline, fit_baselines
 from spectra_cv.metrics.dips import DipMetricConfig, dip_metrics, find_minima
 from spectra_cv.metrics.spectral import (
     aggregate,
-    evaluate,
     loo_means,
     per_spectrum_metrics,
     psnr,
@@ -14,6 +13,7 @@ from spectra_cv.metrics.spectral import (
     rmse_per_wavelength,
     roi_psnr,
     sam_deg,
+    score,
 )
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "FittedBaseline",
     "aggregate",
     "dip_metrics",
-    "evaluate",
     "find_minima",
     "fit_baselines",
     "loo_means",
@@ -30,5 +29,6 @@ __all__ = [
     "rmse",
     "rmse_per_wavelength",
     "roi_psnr",
+    "score",
     "sam_deg",
 ]

@@ -140,7 +140,7 @@ def aggregate(per_spectrum: Mapping[str, np.ndarray]) -> dict[str, float | None]
     return out
 
 
-def evaluate(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
+def score(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
              roi: tuple[float, float] = ROI_NM,
              dip_config: DipMetricConfig | None = DipMetricConfig()) -> dict[str, float | None]:
     """Dataset summary: mean ± std of every per-spectrum metric, ``psnr_dataset`` (PSNR of the

@@ -26,7 +26,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-
 from spectra_cv import faults
 from spectra_cv import io as sio
 from spectra_cv.audit import format_line

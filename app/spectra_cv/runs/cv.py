@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from spectra_cv.errors import EXIT_REFUSED, ConfigError
+from spectra_cv.folds.manifests import check_fold
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
@@ -36,6 +37,7 @@ from spectra_cv.runs.events import fold_status
 from spectra_cv.runs.lanes import plan_lanes, shared_gpus
 from spectra_cv.runs.locks import LockBusy, file_lock
 from spectra_cv.runs.status import LiveLines, run_states
+from spectra_cv.runs.summary import read_summary
 
 log = get_logger("cv")
 
@@ -81,7 +83,6 @@ class _Child:
 
 
 def _check(plan: CvPlan) -> None:
-    from spectra_cv.folds.manifests import check_fold
 
     if not plan.folds:
         raise ConfigError("no folds to run; pass --folds 1 2 3 4 5 (or a subset)")
@@ -255,7 +256,6 @@ def folds_of(values: Sequence[int]) -> tuple[int, ...]:
 
 def summary_lines(paths: RunPaths) -> list[str]:
     """One line per fold of the summary, for the console."""
-    from spectra_cv.runs.summary import read_summary
 
     try:
         frame = read_summary(paths.summary_csv)

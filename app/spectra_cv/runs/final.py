@@ -23,13 +23,15 @@ from typing import Any
 from spectra_cv import io as sio
 from spectra_cv import provenance
 from spectra_cv.audit import AuditLog
-from spectra_cv.data import contract
+from spectra_cv.data import contract, loaders, rows
+from spectra_cv.denoise import denoise_manifest
 from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths
-from spectra_cv.runs.rerun import finished_folds
 from spectra_cv.runs.locks import file_lock
+from spectra_cv.runs.rerun import finished_folds
 from spectra_cv.train.presets import RunConfig
+from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
 log = get_logger("final")
 
@@ -80,10 +82,7 @@ class FinalOutcome:
 def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str = "auto",
               infer_batch_size: int = 64, allow_mixed_config: bool = False) -> FinalOutcome:
     """Train on every sample for the folds' median best epoch, then denoise the whole corpus."""
-    from spectra_cv.denoise import denoise_manifest
-    from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
-    from spectra_cv.data import loaders, rows
 
     cv = cv_record(paths, allow_mixed_config)
     manifest = data_root / contract.MANIFEST_FILE

@@ -24,6 +24,7 @@ from typing import Any
 from spectra_cv import io as sio
 from spectra_cv.data import contract
 from spectra_cv.errors import DataContractError
+from spectra_cv.folds.manifests import control_rows, split_fold
 
 SCHEMA = "spectra-cv/data-fingerprint/1"
 
@@ -96,7 +97,6 @@ def fold_inputs(fold: int, data_root: Path, metadata_dir: Path, fold_config: Pat
                 film: bool) -> DataFingerprint:
     """Check and fingerprint what fold ``fold`` will read (``DataContractError``/``FoldError`` naming the
     file or row when an input is missing or breaks the row contract)."""
-    from spectra_cv.folds.manifests import control_rows, split_fold
 
     files: dict[str, str] = {}
     for name in (contract.GRID_FILE, contract.LAMBDA_STATS_FILE):

@@ -33,13 +33,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from spectra_cv import faults
+from spectra_cv import faults, provenance
 from spectra_cv import io as sio
-from spectra_cv import provenance
-from spectra_cv.data import contract
+from spectra_cv.data import contract, loaders
+from spectra_cv.data.splits import read_split, split_of
+from spectra_cv.denoise import RECORD_FILE, denoise_frame, denoise_manifest, is_complete
 from spectra_cv.errors import DataContractError, FoldError, FoldRefused, SpectraCVError
-from spectra_cv.evaluation import format_metric
+from spectra_cv.evaluation import (
+    format_metric,
+    read_clean,
+    read_denoised,
+    score_table,
+    train_baselines,
+)
+from spectra_cv.folds.manifests import check_fold, control_rows, generate, split_fold
 from spectra_cv.log import get_logger, log_to_file
+from spectra_cv.model.checkpoint import read_checkpoint
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
 from spectra_cv.runs import fingerprint as fp
@@ -50,6 +59,7 @@ from spectra_cv.runs.locks import file_lock
 from spectra_cv.runs.outputs import FoldOutputs, clear_staging, swap_in
 from spectra_cv.runs.summary import TEST_METRICS
 from spectra_cv.train.presets import RunConfig
+from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
 log = get_logger("fold")
 
@@ -107,7 +117,6 @@ class FoldOutcome:
 
 def run_fold(settings: FoldSettings) -> FoldOutcome:
     """Run (or resume, or skip) one fold; the fold lock keeps a second process of it out."""
-    from spectra_cv.folds.manifests import check_fold
 
     check_fold(settings.fold)
     paths = settings.paths
@@ -303,7 +312,6 @@ class _Pipeline:
         sha = sio.sha256_file(checkpoint)
         if record.get("checkpoint_sha256") != sha:
             return f"{self._rel(checkpoint)} no longer matches its completion record"
-        from spectra_cv.denoise import RECORD_FILE
 
         for split in SPLITS:
             denoised = live.denoised(split) / RECORD_FILE
@@ -348,7 +356,6 @@ class _Pipeline:
 
     # --- stages -------------------------------------------------------------------------------
     def _manifests(self) -> None:
-        from spectra_cv.folds.manifests import generate
 
         done = self._seen(ev.MANIFESTS_DONE)
         if done is not None and self._manifest_hashes() == done.data.get("sha256"):
@@ -388,7 +395,6 @@ class _Pipeline:
         if not self.checkpoint.is_file():
             self.w.emit(ev.FAILED, "Checkpoint missing - aborting", stage="train", error="checkpoint missing")
             raise FoldError(f"{self.tag}: training ended without {self.checkpoint}")
-        from spectra_cv.model.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(self.checkpoint)
         sha = sio.sha256_file(self.checkpoint)
@@ -404,7 +410,6 @@ class _Pipeline:
         return sha
 
     def _run_training(self) -> Any:
-        from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 
         cfg = self.s.config
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=self.s.device))
@@ -438,7 +443,6 @@ class _Pipeline:
                             on_epoch=on_epoch)
 
     def _infer(self, split: str, checkpoint_sha: str) -> None:
-        from spectra_cv.denoise import denoise_manifest, is_complete
 
         out = self.out.denoised(split)
         manifest = self.out.manifest(split)
@@ -469,9 +473,6 @@ class _Pipeline:
         return None
 
     def _evaluate(self, checkpoint_sha: str) -> dict[str, Any]:
-        from spectra_cv.data import loaders
-        from spectra_cv.data.splits import read_split
-        from spectra_cv.evaluation import read_clean, read_denoised, score_table, train_baselines
 
         done = self._seen(ev.EVALUATED)
         if done is not None and done.data.get("checkpoint_sha256") == checkpoint_sha \
@@ -522,10 +523,6 @@ class _Pipeline:
                         clean_manifest: Path | None) -> dict[str, Any] | None:
         """The model and the baselines on the treatments left out of CV (the zero-dose control),
         denoised in memory; None (logged) when the data have none."""
-        from spectra_cv.denoise import denoise_frame
-        from spectra_cv.data.splits import split_of
-        from spectra_cv.evaluation import read_clean, score_table
-        from spectra_cv.folds.manifests import control_rows, split_fold
 
         manifest = self.s.data_root / contract.MANIFEST_FILE
         frame, assignment, _ = split_fold(self.fold, manifest, self.s.fold_config, check_files=False)

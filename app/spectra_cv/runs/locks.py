@@ -49,8 +49,7 @@ from typing import Any
 
 from spectra_cv.errors import ConfigError, SpectraCVError
 from spectra_cv.log import get_logger
-from spectra_cv.runs.mounts import (COHERENT, ENV_LOCK, Mount, classify,
-                                    find_mount)
+from spectra_cv.runs.mounts import COHERENT, ENV_LOCK, Mount, classify, find_mount
 
 log = get_logger("locks")
 

@@ -21,10 +21,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from spectra_cv import faults
 from spectra_cv.io import fsync_dir, remove_write_leftovers
 from spectra_cv.log import get_logger
-from spectra_cv.paths import RunPaths, fold_tag
-from spectra_cv.paths import LAST_STATE_FILE
+from spectra_cv.paths import LAST_STATE_FILE, RunPaths, fold_tag
 
 log = get_logger("outputs")
 
@@ -161,7 +161,6 @@ def swap_in(staged: FoldOutputs, model: str) -> int:
     """Move every staged item over its live twin; returns how many moved. Idempotent: run again after
     a crash anywhere inside, it finishes the job (an item still staged is moved, a moved one is left).
     """
-    from spectra_cv import faults
 
     assert staged.staged, "swap_in takes the staged outputs"
     live = staged.live()

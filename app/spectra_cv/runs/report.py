@@ -30,7 +30,11 @@ from spectra_cv.log import get_logger
 from spectra_cv.metrics import DipMetricConfig
 from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths
+from spectra_cv.runs import events as ev
+from spectra_cv.runs import fingerprint as fp
 from spectra_cv.runs import report_plots as plot
+from spectra_cv.runs.coordinator import fold_alive
+from spectra_cv.runs.outputs import FoldOutputs
 from spectra_cv.runs.report_data import (
     error_curves,
     example_spectra,
@@ -39,6 +43,7 @@ from spectra_cv.runs.report_data import (
     read_learning_curves,
 )
 from spectra_cv.runs.report_plots import Examples
+from spectra_cv.runs.rerun import finished_run
 from spectra_cv.runs.summary import read_summary
 
 log = get_logger("runs.report")
@@ -349,7 +354,6 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
 def _live_states(paths: RunPaths, summary: pd.DataFrame) -> pd.DataFrame:
     """``running`` cells of folds whose lock is free become ``interrupted`` (the summary may be older
     than the kill)."""
-    from spectra_cv.runs.coordinator import fold_alive
 
     summary = summary.copy()
     for column in ("status", "retrain"):
@@ -377,10 +381,6 @@ def _inputs(paths: RunPaths, start: dict[str, Any]) -> tuple[Path, Path, Path | 
 def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], list[str]]:
     """(warnings, notes): completed folds whose data changed since they ran, naming the first changed
     file; folds whose data cannot be checked here."""
-    from spectra_cv.runs import events as ev
-    from spectra_cv.runs import fingerprint as fp
-    from spectra_cv.runs.outputs import FoldOutputs
-    from spectra_cv.runs.rerun import finished_run
 
     warnings, notes = [], []
     for fold in folds:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from spectra_cv.data import loaders
-from spectra_cv.errors import DataContractError
 from spectra_cv.data.splits import split_of
+from spectra_cv.errors import DataContractError
 from spectra_cv.evaluation import PSNR_PERCENTILES
 from spectra_cv.metrics import loo_means
 from spectra_cv.paths import RunPaths

@@ -27,7 +27,7 @@ from spectra_cv.metrics import torch_twin as twin
 from spectra_cv.paths import LAST_STATE_FILE
 from spectra_cv.train.config import TrainConfig
 from spectra_cv.train import numerics
-from spectra_cv.train.data import DeviceSplit
+from spectra_cv.train.tensors import DeviceSplit
 from spectra_cv.train.progress import EpochProgress, epoch_progress, format_duration
 from spectra_cv.train.schedule import Ema, adamw, lr_at
 
@@ -62,7 +62,7 @@ def predict(model: nn.Module, split: DeviceSplit, idx: torch.Tensor, device: tor
 
 
 @torch.no_grad()
-def evaluate(
+def validate(
     model: nn.Module, split: DeviceSplit, objective: Callable, device: torch.device, cfg: TrainConfig, batch: int = 512
 ) -> dict[str, float]:
     """Loss, PSNR and SAM of ``model`` against the LOO means of ``split`` (deterministic)."""
@@ -311,7 +311,7 @@ def fit(
         stop_now = False
         if state.epoch % cfg.val_every == 0 or state.epoch == cfg.epochs:
             eval_model = ema.module if ema is not None else model
-            scores = evaluate(eval_model, val, objective, device, cfg)
+            scores = validate(eval_model, val, objective, device, cfg)
             record.update({f"val_{k}": v for k, v in scores.items()})
             improvement = state.best_sam - scores["sam"]
             if improvement > 0:

@@ -30,7 +30,7 @@ from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
 from spectra_cv.train import numerics
 from spectra_cv.data.splits import split_of
-from spectra_cv.train.data import DeviceSplit, with_conditioning
+from spectra_cv.train.tensors import DeviceSplit, with_conditioning
 from spectra_cv.device import resolve_device
 from spectra_cv.train.loop import FitResult, TrainState, fit
 from spectra_cv.train.presets import RunConfig
