@@ -124,9 +124,17 @@ env: ## Write .env: your uid/gid (and COMPOSE_FILE for VARIANT=cpu), so bare `do
 	@mv .env.new .env
 	@echo ".env: containers run as $(SPECTRA_CV_UID):$(SPECTRA_CV_GID)$(if $(filter cpu,$(VARIANT)), on the CPU image (compose.cpu.yaml),)"
 
+# BuildKit (docker buildx) keeps pip's and apt's downloads in cache mounts; without buildx the legacy
+# builder gets the Dockerfile with its --mount flags stripped (the same steps, no caches).
+LEGACY_DOCKERFILE := .docker-build/Dockerfile.legacy
 build: volumes ## Build the image: make build [VARIANT=cpu] (CPU needs make base-image wheelhouse first)
-	docker build --network host -f docker/Dockerfile $(BUILD_ARGS_$(VARIANT)) \
-	  --build-arg IMAGE_TAG=$(IMAGE) --build-arg CODE_VERSION=$(CODE_VERSION) -t $(IMAGE) .
+	@if docker buildx version >/dev/null 2>&1; then echo "BuildKit (buildx): cache mounts on"; \
+	else mkdir -p $(dir $(LEGACY_DOCKERFILE)); sed -E 's/^RUN( --mount=[^ ]+)+ /RUN /' docker/Dockerfile >$(LEGACY_DOCKERFILE); \
+	  echo "no docker buildx: the legacy builder, without the cache mounts ($(LEGACY_DOCKERFILE))"; fi
+	$(if $(shell docker buildx version 2>/dev/null),DOCKER_BUILDKIT=1 docker buildx build --load,DOCKER_BUILDKIT=0 docker build) \
+	  --network host -f $(if $(shell docker buildx version 2>/dev/null),docker/Dockerfile,$(LEGACY_DOCKERFILE)) \
+	  $(BUILD_ARGS_$(VARIANT)) --build-arg IMAGE_TAG=$(IMAGE) --build-arg CODE_VERSION=$(CODE_VERSION) \
+	  --build-arg CREATED=$(shell date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) .
 
 volumes: env ## Create the mounted folders (volumes/ or DATA_DIR, CHECKPOINTS_DIR, OUTPUTS_DIR), owned by the containers' uid
 	mkdir -p $(DATA_DIR) $(CHECKPOINTS_DIR) $(addprefix $(OUTPUTS_DIR)/,manifests logs denoised artifacts)
