@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spectra_cv.data.smooth import smooth_kernel
 from spectra_cv.metrics import baselines as bl
 from spectra_cv.metrics import fit_baselines, loo_means, psnr
 
@@ -223,7 +224,7 @@ def test_wiener_converges_to_the_optimal_linear_map_on_gaussian_data():
 def test_wiener_grid_grows_until_the_choice_is_interior():
     rng = np.random.default_rng(13)
     length, reps = 40, 30  # enough replicates for the noise covariance to be full rank
-    kernel = bl.smooth_kernel(length, 6.0) + 1e-9 * np.eye(length)
+    kernel = smooth_kernel(length, 6.0) + 1e-9 * np.eye(length)
     signal = 0.4 + rng.multivariate_normal(np.zeros(length), 1e-3 * kernel, size=18)  # smooth group means
     groups = [f"treatment_{g % 3}/sample_{g // 6}/{('6Oclock', '12Oclock')[g % 2]}" for g in range(18) for _ in range(reps)]
     noisy = np.repeat(signal, reps, axis=0) + 0.02 * rng.normal(size=(18 * reps, length))

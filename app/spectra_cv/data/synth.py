@@ -51,6 +51,7 @@ import pandas as pd
 
 from spectra_cv import io
 from spectra_cv.data import contract, stats
+from spectra_cv.data.smooth import smooth_factor
 from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger
 
@@ -294,9 +295,7 @@ def noise_octaves(spectra: np.ndarray, group_ids: "list[str] | np.ndarray") -> n
 def smooth_deviations(seed: int, keys: list[tuple[int, int]], length: int) -> dict[tuple[int, int], np.ndarray]:
     """One smooth deviation (L,) per (treatment, sample) key, each from its own stream."""
     d = SMOOTH_DEVIATION
-    offsets = np.arange(length)[:, None] - np.arange(length)[None, :]
-    values, vectors = np.linalg.eigh(d["variance"] * np.exp(-0.5 * (offsets / d["length_samples"]) ** 2))
-    factor = vectors * np.sqrt(np.clip(values, 0.0, None))  # F Fᵀ = K
+    factor = smooth_factor(length, d["length_samples"], d["variance"])
     return {key: factor @ _rng(seed, *key, 3).standard_normal(length) for key in keys}
 
 

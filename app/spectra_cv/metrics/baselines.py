@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from spectra_cv.data.smooth import smooth_kernel
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics.spectral import psnr
@@ -319,12 +320,6 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     delta = (delta_sum - 2.0 * mu * float(np.trace(emp)) + p * mu**2) / p
     shrinkage = 0.0 if delta == 0 else min(beta, delta) / delta
     return (1.0 - shrinkage) * emp + shrinkage * mu * np.eye(p), shrinkage
-
-
-def smooth_kernel(length: int, length_scale: float) -> np.ndarray:
-    """(L, L) squared-exponential kernel exp(−(i − j)² / 2ℓ²), ℓ in grid samples."""
-    offsets = np.arange(length)[:, None] - np.arange(length)[None, :]
-    return np.exp(-0.5 * (offsets / float(length_scale)) ** 2)
 
 
 def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> Family:

@@ -25,11 +25,11 @@ from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import torch_twin as twin
 from spectra_cv.paths import LAST_STATE_FILE
-from spectra_cv.train.config import TrainConfig
 from spectra_cv.train import numerics
-from spectra_cv.train.tensors import DeviceSplit
+from spectra_cv.train.config import TrainConfig
 from spectra_cv.train.progress import EpochProgress, epoch_progress, format_duration
 from spectra_cv.train.schedule import Ema, adamw, lr_at
+from spectra_cv.train.tensors import DeviceSplit
 
 log = get_logger("train")
 

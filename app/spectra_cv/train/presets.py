@@ -44,7 +44,6 @@ from spectra_cv.model.zoo import cv_recipe_config, model_config
 from spectra_cv.objective import ObjectiveConfig
 from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict
 
-
 BALANCED_DIP_WEIGHT = 0.002
 """Dip-term weight that keeps the original's balance once λ-weights are normalised to mean 1."""
 

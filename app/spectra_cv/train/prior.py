@@ -15,7 +15,14 @@ import numpy as np
 import torch
 
 from spectra_cv.log import get_logger
-from spectra_cv.metrics.baselines import PCA_RANKS, RIDGE_ALPHAS, fit_mean, fit_pca, fit_ridge, fit_wiener
+from spectra_cv.metrics.baselines import (
+    PCA_RANKS,
+    RIDGE_ALPHAS,
+    fit_mean,
+    fit_pca,
+    fit_ridge,
+    fit_wiener,
+)
 from spectra_cv.model.mamba_uv import MambaUV
 
 log = get_logger("prior")

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from spectra_cv.data import contract
+from spectra_cv.data.smooth import smooth_factor
 from spectra_cv.data.splits import Split
 from spectra_cv.errors import DataContractError
-from spectra_cv.metrics.baselines import smooth_kernel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,13 +62,9 @@ def smooth_deviation_factor(length: int, variance: float, length_scale: float,
                             device: torch.device) -> torch.Tensor:
     """(L, L) float32 F with z @ F ~ N(0, variance · exp(−(i − j)²/2ℓ²)) for z ~ N(0, I) of shape (·, L).
 
-    From the kernel's eigendecomposition in float64 (its small eigenvalues clipped at 0: a smooth
-    kernel is numerically singular, so a Cholesky factor would not exist).
+    The transpose of ``data.smooth.smooth_factor`` (Fᵀ F = K), for row vectors.
     """
-    kernel = variance * smooth_kernel(length, length_scale)
-    values, vectors = np.linalg.eigh(kernel)
-    factor = (vectors * np.sqrt(np.clip(values, 0.0, None))).T  # Fᵀ F = K
-    return torch.as_tensor(factor, dtype=torch.float32, device=device)
+    return torch.as_tensor(smooth_factor(length, length_scale, variance).T, dtype=torch.float32, device=device)
 
 
 class DeviceSplit:
