@@ -44,6 +44,11 @@ say "building $IMAGE"
 make --no-print-directory build VARIANT=cpu >.docker-build/build.log 2>&1 || { tail -40 .docker-build/build.log; fail "image build"; }
 size=$(docker image inspect "$IMAGE" --format '{{.Size}}')
 say "image $IMAGE: $((size / 1024 / 1024)) MiB"
+label() { docker image inspect "$IMAGE" --format "{{index .Config.Labels \"org.opencontainers.image.$1\"}}"; }
+[ "$(label title)" = spectra-cv ] || fail "the image has no OCI title label"
+revision=$(label revision)
+[ -n "$revision" ] && [ "$revision" != unknown ] || fail "the image's OCI revision label is '$revision', not the code version"
+say "OCI labels: revision $revision, created $(label created)"
 
 say "compose config; \`docker compose up\` starts at most the coordinator"
 docker compose -f compose.yaml config -q
