@@ -80,6 +80,7 @@ def _help(doc: str, name: str) -> str:
     """A field's documentation as help text, without the flag names it repeats (``--x:``, ``[--x]``)."""
     text = re.sub(r"^--\w+(?: \(\w+\))?: ", "", doc)
     text = re.sub(r"\s*\[--[\w/-]+\]", "", text)
+    text = text.replace("``", "")  # reST literals read as plain words on a terminal
     return text or f"Sets {name}."
 
 
