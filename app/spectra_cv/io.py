@@ -112,7 +112,7 @@ def atomic_save_npz(path: str | os.PathLike[str], *, durable: bool = True, **arr
     return atomic_write_bytes(path, buffer.getvalue(), durable=durable)
 
 
-def atomic_write_csv(path: str | os.PathLike[str], frame: "Any", durable: bool = True, **to_csv_kwargs: Any) -> Path:
+def atomic_write_csv(path: str | os.PathLike[str], frame: Any, durable: bool = True, **to_csv_kwargs: Any) -> Path:
     """Write a pandas DataFrame as CSV (no index unless asked) atomically."""
     to_csv_kwargs.setdefault("index", False)
     text = frame.to_csv(**to_csv_kwargs)

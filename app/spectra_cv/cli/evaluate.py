@@ -36,8 +36,8 @@ def evaluate(manifest: Path, train_manifest: Path, root_dir: Path, denoised_root
 
     from spectra_cv import io as sio
     from spectra_cv.data import loaders
-    from spectra_cv.errors import ConfigError
     from spectra_cv.data.splits import read_split
+    from spectra_cv.errors import ConfigError
     from spectra_cv.evaluation import format_table, read_clean, read_denoised, score_table
 
     if checkpoint is None and denoised_root is None:

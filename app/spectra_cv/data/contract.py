@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 
-
 # --- file names inside the data root ------------------------------------------------------------
 GRID_FILE = "wavelength_grid.npy"
 LAMBDA_STATS_FILE = "lambda_stats.npz"

@@ -237,7 +237,7 @@ def split_manifest(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> dic
     """Rows of each role, all columns and input order kept. Rows of excluded treatments are left out;
     a row of a CV treatment whose sample has no role is an error, never a silent drop."""
     role_of = assignment.role_of()
-    keys = list(zip(manifest_df["treatment"], manifest_df["sample"]))
+    keys = list(zip(manifest_df["treatment"], manifest_df["sample"], strict=True))
     role = pd.Series([role_of.get(key) for key in keys], index=manifest_df.index, dtype=object)
     cv_treatments = {t for r in ROLES for t in assignment.roles[r]}
     orphan = role.isna() & manifest_df["treatment"].isin(cv_treatments)

@@ -90,7 +90,7 @@ def inner_folds(groups: Sequence[str], k: int = INNER_FOLDS) -> list[np.ndarray]
     """
     parts = [PurePosixPath(str(g)).parts for g in groups]
     if any(len(p) < 2 for p in parts):
-        bad = next(str(g) for g, p in zip(groups, parts) if len(p) < 2)
+        bad = next(str(g) for g, p in zip(groups, parts, strict=True) if len(p) < 2)
         raise DataContractError(f"group {bad!r} is not treatment/sample/angle: baseline parameters are chosen on "
                                 "held-out samples, which needs each spectrum's treatment and sample")
     samples: dict[str, set[str]] = {}
@@ -124,7 +124,7 @@ def _held_out_scores(family: Family, x: np.ndarray, y: np.ndarray, groups: Seque
     for held in inner_folds(groups):
         fit = ~held
         scored += int(held.sum())
-        inner = [g for g, keep in zip(groups, fit) if keep]
+        inner = [g for g, keep in zip(groups, fit, strict=True) if keep]
         for label, (_, fn) in family(x[fit], y[fit], inner).items():
             totals[label] = totals.get(label, 0.0) + float(np.sum(psnr(fn(x[held]), y[held])))
     return {label: total / scored for label, total in totals.items()}

@@ -27,6 +27,7 @@ import torch
 from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger
 
+
 def _pinned(package: str) -> str:
     """The version ``cuda_kernels.txt`` (the CUDA image's pins, beside this module) gives ``package``."""
     text = (importlib.resources.files("spectra_cv.model") / "cuda_kernels.txt").read_text()

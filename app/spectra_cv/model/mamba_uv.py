@@ -88,8 +88,8 @@ class ModelConfig(Config):
     """Linear prior the residual head corrects: 'none' (the input itself), 'pca' (projection onto
     the train split's top principal directions), 'ridge' (ridge regression noisy → leave-one-out
     mean), 'wiener' (the Wiener filter with a smooth signal prior) or 'ridge_wiener' (the mean of the
-    two). Each is the baseline of that name, fitted on the train split before training (``set_prior``), stored as buffers in the
-    checkpoint; the stem also sees the input's distance from the prior."""
+    two). Each is the baseline of that name, fitted on the train split before training (``set_prior``),
+    stored as buffers in the checkpoint; the stem also sees the input's distance from the prior."""
     prior_rank: int = 0
     """PCA prior rank (0: chosen on held-out samples of the train split, like the PCA baseline)."""
     prior_alpha: float = 0.0

@@ -161,7 +161,8 @@ class DipTerm(nn.Module):
         steps = torch.diff(grid64)
         step = float(steps[0])
         if not torch.allclose(steps, torch.full_like(steps, step), rtol=1e-4, atol=0.0):
-            raise ConfigError("the dip loss needs a uniform wavelength grid; resample the spectra or pass --no-dip_loss")
+            raise ConfigError(
+                "the dip loss needs a uniform wavelength grid; resample the spectra or pass --no-dip_loss")
         length = grid64.shape[0]
         half = round(window_half_nm / step)
         core = round(core_half_nm / step)

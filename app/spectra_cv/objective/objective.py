@@ -4,8 +4,9 @@
 buffers (``.to(device)`` moves them); calling it on (B, L) prediction and target returns
 ``(total, terms)`` where ``terms`` holds each *unweighted* term as a 0-d tensor and
 ``total = charbonnier + derivative_weight·derivative + deriv_weight_roi·roi_derivative +
-curvature_weight_roi·roi_curvature + sam_weight·sam + dip_weight·dip`` (sam only when its weight is > 0). Inputs are cast to float32 and the loss
-runs with autocast disabled, so it may be called inside a bf16 autocast region.
+curvature_weight_roi·roi_curvature + sam_weight·sam + dip_weight·dip`` (sam only when its weight
+is > 0). Inputs are cast to float32 and the loss runs with autocast disabled, so it may be called
+inside a bf16 autocast region.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class ObjectiveConfig(Config):
             (self.dip_underfill_factor >= 1, "--dip_underfill_factor must be ≥ 1"),
             (self.dip_detect_sigma_nm >= 0, "--dip_detect_sigma_nm must be ≥ 0"),
         ]
-        weights = ("sam_weight", "derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight", "dip_w_area",
-                   "dip_w_equivalent_width", "dip_w_centroid", "dip_w_depth")
+        weights = ("sam_weight", "derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight",
+                   "dip_w_area", "dip_w_equivalent_width", "dip_w_centroid", "dip_w_depth")
         checks += [(getattr(self, name) >= 0, f"--{name} must be ≥ 0") for name in weights]
         return [message for ok, message in checks if not ok]
 
@@ -138,7 +139,8 @@ class Objective(nn.Module):
         else:
             weights = torch.as_tensor(np.asarray(lambda_weights, dtype=np.float64))
             if weights.shape != (length,) or not bool(torch.all(torch.isfinite(weights) & (weights > 0))):
-                raise ConfigError(f"λ-weights must be finite, positive and of shape ({length},); check --lambda_weights")
+                raise ConfigError(
+                    f"λ-weights must be finite, positive and of shape ({length},); check --lambda_weights")
         if config.normalise_lambda_weights:
             weights = weights / weights.mean()
         order = config.derivative_order

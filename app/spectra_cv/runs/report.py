@@ -366,15 +366,17 @@ def _live_states(paths: RunPaths, summary: pd.DataFrame) -> pd.DataFrame:
 def _inputs(paths: RunPaths, start: dict[str, Any]) -> tuple[Path, Path, Path | None] | None:
     """(data root, metadata dir, fold config) a fold read: relative to the run root, else where they were."""
     absolute = start.get("inputs_at") or {}
+
+    def where(key: str, base: str) -> Path | None:
+        value = start.get(key) if base == "rooted" else absolute.get(key)
+        if not value:
+            return None
+        return paths.root / str(value) if base == "rooted" else Path(str(value))
+
     for base in ("rooted", "absolute"):
-        def where(key: str) -> Path | None:
-            value = start.get(key) if base == "rooted" else absolute.get(key)
-            if not value:
-                return None
-            return paths.root / str(value) if base == "rooted" else Path(str(value))
-        data_root, meta = where("data_root"), where("metadata_dir")
+        data_root, meta = where("data_root", base), where("metadata_dir", base)
         if data_root is not None and meta is not None and data_root.is_dir():
-            return data_root, meta, where("fold_config")
+            return data_root, meta, where("fold_config", base)
     return None
 
 
@@ -408,8 +410,9 @@ def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], li
     return warnings, notes
 
 
-def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict], all_folds: tuple[int, ...],
-          examples_per_fold: int, notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
+def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict],
+          all_folds: tuple[int, ...], examples_per_fold: int,
+          notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
     """Every plot as PNG bytes, in memory: (pngs, captions, left_out: plot name → why it is not drawn)."""
     folds = tuple(int(f) for f in done["fold"])
     lookup = _lookup(frame)

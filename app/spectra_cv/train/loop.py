@@ -25,11 +25,11 @@ from spectra_cv.errors import SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import torch_twin as twin
 from spectra_cv.paths import LAST_STATE_FILE
-from spectra_cv.train.config import TrainConfig
 from spectra_cv.train import numerics
-from spectra_cv.train.tensors import DeviceSplit
+from spectra_cv.train.config import TrainConfig
 from spectra_cv.train.progress import EpochProgress, epoch_progress, format_duration
 from spectra_cv.train.schedule import Ema, adamw, lr_at
+from spectra_cv.train.tensors import DeviceSplit
 
 log = get_logger("train")
 
@@ -227,7 +227,8 @@ def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]
         raise SpectraCVError(f"{path}: refused to load the resumable state ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {fix}") from exc
     if not isinstance(saved, dict) or any(k not in saved for k in STATE_KEYS):
-        raise SpectraCVError(f"{path}: not a resumable training state (keys {sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__}); {fix}")
+        found = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
+        raise SpectraCVError(f"{path}: not a resumable training state (keys {found}); {fix}")
     return saved
 
 

@@ -44,7 +44,6 @@ from spectra_cv.model.zoo import cv_recipe_config, model_config
 from spectra_cv.objective import ObjectiveConfig
 from spectra_cv.train.config import TrainConfig, config_hash, config_to_dict
 
-
 BALANCED_DIP_WEIGHT = 0.002
 """Dip-term weight that keeps the original's balance once λ-weights are normalised to mean 1."""
 
@@ -95,7 +94,7 @@ class RunConfig:
         return config_hash(data)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         return cls(
             model=ModelConfig.from_dict(values["model"]),
             objective=ObjectiveConfig.from_dict(values["objective"]),

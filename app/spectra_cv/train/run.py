@@ -9,9 +9,10 @@ nothing but the checkpoint and the spectra.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,15 @@ import torch
 
 from spectra_cv import provenance
 from spectra_cv.data import contract, loaders
-from spectra_cv.data.conditioning import DoseStats, compute_dose_stats, conditioning_matrix, read_dose_features, read_dose_stats
+from spectra_cv.data.conditioning import (
+    DoseStats,
+    compute_dose_stats,
+    conditioning_matrix,
+    read_dose_features,
+    read_dose_stats,
+)
+from spectra_cv.data.splits import split_of
+from spectra_cv.device import resolve_device
 from spectra_cv.errors import ConfigError, DataContractError
 from spectra_cv.log import get_logger
 from spectra_cv.model import scan_cpu
@@ -29,13 +38,11 @@ from spectra_cv.model.mamba_uv import MambaUV
 from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
 from spectra_cv.train import numerics
-from spectra_cv.data.splits import split_of
-from spectra_cv.train.tensors import DeviceSplit, with_conditioning
-from spectra_cv.device import resolve_device
 from spectra_cv.train.loop import FitResult, TrainState, fit
 from spectra_cv.train.presets import RunConfig
 from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema
+from spectra_cv.train.tensors import DeviceSplit, with_conditioning
 
 log = get_logger("train")
 

@@ -87,7 +87,7 @@ class Ema:
         if floats_t:
             torch._foreach_mul_(floats_t, d)
             torch._foreach_add_(floats_t, floats_s, alpha=1.0 - d)
-        for target, value in zip(other_t, other_s):
+        for target, value in zip(other_t, other_s, strict=True):
             target.copy_(value)
         self.updates += 1
 
