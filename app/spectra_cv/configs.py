@@ -65,7 +65,7 @@ def from_dict(cls: type[T], values: Mapping[str, Any], source: str | None = None
     if unknown:
         problems.append(f"unknown {cls.LABEL} keys {unknown}; known: {sorted(known)}")
     required = [f.name for f in fields if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING and f.name not in values]  # type: ignore[misc]
+                and f.default_factory is dataclasses.MISSING and f.name not in values]
     if required:
         problems.append(f"missing {cls.LABEL} keys {required}")
     if problems:

@@ -159,13 +159,13 @@ def runner(sub: Submission, name: str, gpus: int) -> list[str]:
                 f"--container-workdir={sub.run_root}", "--no-container-mount-home", "--export=ALL", "spectra-cv"]
     # docker: the same hardening as compose.yaml; named, so a cancelled task can stop it. dockerd is outside
     # the job's cgroup: it is given the job's GPUs by their node-wide indices (SLURM_JOB_GPUS)
-    mounts = [arg for p, ro in binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
+    volumes = [arg for p, ro in binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
     gpu = ["--gpus", Raw('"\\"device=${SLURM_JOB_GPUS:?Slurm allocated this job no GPU}\\""')] if gpus else []
     return ["docker", "run", "--rm", "--init", "--name", Raw(f'"{name}"'), "--user", Raw('"$(id -u):$(id -g)"'),
             "--network", "none", "--read-only", "--tmpfs", "/run/home:rw,exec,nosuid,nodev,mode=1777,size=512m",
             "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777,size=1g", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges:true", "--pids-limit", "2048", "--shm-size", "2g",
-            "-e", f"SPECTRA_CV_IMAGE={c.image}", "-e", "OMP_NUM_THREADS", *mounts, "-w", str(sub.run_root),
+            "-e", f"SPECTRA_CV_IMAGE={c.image}", "-e", "OMP_NUM_THREADS", *volumes, "-w", str(sub.run_root),
             *gpu, str(c.image)]
 
 

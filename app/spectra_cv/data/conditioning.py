@@ -196,7 +196,8 @@ def _gather(
 ) -> _Gathered:
     """Raw features (N, F) of every manifest row, the undefined-ratio mask, and every problem."""
     manifest_name, dose_name = names
-    n, problems = len(manifest_df), []
+    n = len(manifest_df)
+    problems: list[str] = []
     raw = np.full((n, len(features)), np.nan)
     undefined = np.zeros((n, len(features)), dtype=bool)
     if "relative_path" not in manifest_df.columns:

@@ -189,7 +189,7 @@ def _read_npz(path: Path, length: int) -> np.ndarray:
                     f"save the spectrum under the key '{contract.NPZ_KEY}'",
                 )
             with archive.zip.open(f"{contract.NPZ_KEY}.npy") as member:
-                shape, dtype = _npy_header(member, path)  # type: ignore[arg-type]
+                shape, dtype = _npy_header(member, path)
             _check_header(path, shape, dtype, length, f"'{contract.NPZ_KEY}': ")
             return archive[contract.NPZ_KEY]
     except SpectrumError:

@@ -268,7 +268,7 @@ def write_stats(
     film: dict[str, list],
 ) -> StatsTargets:
     """Write the three derived files atomically (each one whole or not at all)."""
-    io.atomic_save_npz(targets.lambda_stats, **lam)
+    io.atomic_save_npz(targets.lambda_stats, durable=True, **lam)  # durable named: **lam cannot be taken for it
     io.atomic_write_csv(targets.sampling_weights, weights)
     io.atomic_write_json(targets.dose_stats, film)
     return targets

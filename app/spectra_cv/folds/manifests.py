@@ -158,9 +158,9 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
         )
     matches = [key for key in config["folds"] if str(key).strip().isdigit() and int(key) == fold]
     if len(matches) != 1:
-        known = ", ".join(map(str, config["folds"])) or "none"
+        listed = ", ".join(map(str, config["folds"])) or "none"
         why = "is missing" if not matches else f"appears {len(matches)} times ({', '.join(matches)})"
-        raise FoldError(f"{path}: fold {fold} {why} (folds in the file: {known}); add it or pick another --fold")
+        raise FoldError(f"{path}: fold {fold} {why} (folds in the file: {listed}); add it or pick another --fold")
     entry = config["folds"][matches[0]]
     where = f"{path} fold {fold}"
     if not isinstance(entry, dict) or set(entry) != set(ROLES):

@@ -151,13 +151,14 @@ def selective_scan(
     ``out_t = y_t * silu(z_t)``, ``dt = softplus(delta + delta_bias)`` if ``delta_softplus``.
     """
     chosen = resolve_backend(backend, u.device)
+    fn: Callable[..., torch.Tensor] | None
     if chosen == "cuda":
         fn = mamba_scan_fn()
-        assert fn is not None  # resolve_backend checked it
     elif chosen == "torch":
         from spectra_cv.model.scan import selective_scan as fn  # noqa: PLC0415
     else:
         from spectra_cv.model.scan_ref import selective_scan_ref as fn  # noqa: PLC0415
+    assert fn is not None  # resolve_backend checked that mamba_ssm's kernel imports
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 

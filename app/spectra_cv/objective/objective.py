@@ -125,6 +125,12 @@ def original_config() -> ObjectiveConfig:
 class Objective(nn.Module):
     """Composed loss for one wavelength grid; see the module docstring for the total."""
 
+    # buffers (registered in __init__), each (L,) float32
+    weights: torch.Tensor
+    deriv_weights: torch.Tensor
+    roi_mask: torch.Tensor
+    curv_mask: torch.Tensor
+
     def __init__(self, config: ObjectiveConfig, grid: np.ndarray | torch.Tensor,
                  lambda_weights: np.ndarray | torch.Tensor | None = None) -> None:
         """grid: (L,) nm, strictly increasing; lambda_weights: (L,) positive, or None for ones."""
@@ -166,7 +172,7 @@ class Objective(nn.Module):
         for key, levels in spacings.items():
             for k, spacing in enumerate(levels):
                 self.register_buffer(f"spacing_{key}_{k}", spacing.to(f32), persistent=False)
-        self.dip = None
+        self.dip: DipTerm | None = None
         if config.dip_loss:
             self.dip = DipTerm(
                 grid_t, roi=(config.dip_roi_min, config.dip_roi_max), m=config.dip_m,
@@ -209,7 +215,7 @@ class Objective(nn.Module):
             if cfg.sam_weight > 0:
                 out["sam"] = terms.spectral_angle(p, t)
                 total = total + cfg.sam_weight * out["sam"]
-            if self.dip_active(epoch):
+            if self.dip is not None and self.dip_active(epoch):
                 dt = t if dip_target is None else dip_target.reshape(t.shape).float()
                 out.update(self.dip(p, dt))
                 total = total + cfg.dip_weight * out["dip"]

@@ -273,8 +273,9 @@ def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[
     for fold in folds:
         best = _best_baseline(lookup, fold, methods)
         model, base = (_test(lookup, fold, MODEL, "psnr_mean"), _test(lookup, fold, best, "psnr_mean"))
+        best_name = NAMES.get(best, best) if best else "—"
         lines.append(f"| {fold} | {_fmt(_test(lookup, fold, MODEL, 'n_spectra'), '.0f')} | {_fmt(model, '.2f')} ± "
-                     f"{_fmt(_test(lookup, fold, MODEL, 'psnr_std'), '.2f')} | {NAMES.get(best, best or '—')} | "
+                     f"{_fmt(_test(lookup, fold, MODEL, 'psnr_std'), '.2f')} | {best_name} | "
                      f"{_fmt(base, '.2f')} | {_fmt(model - base, '+.2f')} | "
                      f"{_fmt(_test(lookup, fold, MODEL, 'sam_deg_mean'), '.3f')} | "
                      f"{_fmt(_test(lookup, fold, best, 'sam_deg_mean'), '.3f')} |")

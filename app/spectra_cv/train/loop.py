@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ def train_step(
     epoch: int,
     lr: float,
     draws: torch.Tensor | None = None,
-    params: list[torch.Tensor] | None = None,
+    params: Sequence[torch.Tensor] | None = None,
     jitter: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One optimiser step on rows ``idx``; returns the loss (0-d, detached, on the device) without

@@ -32,7 +32,8 @@ def adamw(model: nn.Module, lr: float, weight_decay: float, fused: bool = False)
 
     ``fused``: one kernel for the whole update (CUDA); otherwise PyTorch's default implementation.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (decay if decays(name, param) else no_decay).append(param)
