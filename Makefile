@@ -101,8 +101,9 @@ quality: $(STAMP) ## Model vs the best linear method on the five real folds (DAT
 gpu-check: ## On an NVIDIA host with torch: scan parity on CUDA, recipe throughput (~5 min)
 	OUT=bench/gpu scripts/gpu_check.sh
 
-lint: $(STAMP) ## Byte-compile the package, check the compose files (docker compose config)
+lint: $(STAMP) ## ruff and mypy on the package (config: app/pyproject.toml), byte-compile it and scripts/, check the compose files
 	$(PY) -m compileall -q app/spectra_cv scripts
+	cd app && ../$(PY) -m ruff check spectra_cv && ../$(PY) -m mypy
 	@if docker compose version >/dev/null 2>&1; then \
 	  docker compose -f compose.yaml config -q && docker compose -f compose.yaml -f compose.cpu.yaml config -q \
 	  && echo "compose files valid"; else echo "docker compose not installed: compose files not checked"; fi

@@ -18,6 +18,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import itertools
 import re
 import textwrap
 from collections.abc import Mapping
@@ -64,7 +65,7 @@ def from_dict(cls: type[T], values: Mapping[str, Any], source: str | None = None
     if unknown:
         problems.append(f"unknown {cls.LABEL} keys {unknown}; known: {sorted(known)}")
     required = [f.name for f in fields if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING and f.name not in values]  # type: ignore[misc]
+                and f.default_factory is dataclasses.MISSING and f.name not in values]
     if required:
         problems.append(f"missing {cls.LABEL} keys {required}")
     if problems:
@@ -112,7 +113,7 @@ def field_docs(cls: type) -> dict[str, str]:
         return {}
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, after in zip(body, body[1:]):
+    for node, after in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
                 and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) \
                 and isinstance(after.value.value, str):

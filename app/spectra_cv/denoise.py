@@ -202,7 +202,7 @@ def denoise_manifest(
     record_path = output_root / RECORD_FILE
     if record_path.exists():
         record_path.unlink()  # the old record no longer describes what is on disk
-    for i, (path, spectrum) in enumerate(zip(rel, out)):
+    for i, (path, spectrum) in enumerate(zip(rel, out, strict=True)):
         sio.atomic_save_npy(output_path(output_root, path), spectrum, durable=False)
         if i == len(rel) // 2:
             faults.point("denoise_midway")

@@ -12,6 +12,7 @@ each grid point, (L,)) and ``psnr_percentiles`` (percentiles 0, 1, …, 100 of t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ HEADLINE = ("psnr_mean", "psnr_std", "sam_deg_mean", "rmse_mean", "roi_psnr_mean
             "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
 
 
-def read_denoised(denoised_root: Path, relative_paths: list[str], length: int | None = None) -> np.ndarray:
+def read_denoised(denoised_root: Path, relative_paths: Sequence[str], length: int | None = None) -> np.ndarray:
     """The ``_denoised.npy`` of every row, (N, L); a missing, mis-shaped or non-finite file is an error naming it."""
     out = []
     for rel in relative_paths:
@@ -51,15 +52,16 @@ def read_denoised(denoised_root: Path, relative_paths: list[str], length: int | 
             raise DataContractError(f"{path}: missing denoised output for {rel}; rerun `spectra-cv denoise`")
         values = loaders.read_npy_vector(path, length).astype(np.float32)
         if not np.isfinite(values).all():
-            raise DataContractError(f"{path}: denoised output for {rel} holds NaN/inf values; rerun `spectra-cv denoise`")
+            raise DataContractError(
+                f"{path}: denoised output for {rel} holds NaN/inf values; rerun `spectra-cv denoise`")
         out.append(values)
     return np.stack(out)
 
 
-def read_clean(clean_manifest: Path, groups: list[str]) -> np.ndarray:
+def read_clean(clean_manifest: Path, groups: Sequence[str]) -> np.ndarray:
     """Noise-free truth per row from a synthetic ``clean_manifest.csv`` (group_id → clean_path)."""
     table = pd.read_csv(clean_manifest, dtype=str)
-    lookup = dict(zip(table["group_id"], table["clean_path"]))
+    lookup = dict(zip(table["group_id"], table["clean_path"], strict=True))
     missing = sorted(set(groups) - set(lookup))
     if missing:
         raise DataContractError(f"{clean_manifest}: no clean spectrum for group {missing[0]}")
@@ -129,7 +131,7 @@ def format_table(table: dict[str, dict], reference: str = "loo") -> str:
         if m is None:
             continue
 
-        def f(key: str, fmt: str) -> str:
+        def f(key: str, fmt: str, m: dict = m) -> str:  # m bound now, not looked up when called
             return format_metric(m.get(key), fmt)
 
         psnr = f"{f('psnr_mean', '.2f')} ± {f('psnr_std', '.2f')}"

@@ -54,7 +54,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], durable: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], durable: bool = True) -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename over ``path``.
 
     Parent directories are created. On any error the temp file is removed and ``path`` is untouched.
@@ -93,7 +93,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = T
     return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2, durable: bool = True) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2, durable: bool = True) -> Path:
     """Write ``obj`` as JSON (keys in insertion order, trailing newline) atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n", durable=durable)
 
@@ -108,11 +108,12 @@ def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray, durable: bo
 def atomic_save_npz(path: str | os.PathLike[str], *, durable: bool = True, **arrays: np.ndarray) -> Path:
     """``np.savez`` the keyword arrays to exactly ``path``, atomically."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    # numpy's stub lets **kwds fill savez's allow_pickle: bool; these keys are array names
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return atomic_write_bytes(path, buffer.getvalue(), durable=durable)
 
 
-def atomic_write_csv(path: str | os.PathLike[str], frame: "Any", durable: bool = True, **to_csv_kwargs: Any) -> Path:
+def atomic_write_csv(path: str | os.PathLike[str], frame: Any, durable: bool = True, **to_csv_kwargs: Any) -> Path:
     """Write a pandas DataFrame as CSV (no index unless asked) atomically."""
     to_csv_kwargs.setdefault("index", False)
     text = frame.to_csv(**to_csv_kwargs)

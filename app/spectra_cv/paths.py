@@ -59,7 +59,7 @@ class RunPaths:
     """Run root; every output lies under it."""
 
     @classmethod
-    def from_env(cls) -> "RunPaths":
+    def from_env(cls) -> RunPaths:
         return cls(root=Path(os.environ.get(ENV_RUN_ROOT, ".")))
 
     def manifests(self, fold: int) -> Path:

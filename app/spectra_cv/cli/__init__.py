@@ -24,6 +24,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class _Refused(click.ClickException):
+    """A refused fold: exit status ``EXIT_REFUSED``, so runners tell "refused, nothing changed" from a failure."""
+
+    exit_code = EXIT_REFUSED
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are ``"module:attribute"`` strings imported on first use.
 
@@ -50,9 +56,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FoldRefused as exc:
-            refused = click.ClickException(str(exc))
-            refused.exit_code = EXIT_REFUSED  # runners tell "refused, nothing changed" from a failure
-            raise refused from exc
+            raise _Refused(str(exc)) from exc
         except SpectraCVError as exc:
             raise click.ClickException(str(exc)) from exc
 

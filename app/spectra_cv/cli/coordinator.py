@@ -23,8 +23,8 @@ from spectra_cv.cli.options import DIR
               help="Run root holding logs/ and artifacts/ [env SPECTRA_CV_RUN_ROOT; default .].")
 def coordinator(mode: str, interval: float, run_root: Path | None) -> None:
     """Turn the folds' events into audit lines and summary rows (restartable at any point)."""
-    from spectra_cv.paths import RunPaths
     from spectra_cv.errors import SpectraCVError
+    from spectra_cv.paths import RunPaths
     from spectra_cv.runs.coordinator import Coordinator, follower
 
     paths = RunPaths(root=run_root) if run_root is not None else RunPaths.from_env()

@@ -28,15 +28,14 @@ from spectra_cv.cli.run_options import RunOptions, run_options
 @click.option("--fail-fast", is_flag=True, help="Stop every fold when one fails.")
 @click.option("--allow-mixed-config", is_flag=True, help="Let folds run with a config other folds completed without.")
 @click.option("--no-live", is_flag=True,
-              help="No live per-fold lines (stage, epoch, best val PSNR, ETA) on stderr; `spectra-cv status` shows them.")
+              help="No live per-fold lines (stage, epoch, best val PSNR, ETA) on stderr; "
+                   "`spectra-cv status` shows them.")
 @run_options
 def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, force: bool,
        skip_existing: bool, fail_fast: bool, allow_mixed_config: bool, no_live: bool) -> None:
     """Run the cross-validation folds (each resumable) and write the audit logs and summary."""
-    from spectra_cv.errors import SpectraCVError
+    from spectra_cv.errors import ConfigError, SpectraCVError
     from spectra_cv.runs.cv import CvPlan, folds_of, parse_gpus, run_cv, summary_lines
-
-    from spectra_cv.errors import ConfigError
 
     opts.config()  # a bad --set fails here, before any fold starts
     if parallel is not None and parallel < 1:

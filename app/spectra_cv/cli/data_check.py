@@ -9,8 +9,8 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.data import contract
 from spectra_cv.data import check as dataset_check
+from spectra_cv.data import contract
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -99,6 +99,7 @@ def stats(
     if in_place:
         targets = stats_mod.StatsTargets.in_layout(root, meta)
     else:
+        assert output_dir is not None  # the usage check above: --output-dir without --in-place
         targets = stats_mod.StatsTargets.in_dir(output_dir)
     started = time.perf_counter()
     stats_mod.recompute(

@@ -29,7 +29,8 @@ PRESET_NAMES = ("tiny", "demo", "full")
     default=None,
     help="Override the preset's replicates per (treatment, sample, angle) group.",
 )
-@click.option("--force", is_flag=True, help="Replace a non-empty OUT (its old content is removed once the new tree is complete).")
+@click.option("--force", is_flag=True,
+              help="Replace a non-empty OUT (its old content is removed once the new tree is complete).")
 def synth(out: Path, preset: str, seed: int, replicates: int | None, force: bool) -> None:
     """Write a synthetic dataset under OUT, shaped like the real Track H data.
 

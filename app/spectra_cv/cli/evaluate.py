@@ -36,8 +36,8 @@ def evaluate(manifest: Path, train_manifest: Path, root_dir: Path, denoised_root
 
     from spectra_cv import io as sio
     from spectra_cv.data import loaders
-    from spectra_cv.errors import ConfigError
     from spectra_cv.data.splits import read_split
+    from spectra_cv.errors import ConfigError
     from spectra_cv.evaluation import format_table, read_clean, read_denoised, score_table
 
     if checkpoint is None and denoised_root is None:
@@ -53,6 +53,7 @@ def evaluate(manifest: Path, train_manifest: Path, root_dir: Path, denoised_root
             pred = denoise_manifest(checkpoint=checkpoint, manifest=manifest, root_dir=root_dir, output_root=out_root,
                                     device=device, amp=True, dose_features_csv=dose_features_csv).denoised
         else:
+            assert denoised_root is not None  # checked above: without --checkpoint, --denoised-root is given
             pred = read_denoised(denoised_root, split.relative_paths, grid.shape[0])
     clean = read_clean(clean_manifest, split.groups) if clean_manifest is not None else None
     table = score_table(pred, split, train, grid, clean)

@@ -54,8 +54,8 @@ def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: in
     The output's header gives the two-step kubectl commands (the folds, then the report).
     """
     from spectra_cv import io as sio
-    from spectra_cv.train.flags import build_run_config, parse_sets
     from spectra_cv.cluster import k8s as k8s_mod
+    from spectra_cv.train.flags import build_run_config, parse_sets
 
     settings = k8s_mod.RenderSettings(
         overlay=overlay, image=image, folds=tuple(folds) or k8s_mod.ALL_FOLDS, parallel=parallel, preset=preset,

@@ -21,6 +21,7 @@ from spectra_cv.cli.options import DIR, FILE
 from spectra_cv.tracking import BACKENDS as TRACKING_BACKENDS
 from spectra_cv.tracking import require as require_tracking
 
+
 @dataclass(frozen=True)
 class RunOptions:
     """The parsed shared options (``forward()`` gives them back as arguments for a child ``fold``)."""

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import click
 
-from spectra_cv.errors import EXIT_REFUSED
-from spectra_cv.paths import RunPaths
-
 from spectra_cv.cli import CONTEXT_SETTINGS
 from spectra_cv.cli.options import GreedyCommand
 from spectra_cv.cli.run_options import RunOptions, run_options
+from spectra_cv.errors import EXIT_REFUSED
+from spectra_cv.paths import RunPaths
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -27,8 +26,10 @@ def slurm() -> None:
 
 @slurm.command(cls=GreedyCommand, greedy=("folds",), context_settings=CONTEXT_SETTINGS)
 @click.option("--folds", multiple=True, type=int, help="Folds to run (several after one flag) [default 1 2 3 4 5].")
-@click.option("--parallel", type=int, default=None, help="At most K fold tasks at once (--array=…%K) [default: no limit].")
-@click.option("--gpus-per-fold", type=int, default=1, show_default=True, help="GPUs per fold task (--gres=gpu:N; 0 for CPU).")
+@click.option("--parallel", type=int, default=None,
+              help="At most K fold tasks at once (--array=…%K) [default: no limit].")
+@click.option("--gpus-per-fold", type=int, default=1, show_default=True,
+              help="GPUs per fold task (--gres=gpu:N; 0 for CPU).")
 @click.option("--cpus-per-fold", type=int, default=4, show_default=True, help="CPU cores per fold task.")
 @click.option("--mem", default=None, help="Memory per fold task, Slurm's form (e.g. 32G).")
 @click.option("--partition", default=None, help="Slurm partition.")

@@ -278,7 +278,8 @@ def split_image(reference: str) -> tuple[str, str]:
 def render(source: Path, settings: RenderSettings) -> Rendered:
     """The overlay's objects with the run's settings filled in (ConfigError naming file and fix)."""
     if not (source / "base").is_dir():
-        raise ConfigError(f"--source {source}: no base/ folder there (expected {source / 'base' / 'kustomization.yaml'}); "
+        raise ConfigError(f"--source {source}: no base/ folder there "
+                          f"(expected {source / 'base' / 'kustomization.yaml'}); "
                           "run from the repository root or pass --source <repo>/k8s")
     docs = copy.deepcopy(load_kustomization(source / OVERLAYS[settings.overlay]))
     folds_job = _find(docs, "Job", FOLDS_JOB, source)
@@ -295,7 +296,8 @@ def render(source: Path, settings: RenderSettings) -> Rendered:
         if given is not None:
             docs = [d for d in docs if not (d.get("kind") == "PersistentVolumeClaim" and _name(d) == base_name)]
             _rename_claims(docs, base_name, given)
-            notes.append(f"claim {given} must exist{' in namespace ' + settings.namespace if settings.namespace else ''}")
+            where = f" in namespace {settings.namespace}" if settings.namespace else ""
+            notes.append(f"claim {given} must exist{where}")
     if settings.name_prefix:
         for doc in docs:
             old = _name(doc)
@@ -378,7 +380,8 @@ def to_yaml(rendered: Rendered, settings: RenderSettings, filename: str = "THIS_
         f"# Rendered by `spectra-cv k8s render` (overlay {settings.overlay}, folds "
         f"{' '.join(map(str, settings.folds))}); apply in two steps:",
         f"#   kubectl{ns} apply -f {filename} -l app.kubernetes.io/component!=report",
-        f"#   until kubectl{ns} get job/{rendered.folds_job} -o jsonpath='{{.status.conditions[?(@.status==\"True\")].type}}' \\",
+        f"#   until kubectl{ns} get job/{rendered.folds_job} "
+        "-o jsonpath='{.status.conditions[?(@.status==\"True\")].type}' \\",
         "#       | grep -qwE 'Complete|Failed'; do sleep 60; done",
         f"#   kubectl{ns} apply -f {filename} -l app.kubernetes.io/component=report",
         f"#   kubectl{ns} wait --for=condition=Complete job/{rendered.report_job} --timeout=30m",

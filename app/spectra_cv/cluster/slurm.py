@@ -18,6 +18,7 @@ requeue) picks it up.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -96,7 +97,7 @@ class Container:
     image: str | None = None
 
     @classmethod
-    def of(cls, image: str | None, runtime: str | None) -> "Container":
+    def of(cls, image: str | None, runtime: str | None) -> Container:
         if image is None:
             if runtime not in (None, "none"):
                 raise ConfigError(f"--container-runtime {runtime} needs --container IMAGE")
@@ -141,7 +142,8 @@ def runner(sub: Submission, name: str, gpus: int) -> list[str]:
     c = sub.container
     if c.runtime == "none":
         return [sys.executable, "-m", "spectra_cv"]
-    binds = sorted(sub.binds, key=lambda b: len(b[0].parts))  # parents first: a read-only input never hides the run root
+    # parents first: a read-only input never hides the run root
+    binds = sorted(sub.binds, key=lambda b: len(b[0].parts))
     if c.runtime in ("apptainer", "singularity"):
         spec = ",".join(f"{p}:{p}:{'ro' if ro else 'rw'}" for p, ro in binds)
         # --contain: a minimal /dev and no host /tmp or home; the task's environment (OMP_NUM_THREADS,
@@ -157,13 +159,13 @@ def runner(sub: Submission, name: str, gpus: int) -> list[str]:
                 f"--container-workdir={sub.run_root}", "--no-container-mount-home", "--export=ALL", "spectra-cv"]
     # docker: the same hardening as compose.yaml; named, so a cancelled task can stop it. dockerd is outside
     # the job's cgroup: it is given the job's GPUs by their node-wide indices (SLURM_JOB_GPUS)
-    mounts = [arg for p, ro in binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
+    volumes = [arg for p, ro in binds for arg in ("-v", f"{p}:{p}{':ro' if ro else ''}")]
     gpu = ["--gpus", Raw('"\\"device=${SLURM_JOB_GPUS:?Slurm allocated this job no GPU}\\""')] if gpus else []
     return ["docker", "run", "--rm", "--init", "--name", Raw(f'"{name}"'), "--user", Raw('"$(id -u):$(id -g)"'),
             "--network", "none", "--read-only", "--tmpfs", "/run/home:rw,exec,nosuid,nodev,mode=1777,size=512m",
             "--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777,size=1g", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges:true", "--pids-limit", "2048", "--shm-size", "2g",
-            "-e", f"SPECTRA_CV_IMAGE={c.image}", "-e", "OMP_NUM_THREADS", *mounts, "-w", str(sub.run_root),
+            "-e", f"SPECTRA_CV_IMAGE={c.image}", "-e", "OMP_NUM_THREADS", *volumes, "-w", str(sub.run_root),
             *gpu, str(c.image)]
 
 
@@ -235,7 +237,8 @@ def finish_script(sub: Submission, folder: Path) -> str:
         f"# After every fold task of the array has ended (afterany): the audit logs and summary of {sub.run_root},",
         "# then cv_report.md. The report covers the folds that completed; a missing fold is named there.",
         "set -euo pipefail",
-        *([f"export SPECTRA_CV_IMAGE={shlex.quote(str(sub.container.image))}"] if sub.container.runtime == "pyxis" else []),
+        *([f"export SPECTRA_CV_IMAGE={shlex.quote(str(sub.container.image))}"]
+          if sub.container.runtime == "pyxis" else []),
         sync,
         report,
     ]
@@ -256,7 +259,8 @@ def _slurm(args: list[str], what: str) -> str:
     except subprocess.TimeoutExpired as exc:
         raise SlurmError(f"{what}: {args[0]} gave no answer in 120 s (is slurmctld up? `sinfo` says)") from exc
     if done.returncode != 0:
-        raise SlurmError(f"{what}: `{_q(args)}` failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        raise SlurmError(f"{what}: `{_q(args)}` failed (exit {done.returncode}): "
+                         f"{done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
 
 
@@ -345,7 +349,8 @@ def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[s
         try:
             decision = rerun.decide(events, tag=f"fold {fold}", config_hash=config_hash, config=config,
                                     data_change=lambda _run: None,  # the task fingerprints the data itself
-                                    completion_problem=lambda: _finished_intact(paths, fold, events), force=force)
+                                    completion_problem=functools.partial(_finished_intact, paths, fold, events),
+                                    force=force)
         except FoldRefused as exc:
             refused.append(str(exc).split(". ")[0])
             continue
@@ -471,7 +476,8 @@ def _submit_locked(sub: Submission, paths: RunPaths, config: dict[str, Any], *, 
         return Submitted(folder, chosen, None, None, earlier)
     folder = new_folder(paths)
     scripts = {}
-    for name, text in (("folds.sbatch", fold_script(sub, folder, array)), ("finish.sbatch", finish_script(sub, folder))):
+    for name, text in (("folds.sbatch", fold_script(sub, folder, array)),
+                       ("finish.sbatch", finish_script(sub, folder))):
         scripts[name] = sio.atomic_write_text(folder / name, text)
         os.chmod(scripts[name], 0o755)
     array_job = sbatch(scripts["folds.sbatch"])

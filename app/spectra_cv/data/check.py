@@ -98,7 +98,9 @@ class _Problems:
     """Collects problems in order, drops exact repeats, keeps the first ``cap``, counts them all."""
 
     def __init__(self, cap: int) -> None:
-        self.cap, self.items, self.total, self._seen = cap, [], 0, set()
+        self.cap, self.total = cap, 0
+        self.items: list[str] = []
+        self._seen: set[str] = set()
 
     def add(self, message: str) -> None:
         if message in self._seen:
@@ -356,7 +358,7 @@ def format_report(report: DatasetReport) -> str:
             f"  {t.name}: {len(t.samples)} samples ({' '.join(t.samples)}) × {len(t.angles)} angles "
             f"({' '.join(t.angles)}) × {reps} replicates = {t.n_spectra} spectra"
         )
-    if r.grid_points is not None:
+    if r.grid_points is not None and r.grid_range_nm is not None:  # set together (both or neither)
         lo, hi = r.grid_range_nm
         step = f", step {r.grid_step_nm:g} nm" if r.grid_step_nm is not None else ", non-uniform steps"
         lines.append(f"grid          {r.grid_points} points, {lo:g}–{hi:g} nm{step}")

@@ -102,10 +102,11 @@ def check_dose_stats(path: str | Path, features: Sequence[str]) -> tuple[DoseSta
             values[key] = [float(v) for v in raw]
         except (TypeError, ValueError):
             problems.append(f"{path}: '{key}' holds a non-number; {fix}")
-    for name, m in zip(names, values.get("mean", [])):
+    # a key that failed above is absent and its loop has nothing to check (strict=False)
+    for name, m in zip(names, values.get("mean", []), strict=False):
         if not math.isfinite(m):
             problems.append(f"{path}: mean of {name} is {m}; it must be finite; {fix}")
-    for name, s in zip(names, values.get("std", [])):
+    for name, s in zip(names, values.get("std", []), strict=False):
         if not (math.isfinite(s) and s > 0):
             problems.append(f"{path}: std of {name} is {s}; it must be finite and > 0; {fix}")
     if problems:
@@ -195,7 +196,8 @@ def _gather(
 ) -> _Gathered:
     """Raw features (N, F) of every manifest row, the undefined-ratio mask, and every problem."""
     manifest_name, dose_name = names
-    n, problems = len(manifest_df), []
+    n = len(manifest_df)
+    problems: list[str] = []
     raw = np.full((n, len(features)), np.nan)
     undefined = np.zeros((n, len(features)), dtype=bool)
     if "relative_path" not in manifest_df.columns:

@@ -46,7 +46,8 @@ def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_
                                     f"(≤ {MAX_GRID_POINTS} points); regenerate the wavelength grid")
         grid = np.load(path, allow_pickle=False)
     except SpectrumError as exc:
-        raise DataContractError(f"{path}: unreadable .npy header ({exc.reason}); regenerate the wavelength grid") from exc
+        raise DataContractError(
+            f"{path}: unreadable .npy header ({exc.reason}); regenerate the wavelength grid") from exc
     except DataContractError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a contract error
@@ -188,7 +189,7 @@ def _read_npz(path: Path, length: int) -> np.ndarray:
                     f"save the spectrum under the key '{contract.NPZ_KEY}'",
                 )
             with archive.zip.open(f"{contract.NPZ_KEY}.npy") as member:
-                shape, dtype = _npy_header(member, path)  # type: ignore[arg-type]
+                shape, dtype = _npy_header(member, path)
             _check_header(path, shape, dtype, length, f"'{contract.NPZ_KEY}': ")
             return archive[contract.NPZ_KEY]
     except SpectrumError:
@@ -301,7 +302,7 @@ def group_ids_of(frame: pd.DataFrame, manifest_name: str) -> list[str]:
     parents = [str(Path(p).parent.as_posix()) for p in frame["relative_path"]]
     if "group_id" in frame.columns:
         declared = frame["group_id"].astype(str).tolist()
-        for row, (parent, gid) in enumerate(zip(parents, declared), start=1):
+        for row, (parent, gid) in enumerate(zip(parents, declared, strict=True), start=1):
             if gid and gid != parent:
                 raise DataContractError(
                     f"{manifest_name} row {row}: group_id {gid!r} differs from the file's directory "

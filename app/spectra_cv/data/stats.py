@@ -155,7 +155,7 @@ def sampling_weights(dose_features: pd.DataFrame, relative_paths: Sequence[str])
         {
             "relative_path": list(relative_paths),
             "sampling_weight": np.ones(len(u), dtype=np.float64),
-            "bin_pair": [f"({a}, {b})" for a, b in zip(u.tolist(), v.tolist())],
+            "bin_pair": [f"({a}, {b})" for a, b in zip(u.tolist(), v.tolist(), strict=True)],
         }
     )
 
@@ -239,7 +239,7 @@ class StatsTargets:
     dose_stats: Path
 
     @classmethod
-    def in_dir(cls, directory: str | Path) -> "StatsTargets":
+    def in_dir(cls, directory: str | Path) -> StatsTargets:
         """All three files side by side in ``directory``."""
         d = Path(directory)
         return cls(
@@ -249,7 +249,7 @@ class StatsTargets:
         )
 
     @classmethod
-    def in_layout(cls, data_root: str | Path, metadata_dir: str | Path) -> "StatsTargets":
+    def in_layout(cls, data_root: str | Path, metadata_dir: str | Path) -> StatsTargets:
         """The dataset layout's own locations (data root and metadata directory)."""
         return cls(
             lambda_stats=Path(data_root) / contract.LAMBDA_STATS_FILE,
@@ -268,7 +268,7 @@ def write_stats(
     film: dict[str, list],
 ) -> StatsTargets:
     """Write the three derived files atomically (each one whole or not at all)."""
-    io.atomic_save_npz(targets.lambda_stats, **lam)
+    io.atomic_save_npz(targets.lambda_stats, durable=True, **lam)  # durable named: **lam cannot be taken for it
     io.atomic_write_csv(targets.sampling_weights, weights)
     io.atomic_write_json(targets.dose_stats, film)
     return targets

@@ -254,7 +254,7 @@ def clean_spectrum(wl: np.ndarray, uva_norm: float, z: np.ndarray, sample_rng: n
             + b["kink"] * sig((lam - b["kink_nm"]) / b["kink_width_nm"])
             + step_f * b["step"] * sig((lam - step_nm) / b["step_width_nm"]))  # (L,)
     level = min(level, MAX_CLEAN / base.max())
-    centres, widths, depths = (np.array(c, dtype=np.float64) for c in zip(*DIPS))  # (K,) each
+    centres, widths, depths = (np.array(c, dtype=np.float64) for c in zip(*DIPS, strict=True))  # (K,) each
     depths = depths * depth_f
     depths[SCYTONEMIN_DIP] += SCYTONEMIN_DOSE_DEPTH * uva_norm * depth_f[SCYTONEMIN_DIP]
     od = (depths[:, None] * np.exp(-0.5 * ((lam[None, :] - (centres + centre_shift)[:, None])
@@ -270,7 +270,7 @@ def noise_sigma(wl: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return np.sqrt(n["floor"] ** 2 + uv**2 + (n["proportional"] * clean) ** 2)
 
 
-def noise_octaves(spectra: np.ndarray, group_ids: "list[str] | np.ndarray") -> np.ndarray:
+def noise_octaves(spectra: np.ndarray, group_ids: list[str] | np.ndarray) -> np.ndarray:
     """Share of the replicate noise power per frequency octave (see ``REAL_NOISE_OCTAVES``).
 
     The noise of a spectrum is its difference from its group's mean, scaled by √(n/(n − 1)) so
@@ -359,7 +359,7 @@ def generate(config: SynthConfig) -> SynthData:
     groups["scytonemin_depth"] = depth
     per_spectrum = groups.loc[groups.index.repeat(R)].reset_index(drop=True)
     rep = np.tile(np.arange(R), len(groups))
-    rel = [f"{gid}/rep_{r:03d}.npy" for gid, r in zip(per_spectrum["group_id"], rep)]
+    rel = [f"{gid}/rep_{r:03d}.npy" for gid, r in zip(per_spectrum["group_id"], rep, strict=True)]
     manifest = pd.DataFrame({
         "relative_path": rel, "treatment": per_spectrum["treatment"], "sample": per_spectrum["sample"],
         "angle": per_spectrum["angle"], "group_id": per_spectrum["group_id"],
@@ -390,17 +390,17 @@ def write_synthetic(out: str | Path, config: SynthConfig, force: bool = False) -
     # of files, and a crash never leaves a half-written dataset under ``out``.
     with io.staged_directory(out, replace=force) as stage:
         root, meta, clean_dir = stage / "spectra_for_fold", stage / "metadata", stage / CLEAN_DIR
-        for path, x in zip(rel, data.spectra):
+        for path, x in zip(rel, data.spectra, strict=True):
             io.atomic_save_npy(root / path, x, durable=False)
         clean_paths = [f"{gid}.npy" for gid in data.groups["group_id"]]
-        for path, x in zip(clean_paths, data.clean):
+        for path, x in zip(clean_paths, data.clean, strict=True):
             io.atomic_save_npy(clean_dir / path, x, durable=False)
         io.atomic_save_npy(root / contract.GRID_FILE, data.wavelength, durable=False)
         io.atomic_write_csv(root / contract.MANIFEST_FILE, data.manifest, durable=False)
         io.atomic_write_csv(meta / contract.DOSE_FEATURES_FILE, data.dose_features, durable=False, na_rep="nan")
         clean_manifest = data.groups.assign(clean_path=clean_paths, replicates=config.replicates)
-        io.atomic_write_csv(clean_dir / CLEAN_MANIFEST, clean_manifest[
-            ["group_id", "treatment", "sample", "angle", "clean_path", "replicates", "scytonemin_depth"]], durable=False)
+        columns = ["group_id", "treatment", "sample", "angle", "clean_path", "replicates", "scytonemin_depth"]
+        io.atomic_write_csv(clean_dir / CLEAN_MANIFEST, clean_manifest[columns], durable=False)
         stats.write_stats(
             stats.StatsTargets.in_layout(root, meta),
             stats.lambda_stats(data.spectra, data.wavelength),

@@ -158,9 +158,9 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
         )
     matches = [key for key in config["folds"] if str(key).strip().isdigit() and int(key) == fold]
     if len(matches) != 1:
-        known = ", ".join(map(str, config["folds"])) or "none"
+        listed = ", ".join(map(str, config["folds"])) or "none"
         why = "is missing" if not matches else f"appears {len(matches)} times ({', '.join(matches)})"
-        raise FoldError(f"{path}: fold {fold} {why} (folds in the file: {known}); add it or pick another --fold")
+        raise FoldError(f"{path}: fold {fold} {why} (folds in the file: {listed}); add it or pick another --fold")
     entry = config["folds"][matches[0]]
     where = f"{path} fold {fold}"
     if not isinstance(entry, dict) or set(entry) != set(ROLES):
@@ -237,7 +237,7 @@ def split_manifest(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> dic
     """Rows of each role, all columns and input order kept. Rows of excluded treatments are left out;
     a row of a CV treatment whose sample has no role is an error, never a silent drop."""
     role_of = assignment.role_of()
-    keys = list(zip(manifest_df["treatment"], manifest_df["sample"]))
+    keys = list(zip(manifest_df["treatment"], manifest_df["sample"], strict=True))
     role = pd.Series([role_of.get(key) for key in keys], index=manifest_df.index, dtype=object)
     cv_treatments = {t for r in ROLES for t in assignment.roles[r]}
     orphan = role.isna() & manifest_df["treatment"].isin(cv_treatments)

@@ -21,11 +21,12 @@ tested against its definition and, on Gaussian data of known covariance, as the 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def inner_folds(groups: Sequence[str], k: int = INNER_FOLDS) -> list[np.ndarray]
     """
     parts = [PurePosixPath(str(g)).parts for g in groups]
     if any(len(p) < 2 for p in parts):
-        bad = next(str(g) for g, p in zip(groups, parts) if len(p) < 2)
+        bad = next(str(g) for g, p in zip(groups, parts, strict=True) if len(p) < 2)
         raise DataContractError(f"group {bad!r} is not treatment/sample/angle: baseline parameters are chosen on "
                                 "held-out samples, which needs each spectrum's treatment and sample")
     samples: dict[str, set[str]] = {}
@@ -125,7 +126,7 @@ def _held_out_scores(family: Family, x: np.ndarray, y: np.ndarray, groups: Seque
     for held in inner_folds(groups):
         fit = ~held
         scored += int(held.sum())
-        inner = [g for g, keep in zip(groups, fit) if keep]
+        inner = [g for g, keep in zip(groups, fit, strict=True) if keep]
         for label, (_, fn) in family(x[fit], y[fit], inner).items():
             totals[label] = totals.get(label, 0.0) + float(np.sum(psnr(fn(x[held]), y[held])))
     return {label: total / scored for label, total in totals.items()}
@@ -204,6 +205,16 @@ def linear_operator(filter_rows: Callable[[np.ndarray], np.ndarray], length: int
     return filter_rows(np.eye(length))
 
 
+def _times(op: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The map z ↦ z @ op."""
+    return lambda z: z @ op
+
+
+def _affine_about(centre: np.ndarray, weights: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The map z ↦ centre + (z − centre) @ weights."""
+    return lambda z: centre + (z - centre) @ weights
+
+
 def fit_identity(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None = None) -> FittedBaseline:
     """Output = input (the bar every denoiser must clear first)."""
     return _choose("identity", lambda x, y, g: {"identity": ({}, lambda z: z.copy())}, noisy, ref, groups, False)
@@ -213,12 +224,12 @@ def fit_savgol(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None 
                windows: Sequence[int] = SAVGOL_WINDOWS, orders: Sequence[int] = SAVGOL_ORDERS) -> FittedBaseline:
     """Savitzky–Golay over the grid windows × polyorders (pairs with polyorder < window ≤ L)."""
     length = _as2d(noisy).shape[1]
-    grid = {}
+    grid: Candidates = {}
     for w in windows:
         for p in orders:
             if p < w <= length:
-                op = linear_operator(lambda z, w=w, p=p: savgol_filter(z, w, p), length)
-                grid[f"w{w}_p{p}"] = ({"window": w, "polyorder": p}, lambda z, op=op: z @ op)
+                op = linear_operator(functools.partial(savgol_filter, window=w, polyorder=p), length)
+                grid[f"w{w}_p{p}"] = ({"window": w, "polyorder": p}, _times(op))
     return _choose("savgol", lambda x, y, g: grid, noisy, ref, groups, False)
 
 
@@ -226,11 +237,11 @@ def fit_gaussian(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | Non
                  sigmas: Sequence[float] = GAUSSIAN_SIGMAS) -> FittedBaseline:
     """Gaussian smoothing over the grid of σ (samples; those whose kernel fits the spectra)."""
     length = _as2d(noisy).shape[1]
-    grid = {}
+    grid: Candidates = {}
     for s in sigmas:
         if _radius(s) < length:
-            op = linear_operator(lambda z, s=s: gaussian_filter(z, s), length)
-            grid[f"s{s:g}"] = ({"sigma_samples": s}, lambda z, op=op: z @ op)
+            op = linear_operator(functools.partial(gaussian_filter, sigma=s), length)
+            grid[f"s{s:g}"] = ({"sigma_samples": s}, _times(op))
     return _choose("gaussian", lambda x, y, g: grid, noisy, ref, groups, False)
 
 
@@ -346,7 +357,7 @@ def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> 
                 prior = signal + lam * kernel
                 weights = np.linalg.solve(prior + noise, prior)  # (Σs + Σn)⁻¹ Σs
                 out[f"l{lam:.3g}_e{ell:g}"] = ({"lambda": float(lam), "length_scale": float(ell)},
-                                               lambda z, w=weights: centre + (z - centre) @ w)
+                                               _affine_about(centre, weights))
         return out
     return family
 
@@ -395,8 +406,12 @@ def fit_wiener(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None 
 def fit_mean(name: str, members: Sequence[FittedBaseline]) -> FittedBaseline:
     """The average of already fitted baselines' outputs (no parameter of its own)."""
     parts = tuple(members)
-    return FittedBaseline(name, {m.name: dict(m.params) for m in parts}, {},
-                          lambda z: sum(m.apply(z) for m in parts) / len(parts))
+
+    def apply(z: np.ndarray) -> np.ndarray:
+        # sum() starts from the int 0, so mypy types the total ndarray | int; the members give arrays
+        return cast(np.ndarray, sum(m.apply(z) for m in parts) / len(parts))
+
+    return FittedBaseline(name, {m.name: dict(m.params) for m in parts}, {}, apply)
 
 
 def fit_ridge_wiener(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None = None) -> FittedBaseline:

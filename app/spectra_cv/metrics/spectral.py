@@ -16,6 +16,9 @@ from spectra_cv.data.contract import ROI_NM
 from spectra_cv.errors import DataContractError
 from spectra_cv.metrics.dips import DipMetricConfig, dip_metrics
 
+# The dip metrics' default settings: one frozen instance, the default of every scoring call.
+DEFAULT_DIP_CONFIG = DipMetricConfig()
+
 MSE_FLOOR = 1e-12
 """PSNR uses max(MSE, this): identical spectra give 120 dB, not infinity."""
 SAM_EPS = 1e-12
@@ -107,7 +110,7 @@ def loo_means(spectra: np.ndarray, group_ids: Sequence | np.ndarray) -> np.ndarr
 
 def per_spectrum_metrics(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
                          roi: tuple[float, float] = ROI_NM,
-                         dip_config: DipMetricConfig | None = DipMetricConfig()) -> dict[str, np.ndarray]:
+                         dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG) -> dict[str, np.ndarray]:
     """All per-spectrum metrics as (N,) arrays; dip entries are NaN where a spectrum has no dip.
 
     Keys: psnr, sam_deg, rmse, roi_psnr and, unless ``dip_config`` is None, n_dips,
@@ -141,8 +144,8 @@ def aggregate(per_spectrum: Mapping[str, np.ndarray]) -> dict[str, float | None]
 
 
 def score(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
-             roi: tuple[float, float] = ROI_NM,
-             dip_config: DipMetricConfig | None = DipMetricConfig()) -> dict[str, float | None]:
+          roi: tuple[float, float] = ROI_NM,
+          dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG) -> dict[str, float | None]:
     """Dataset summary: mean ± std of every per-spectrum metric, ``psnr_dataset`` (PSNR of the
     pooled MSE) and ``n_spectra``. pred, ref: (N, L); wavelength: (L,)."""
     p, r = _pair(pred, ref)

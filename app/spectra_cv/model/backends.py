@@ -27,6 +27,7 @@ import torch
 from spectra_cv.errors import ConfigError
 from spectra_cv.log import get_logger
 
+
 def _pinned(package: str) -> str:
     """The version ``cuda_kernels.txt`` (the CUDA image's pins, beside this module) gives ``package``."""
     text = (importlib.resources.files("spectra_cv.model") / "cuda_kernels.txt").read_text()
@@ -150,13 +151,14 @@ def selective_scan(
     ``out_t = y_t * silu(z_t)``, ``dt = softplus(delta + delta_bias)`` if ``delta_softplus``.
     """
     chosen = resolve_backend(backend, u.device)
+    fn: Callable[..., torch.Tensor] | None
     if chosen == "cuda":
         fn = mamba_scan_fn()
-        assert fn is not None  # resolve_backend checked it
     elif chosen == "torch":
         from spectra_cv.model.scan import selective_scan as fn  # noqa: PLC0415
     else:
         from spectra_cv.model.scan_ref import selective_scan_ref as fn  # noqa: PLC0415
+    assert fn is not None  # resolve_backend checked that mamba_ssm's kernel imports
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 

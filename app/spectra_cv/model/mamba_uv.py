@@ -88,8 +88,8 @@ class ModelConfig(Config):
     """Linear prior the residual head corrects: 'none' (the input itself), 'pca' (projection onto
     the train split's top principal directions), 'ridge' (ridge regression noisy → leave-one-out
     mean), 'wiener' (the Wiener filter with a smooth signal prior) or 'ridge_wiener' (the mean of the
-    two). Each is the baseline of that name, fitted on the train split before training (``set_prior``), stored as buffers in the
-    checkpoint; the stem also sees the input's distance from the prior."""
+    two). Each is the baseline of that name, fitted on the train split before training (``set_prior``),
+    stored as buffers in the checkpoint; the stem also sees the input's distance from the prior."""
     prior_rank: int = 0
     """PCA prior rank (0: chosen on held-out samples of the train split, like the PCA baseline)."""
     prior_alpha: float = 0.0
@@ -134,8 +134,10 @@ class FiLMHead(nn.Module):
             nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Dropout(dropout),
             nn.Linear(hidden, 2 * n_layers * d_model),
         )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)  # nn.Sequential's indexing yields a plain Module
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cond: (B, cond_dim) → (gamma, beta): (B, n_layers, d_model) each."""
@@ -185,6 +187,12 @@ class MambaBlock(nn.Module):
 class MambaUV(nn.Module):
     """Spectral denoiser. forward(x: (B, C_in, L), cond: (B, cond_dim) | None) → (B, 1, L)."""
 
+    # buffers, registered in __init__ only with a prior (``config.prior != "none"``)
+    prior_matrix: torch.Tensor  # (L, L)
+    prior_offset: torch.Tensor  # (L,)
+    prior_residual_scale: torch.Tensor  # ()
+    prior_fitted: torch.Tensor  # () bool
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, ModelConfig):
@@ -194,6 +202,7 @@ class MambaUV(nn.Module):
         stem_channels = config.in_channels + (1 if config.prior != "none" else 0)
         self.input_proj = nn.Conv1d(stem_channels, d, kernel_size=3, padding=1)
         nn.init.kaiming_normal_(self.input_proj.weight, nonlinearity="relu")
+        assert self.input_proj.bias is not None  # Conv1d's bias=True
         nn.init.zeros_(self.input_proj.bias)
         self.film = (
             FiLMHead(config.cond_dim, config.film_hidden_dim, config.n_layers, d,
@@ -203,6 +212,7 @@ class MambaUV(nn.Module):
         self.blocks = nn.ModuleList(MambaBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(d)
         self.output_proj = nn.Conv1d(d, 1, kernel_size=1)
+        assert self.output_proj.bias is not None  # Conv1d's bias=True
         nn.init.zeros_(self.output_proj.bias)
         if config.residual:
             nn.init.zeros_(self.output_proj.weight)  # correction = 0: identity at start
@@ -225,6 +235,7 @@ class MambaUV(nn.Module):
     def checkpoint_blocks(self, on: bool) -> None:
         self._checkpoint_blocks = bool(on)
         for block in self.blocks:
+            assert isinstance(block, MambaBlock)  # nn.ModuleList yields plain Modules
             block.checkpoint_mixers = bool(on)
 
     def compile_blocks(self, backend: str = "inductor") -> None:
@@ -232,6 +243,7 @@ class MambaUV(nn.Module):
         scan is excluded (``Mamba.exclude_scan_from_compile``) and runs as it would eagerly.
         ``backend``: a ``torch.compile`` backend (tests use ``aot_eager``, which needs no compiler)."""
         for block in self.blocks:
+            assert isinstance(block, MambaBlock)  # nn.ModuleList yields plain Modules
             for mixer in (block.mixer, block.mixer_rev):
                 if mixer is not None:
                     mixer.exclude_scan_from_compile()
@@ -274,6 +286,7 @@ class MambaUV(nn.Module):
         """Switch every mixer's scan backend (the weights are the same for all backends)."""
         self.config = dataclasses.replace(self.config, scan_backend=backend)
         for block in self.blocks:
+            assert isinstance(block, MambaBlock)  # nn.ModuleList yields plain Modules
             block.mixer.backend = backend
             if block.mixer_rev is not None:
                 block.mixer_rev.backend = backend
@@ -322,7 +335,7 @@ class MambaUV(nn.Module):
             gammas, betas = self.film(cond)  # (B, n_layers, D) each
         recompute = self.checkpoint_blocks and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            args = (h,) if gammas is None else (h, gammas[:, i], betas[:, i])
+            args = (h,) if gammas is None or betas is None else (h, gammas[:, i], betas[:, i])
             if recompute:  # keep only the block's inputs; its activations are recomputed in the backward
                 h = checkpoint(block, *args, use_reentrant=False)
             else:

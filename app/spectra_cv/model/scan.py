@@ -148,7 +148,7 @@ def _scan_backward(g_y: torch.Tensor, u: torch.Tensor, dt: torch.Tensor, AT: tor
         _block_states(ws, dt[s:e], dtu[s:e], AT, Bm[s:e], m)
         gyb = g_y[s:e]  # (m, Bt, Dm)
         xs = ws.xs[1:m + 1]  # (m, Bt, N, Dm): x_t
-        if need_C:
+        if g_C is not None:  # need_C
             torch.bmm(xs.view(m * bt, n, dm), gyb.reshape(m * bt, dm, 1),
                       out=g_C[s:e].view(m * bt, n, 1))
         if not (need_u or need_dt or need_A or need_B):
@@ -160,23 +160,23 @@ def _scan_backward(g_y: torch.Tensor, u: torch.Tensor, dt: torch.Tensor, AT: tor
             gx_v[t].addcmul_(dA_v[t + 1], gx_v[t + 1])
         torch.mul(dA_v[0], gx_v[0], out=carry)
         gx2 = gx.view(m * bt, n, dm)
-        if need_B:
+        if g_B is not None:  # need_B
             torch.bmm(gx2, dtu[s:e].reshape(m * bt, dm, 1), out=g_B[s:e].view(m * bt, n, 1))
         if need_u or need_dt:
             Sb = S[:m]
             torch.bmm(Bm[s:e].reshape(m * bt, 1, n), gx2, out=Sb.view(m * bt, 1, dm))
-            if need_u:
+            if g_u is not None:  # need_u
                 torch.mul(Sb, dt[s:e], out=g_u[s:e])
-            if need_dt:
+            if g_dt is not None:  # need_dt
                 torch.mul(Sb, u[s:e], out=g_dt[s:e])
         if need_dt or need_A:
             P = ws.tmp[:m]  # g_x_t * dA_t * x_{t-1}: (m, Bt, N, Dm)
             torch.mul(gx, ws.dA[:m], out=P)
             P.mul_(ws.xs[:m])
-            if need_dt:
+            if g_dt is not None:  # need_dt
                 torch.mul(P, AT, out=gx)  # gx is spent: reuse it
                 g_dt[s:e].add_(gx.sum(2))
-            if need_A:
+            if g_AT is not None:  # need_A
                 P.mul_(dt[s:e].unsqueeze(2))
                 g_AT.add_(P.sum((0, 1)))
     return g_u, g_dt, g_AT, g_B, g_C
@@ -186,7 +186,7 @@ class _SelectiveScanCore(torch.autograd.Function):
     """y = scan(u, dt, A, B, C) on (L, Bt, ·) layouts; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, u, dt, AT, Bm, Cm, lb):  # type: ignore[override]
+    def forward(ctx, u, dt, AT, Bm, Cm, lb):
         with torch.autocast(device_type=u.device.type, enabled=False):
             y, starts = _scan_forward(u, dt, AT, Bm, Cm, lb)
         ctx.save_for_backward(u, dt, AT, Bm, Cm, starts)
@@ -195,7 +195,7 @@ class _SelectiveScanCore(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_y):  # type: ignore[override]
+    def backward(ctx, g_y):
         u, dt, AT, Bm, Cm, starts = ctx.saved_tensors
         needs = tuple(ctx.needs_input_grad[:5])
         with torch.autocast(device_type=u.device.type, enabled=False):

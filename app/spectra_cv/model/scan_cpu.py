@@ -383,7 +383,7 @@ class FusedCpuCore(torch.autograd.Function):
     """y = scan(u, dt, A, B, C) by the compiled kernel: u, dt (Bt, Dm, L); AT (N, Dm); B, C (Bt, N, L)."""
 
     @staticmethod
-    def forward(ctx, u, dt, AT, Bm, Cm, lb):  # type: ignore[override]
+    def forward(ctx, u, dt, AT, Bm, Cm, lb):
         module = load()
         assert module is not None, "FusedCpuCore needs the kernel (scan.py checks load() first)"
         y, starts = module.scan_forward(u, dt, AT, Bm, Cm, lb)
@@ -393,7 +393,7 @@ class FusedCpuCore(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_y):  # type: ignore[override]
+    def backward(ctx, g_y):
         u, dt, AT, Bm, Cm, starts = ctx.saved_tensors
         grads = ctx.module.scan_backward(g_y.contiguous(), u, dt, AT, Bm, Cm, starts, ctx.lb)
         return (*grads, None)

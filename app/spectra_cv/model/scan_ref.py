@@ -52,8 +52,8 @@ def check_scan_inputs(
                 f"(batch={bt}, d_state={n}, L={length}); got {tuple(t.shape)} {t.dtype}. "
                 "Fixed (2-D) or grouped (4-D) B/C are not supported by the PyTorch scans."
             )
-    for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and tuple(t.shape) != (dm,):
+    for name, vec in (("D", D), ("delta_bias", delta_bias)):
+        if vec is not None and tuple(vec.shape) != (dm,):
             raise ConfigError(
                 f"selective scan: {name} must have shape (d_inner={dm},); got {tuple(t.shape)}"
             )

@@ -4,8 +4,9 @@
 buffers (``.to(device)`` moves them); calling it on (B, L) prediction and target returns
 ``(total, terms)`` where ``terms`` holds each *unweighted* term as a 0-d tensor and
 ``total = charbonnier + derivative_weight·derivative + deriv_weight_roi·roi_derivative +
-curvature_weight_roi·roi_curvature + sam_weight·sam + dip_weight·dip`` (sam only when its weight is > 0). Inputs are cast to float32 and the loss
-runs with autocast disabled, so it may be called inside a bf16 autocast region.
+curvature_weight_roi·roi_curvature + sam_weight·sam + dip_weight·dip`` (sam only when its weight
+is > 0). Inputs are cast to float32 and the loss runs with autocast disabled, so it may be called
+inside a bf16 autocast region.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class ObjectiveConfig(Config):
             (self.dip_underfill_factor >= 1, "--dip_underfill_factor must be ≥ 1"),
             (self.dip_detect_sigma_nm >= 0, "--dip_detect_sigma_nm must be ≥ 0"),
         ]
-        weights = ("sam_weight", "derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight", "dip_w_area",
-                   "dip_w_equivalent_width", "dip_w_centroid", "dip_w_depth")
+        weights = ("sam_weight", "derivative_weight", "deriv_weight_roi", "curvature_weight_roi", "dip_weight",
+                   "dip_w_area", "dip_w_equivalent_width", "dip_w_centroid", "dip_w_depth")
         checks += [(getattr(self, name) >= 0, f"--{name} must be ≥ 0") for name in weights]
         return [message for ok, message in checks if not ok]
 
@@ -123,6 +124,12 @@ def original_config() -> ObjectiveConfig:
 
 class Objective(nn.Module):
     """Composed loss for one wavelength grid; see the module docstring for the total."""
+
+    # buffers (registered in __init__), each (L,) float32
+    weights: torch.Tensor
+    deriv_weights: torch.Tensor
+    roi_mask: torch.Tensor
+    curv_mask: torch.Tensor
 
     def __init__(self, config: ObjectiveConfig, grid: np.ndarray | torch.Tensor,
                  lambda_weights: np.ndarray | torch.Tensor | None = None) -> None:
@@ -138,7 +145,8 @@ class Objective(nn.Module):
         else:
             weights = torch.as_tensor(np.asarray(lambda_weights, dtype=np.float64))
             if weights.shape != (length,) or not bool(torch.all(torch.isfinite(weights) & (weights > 0))):
-                raise ConfigError(f"λ-weights must be finite, positive and of shape ({length},); check --lambda_weights")
+                raise ConfigError(
+                    f"λ-weights must be finite, positive and of shape ({length},); check --lambda_weights")
         if config.normalise_lambda_weights:
             weights = weights / weights.mean()
         order = config.derivative_order
@@ -164,7 +172,7 @@ class Objective(nn.Module):
         for key, levels in spacings.items():
             for k, spacing in enumerate(levels):
                 self.register_buffer(f"spacing_{key}_{k}", spacing.to(f32), persistent=False)
-        self.dip = None
+        self.dip: DipTerm | None = None
         if config.dip_loss:
             self.dip = DipTerm(
                 grid_t, roi=(config.dip_roi_min, config.dip_roi_max), m=config.dip_m,
@@ -207,7 +215,7 @@ class Objective(nn.Module):
             if cfg.sam_weight > 0:
                 out["sam"] = terms.spectral_angle(p, t)
                 total = total + cfg.sam_weight * out["sam"]
-            if self.dip_active(epoch):
+            if self.dip is not None and self.dip_active(epoch):
                 dt = t if dip_target is None else dip_target.reshape(t.shape).float()
                 out.update(self.dip(p, dt))
                 total = total + cfg.dip_weight * out["dip"]

@@ -44,12 +44,12 @@ class DataFingerprint:
         return {"schema": SCHEMA, "digest": self.digest, "files": self.files}
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], where: str) -> "DataFingerprint":
+    def from_json(cls, raw: dict[str, Any], where: str) -> DataFingerprint:
         if raw.get("schema") != SCHEMA or not isinstance(raw.get("files"), dict):
             raise DataContractError(f"{where}: not a spectra-cv data fingerprint")
         return cls(files={str(k): str(v) for k, v in raw["files"].items()})
 
-    def difference(self, now: "DataFingerprint") -> str | None:
+    def difference(self, now: DataFingerprint) -> str | None:
         """How ``now`` differs from this (recorded) fingerprint, naming the first changed input; None if equal."""
         changed = [label for label, sha in self.files.items() if now.files.get(label, sha) != sha]
         gone = [label for label in self.files if label not in now.files]

@@ -585,5 +585,6 @@ class _Pipeline:
             self.w.emit(ev.FAILED, f"Fold failed: the interrupted swap of the retrained {self.tag} could not be "
                                    f"finished ({problem}); rerun to retrain it", stage="swap", error=problem)
             return
-        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=sha, total_seconds=round(_seconds_since(run[0]), 1))
+        self.w.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256=sha,
+                    total_seconds=round(_seconds_since(run[0]), 1))
         log.info("%s: finished the swap a crash interrupted", self.tag)

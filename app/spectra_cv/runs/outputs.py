@@ -118,7 +118,7 @@ class FoldOutputs:
         return self.log_dir / MANIFEST_LOG
 
     # --- the swap ----------------------------------------------------------------------------------
-    def live(self) -> "FoldOutputs":
+    def live(self) -> FoldOutputs:
         return FoldOutputs(self.paths, self.fold, staged=False)
 
     def items(self, model: str) -> list[Path]:
@@ -165,7 +165,7 @@ def swap_in(staged: FoldOutputs, model: str) -> int:
     assert staged.staged, "swap_in takes the staged outputs"
     live = staged.live()
     moved = 0
-    for source, target in zip(staged.items(model), live.items(model)):
+    for source, target in zip(staged.items(model), live.items(model), strict=True):
         if not source.exists():
             continue  # moved before a crash (or never staged: the caller checked it was)
         target.parent.mkdir(parents=True, exist_ok=True)

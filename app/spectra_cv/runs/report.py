@@ -273,8 +273,9 @@ def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[
     for fold in folds:
         best = _best_baseline(lookup, fold, methods)
         model, base = (_test(lookup, fold, MODEL, "psnr_mean"), _test(lookup, fold, best, "psnr_mean"))
+        best_name = NAMES.get(best, best) if best else "—"
         lines.append(f"| {fold} | {_fmt(_test(lookup, fold, MODEL, 'n_spectra'), '.0f')} | {_fmt(model, '.2f')} ± "
-                     f"{_fmt(_test(lookup, fold, MODEL, 'psnr_std'), '.2f')} | {NAMES.get(best, best or '—')} | "
+                     f"{_fmt(_test(lookup, fold, MODEL, 'psnr_std'), '.2f')} | {best_name} | "
                      f"{_fmt(base, '.2f')} | {_fmt(model - base, '+.2f')} | "
                      f"{_fmt(_test(lookup, fold, MODEL, 'sam_deg_mean'), '.3f')} | "
                      f"{_fmt(_test(lookup, fold, best, 'sam_deg_mean'), '.3f')} |")
@@ -366,15 +367,17 @@ def _live_states(paths: RunPaths, summary: pd.DataFrame) -> pd.DataFrame:
 def _inputs(paths: RunPaths, start: dict[str, Any]) -> tuple[Path, Path, Path | None] | None:
     """(data root, metadata dir, fold config) a fold read: relative to the run root, else where they were."""
     absolute = start.get("inputs_at") or {}
+
+    def where(key: str, base: str) -> Path | None:
+        value = start.get(key) if base == "rooted" else absolute.get(key)
+        if not value:
+            return None
+        return paths.root / str(value) if base == "rooted" else Path(str(value))
+
     for base in ("rooted", "absolute"):
-        def where(key: str) -> Path | None:
-            value = start.get(key) if base == "rooted" else absolute.get(key)
-            if not value:
-                return None
-            return paths.root / str(value) if base == "rooted" else Path(str(value))
-        data_root, meta = where("data_root"), where("metadata_dir")
+        data_root, meta = where("data_root", base), where("metadata_dir", base)
         if data_root is not None and meta is not None and data_root.is_dir():
-            return data_root, meta, where("fold_config")
+            return data_root, meta, where("fold_config", base)
     return None
 
 
@@ -408,8 +411,9 @@ def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], li
     return warnings, notes
 
 
-def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict], all_folds: tuple[int, ...],
-          examples_per_fold: int, notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
+def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict],
+          all_folds: tuple[int, ...], examples_per_fold: int,
+          notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
     """Every plot as PNG bytes, in memory: (pngs, captions, left_out: plot name → why it is not drawn)."""
     folds = tuple(int(f) for f in done["fold"])
     lookup = _lookup(frame)

@@ -83,7 +83,7 @@ def plot_fold_metrics(folds: tuple[int, ...], figures: dict[str, dict[str, list[
     x = np.arange(len(folds), dtype=float)
     panels = (("psnr_mean", "psnr_std", "test PSNR dB (higher is better)"),
               ("sam_deg_mean", "sam_deg_std", "test SAM ° (lower is better)"))
-    for ax, (metric, spread, label) in zip(axes[0], panels):
+    for ax, (metric, spread, label) in zip(axes[0], panels, strict=True):
         for i, (method, values) in enumerate(figures.items()):
             offset = (i - (len(figures) - 1) / 2) * 0.8 / max(len(figures), 1)
             ax.errorbar(x + offset, values[metric], yerr=np.nan_to_num(values[spread]),
@@ -101,7 +101,7 @@ def plot_spectra_examples(examples: list[Examples]) -> bytes:
     the reference's dips marked."""
     ncols = max(len(e.labels) for e in examples)
     fig, axes = _figure(len(examples), ncols, 4.6 * ncols, 3.3 * len(examples))
-    for row, ex in zip(axes, examples):
+    for row, ex in zip(axes, examples, strict=True):
         centres, found, _ = find_minima(ex.reference, ex.wavelength)  # (K, max_dips)
         scores = psnr(ex.noisy, ex.reference), psnr(ex.denoised, ex.reference)
         lam = ex.wavelength

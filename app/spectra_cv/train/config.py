@@ -70,7 +70,8 @@ class TrainConfig(Config):
     cudnn_benchmark: bool = False
     """torch.backends.cudnn.benchmark [--cudnn_benchmark]."""
     tta_reverse: bool = False
-    """Accepted for runbook compatibility; not applied: the scan is causal and never saw reversed input [--tta_reverse]."""
+    """Accepted for runbook compatibility; not applied: the scan is causal and never saw reversed
+    input [--tta_reverse]."""
     checkpoint_blocks: bool = False
     """Recompute each block's activations in the backward instead of keeping them (activation memory
     per spectrum of the recipe: see ``make bench``); the same results, so not part of the config hash
@@ -85,7 +86,8 @@ class TrainConfig(Config):
     unroll); opt-in until the GPU check shows where it wins. Same results within float tolerance;
     not part of the config hash [--compile]."""
     time_budget_s: float = 0.0
-    """Stop after the epoch that crosses this wall-clock budget (0 = none); the best checkpoint stands [--time_budget_s]."""
+    """Stop after the epoch that crosses this wall-clock budget (0 = none); the best checkpoint
+    stands [--time_budget_s]."""
     device: str = "auto"
     """auto (cuda if available), cpu, cuda or cuda:N [--device]."""
 

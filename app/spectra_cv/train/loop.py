@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ def train_step(
     epoch: int,
     lr: float,
     draws: torch.Tensor | None = None,
-    params: list[torch.Tensor] | None = None,
+    params: Sequence[torch.Tensor] | None = None,
     jitter: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One optimiser step on rows ``idx``; returns the loss (0-d, detached, on the device) without
@@ -227,7 +227,8 @@ def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]
         raise SpectraCVError(f"{path}: refused to load the resumable state ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {fix}") from exc
     if not isinstance(saved, dict) or any(k not in saved for k in STATE_KEYS):
-        raise SpectraCVError(f"{path}: not a resumable training state (keys {sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__}); {fix}")
+        found = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
+        raise SpectraCVError(f"{path}: not a resumable training state (keys {found}); {fix}")
     return saved
 
 

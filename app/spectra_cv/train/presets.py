@@ -50,7 +50,7 @@ BALANCED_DIP_WEIGHT = 0.002
 
 PRIOR = "ridge_wiener"
 """The presets' prior: the mean of ridge and the Wiener filter, the best linear method measured."""
-SIGNAL_JITTER = {"signal_jitter": 3e-3, "signal_jitter_relative": True, "signal_jitter_length": 80.0}
+SIGNAL_JITTER: dict[str, Any] = {"signal_jitter": 3e-3, "signal_jitter_relative": True, "signal_jitter_length": 80.0}
 """The presets' smooth relative deviation of inputs and targets (5.5 % rms, ℓ = 40 nm): chosen on
 fold 1's validation split (docs/model-levers.md)."""
 
@@ -94,7 +94,7 @@ class RunConfig:
         return config_hash(data)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         return cls(
             model=ModelConfig.from_dict(values["model"]),
             objective=ObjectiveConfig.from_dict(values["objective"]),

@@ -1,9 +1,10 @@
 """Fitting a model's linear prior on the train split (``ModelConfig.prior``).
 
 The prior is one of the baselines of SPEC §4 — PCA projection, ridge regression onto the
-leave-one-out means, the Wiener filter, or the mean of ridge and Wiener — fitted exactly as the baseline is (same code, its parameter chosen on
-held-out samples of the train split), then handed to the model as an affine map ``x @ M + c``. The Mamba network learns
-only what the linear prior misses.
+leave-one-out means, the Wiener filter, or the mean of ridge and Wiener — fitted exactly as the
+baseline is (same code, its parameter chosen on held-out samples of the train split), then handed
+to the model as an affine map ``x @ M + c``. The Mamba network learns only what the linear prior
+misses.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class FittedPrior:
 
 def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, groups: Sequence[str] | None = None,
               rank: int = 0, alpha: float = 0.0) -> FittedPrior:
-    """Fit the ``kind`` prior ('pca', 'ridge', 'wiener' or 'ridge_wiener') on train ``noisy`` (N, L) and its LOO-mean ``targets``.
+    """Fit the ``kind`` prior ('pca', 'ridge', 'wiener' or 'ridge_wiener') on train ``noisy`` (N, L)
+    and its LOO-mean ``targets``.
 
     ``groups`` (``treatment/sample/angle`` per row) let the parameter be chosen on held-out samples;
     they are needed unless ``rank``/``alpha`` fixes it.

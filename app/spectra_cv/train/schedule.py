@@ -32,7 +32,8 @@ def adamw(model: nn.Module, lr: float, weight_decay: float, fused: bool = False)
 
     ``fused``: one kernel for the whole update (CUDA); otherwise PyTorch's default implementation.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (decay if decays(name, param) else no_decay).append(param)
@@ -87,7 +88,7 @@ class Ema:
         if floats_t:
             torch._foreach_mul_(floats_t, d)
             torch._foreach_add_(floats_t, floats_s, alpha=1.0 - d)
-        for target, value in zip(other_t, other_s):
+        for target, value in zip(other_t, other_s, strict=True):
             target.copy_(value)
         self.updates += 1
 
