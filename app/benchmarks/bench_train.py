@@ -63,7 +63,7 @@ def synthetic_split(device: torch.device, cfg: RunConfig, spectra: int = 4500) -
     cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
     arrays = SplitArrays(
         relative_paths=tuple(rows["relative_path"]), noisy=np.clip(data.spectra[idx], 0, 1).astype(np.float32),
-        group_ids=tuple(rows["group_id"]),
+        groups=tuple(rows["group_id"]),
         cos_theta=np.where(rows["angle"].str.startswith("12"), 1.0, -1.0).astype(np.float32),
         cond=cond, fingerprint="synthetic-full-seed0",
     )
@@ -80,7 +80,7 @@ def prepare(cfg: RunConfig, device: torch.device, backend: str, spectra: int = 4
     split, grid = synthetic_split(device, cfg, spectra)
     model = MambaUV(cfg.model).to(device)
     if cfg.model.prior != "none":
-        install_prior(model, split.noisy, split.loo, split.arrays.group_ids)  # as spectra-cv train does, on the (synthetic) train data
+        install_prior(model, split.noisy, split.loo, split.arrays.groups)  # as spectra-cv train does, on the (synthetic) train data
     model.set_scan_backend(backend)
     model.checkpoint_blocks = cfg.train.checkpoint_blocks
     if cfg.train.compile:

@@ -57,7 +57,7 @@ def inputs_for(root) -> TrainInputs:
 def _split(groups: list[str], values: np.ndarray) -> DeviceSplit:
     n, length = values.shape
     arrays = SplitArrays(relative_paths=tuple(f"{g}/rep_{i:03d}.npy" for i, g in enumerate(groups)),
-                         noisy=values.astype(np.float32), group_ids=tuple(groups),
+                         noisy=values.astype(np.float32), groups=tuple(groups),
                          cos_theta=np.ones(n, np.float32), cond=np.zeros((n, 0), np.float32), fingerprint="x")
     return DeviceSplit(arrays, np.linspace(300, 600, length), torch.device("cpu"))
 

@@ -198,7 +198,7 @@ def run_training(
         model.compile_blocks()
         log.info("torch.compile: each block compiled around its scan (the first steps include compile time)")
     if cfg.model.prior != "none":
-        install_prior(model, train.noisy, train.loo, train_arrays.group_ids)
+        install_prior(model, train.noisy, train.loo, train_arrays.groups)
     objective = Objective(cfg.objective, grid, weights).to(device)
     n_params = count_parameters(model)
     log.info("Model %s: %s parameters", cfg.model.name, f"{n_params:,}")

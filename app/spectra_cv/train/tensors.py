@@ -20,16 +20,9 @@ from spectra_cv.errors import DataContractError
 
 
 @dataclass(frozen=True, kw_only=True)
-class SplitArrays:
-    """One split read from disk (numpy, host memory), rows in manifest order."""
+class SplitArrays(Split):
+    """A split read by ``data.splits`` (host memory, manifest order) with what training adds."""
 
-    relative_paths: tuple[str, ...]
-    noisy: np.ndarray
-    """(N, L) float32 reflectance clipped to [0, 1]."""
-    group_ids: tuple[str, ...]
-    """(N,) ``treatment/sample/angle`` of each row."""
-    cos_theta: np.ndarray
-    """(N,) float32 cos θ from the angle label (the third input channel)."""
     cond: np.ndarray
     """(N, F) float32 normalised conditioning features (F may be 0)."""
     fingerprint: str
@@ -51,7 +44,7 @@ def with_conditioning(split: Split, cond: np.ndarray, label: str = "manifest") -
     return SplitArrays(
         relative_paths=split.relative_paths,
         noisy=split.noisy,
-        group_ids=split.groups,
+        groups=split.groups,
         cos_theta=split.cos_theta,
         cond=np.asarray(cond, dtype=np.float32),
         fingerprint=fingerprint(split.relative_paths, split.noisy),
@@ -79,7 +72,7 @@ class DeviceSplit:
         self.noisy = torch.as_tensor(arrays.noisy, device=device)
         self.cond = torch.as_tensor(arrays.cond, device=device)
         self.cos = torch.as_tensor(arrays.cos_theta, device=device)
-        names, inverse = np.unique(np.asarray(arrays.group_ids), return_inverse=True)
+        names, inverse = np.unique(np.asarray(arrays.groups), return_inverse=True)
         counts = np.bincount(inverse, minlength=len(names))
         if counts.min(initial=2) < contract.MIN_REPLICATES_PER_GROUP:
             small = names[counts < contract.MIN_REPLICATES_PER_GROUP][0]
