@@ -47,22 +47,22 @@ def _write_run(root: Path) -> None:
     rows = []
     for fold in COMPLETED:
         generate(fold, data_root / "manifest.csv", root / "manifests")
-        splits = {role: splits.read_split(data_root, paths.manifest(fold, role), grid)
-                  for role in ("train", "val", "test")}
+        by_role = {role: splits.read_split(data_root, paths.manifest(fold, role), grid)
+                   for role in ("train", "val", "test")}
         tables = {}
-        fitted = evaluation.train_baselines(splits["train"])  # val and test of a fold share one fit
+        fitted = evaluation.train_baselines(by_role["train"])  # val and test of a fold share one fit
         for role in ("val", "test"):
-            split = splits[role]
+            split = by_role[role]
             pred = gaussian_filter(split.noisy, SIGMA[fold]).astype(np.float32)
             if role == "test":
                 for rel, x in zip(split.relative_paths, pred):
                     atomic_save_npy(output_path(paths.denoised(fold, "test"), rel), x, durable=False)
             clean = evaluation.read_clean(root / "data" / "clean" / "clean_manifest.csv", split.groups)
-            tables[role] = evaluation.score_table(pred, split, splits["train"], grid, clean, fitted)
+            tables[role] = evaluation.score_table(pred, split, by_role["train"], grid, clean, fitted)
         frame = loaders.read_manifest(data_root / "manifest.csv")
         control = splits.split_of(data_root, frame[frame["treatment"] == "treatment_6"], grid, "control rows")
         tables["control"] = evaluation.score_table(gaussian_filter(control.noisy, SIGMA[fold]), control,
-                                                   splits["train"], grid, None, fitted)
+                                                   by_role["train"], grid, None, fitted)
         atomic_write_json(paths.metrics_json(fold), {"fold": fold, "wavelength_nm": grid.tolist(), "splits": tables},
                           durable=False)  # as the fold's _evaluate writes it
         epochs = np.arange(1, 7)
