@@ -160,3 +160,19 @@ def test_a_fold_run_emits_one_epoch_event_per_epoch_with_its_progress(uninterrup
     assert epochs[-1]["best_epoch"] == trained["best_epoch"]
     assert epochs[-1]["best_val_psnr"] == pytest.approx(trained["val_psnr"], abs=1e-3)
     assert [d["elapsed_s"] for d in epochs] == sorted(d["elapsed_s"] for d in epochs)
+
+
+def test_after_training_a_line_says_what_was_kept_and_is_not_repeated(tmp_path):
+    paths = RunPaths(root=tmp_path)
+    writer = _started(paths, 1)
+    writer.emit(ev.TRAIN, "Launching training run")
+    _epoch(writer, 1)
+    writer.emit(ev.TRAIN_DONE, "Training completed successfully", epochs_run=7, val_psnr=55.14, best_epoch=5)
+    writer.emit(ev.INFER, "Starting inference for test -> …", split="test")
+    state = fold_state(1, writer.events, alive=True)
+    assert format_state(state) == "fold 1  denoising test  7 epochs, best val 55.14 dB"
+    plain = io.StringIO()
+    live = LiveLines(plain, tty=False, plain_every_s=60.0)
+    for now in (0.0, 61.0, 200.0):  # not training: printed once, not every minute
+        live.show([state], now=now)
+    assert plain.getvalue().splitlines() == [format_state(state)]

@@ -135,13 +135,15 @@ def _db(value: float | None) -> str:
 def format_state(s: FoldState) -> str:
     """One plain line: ``fold 2  training  epoch 5/60  best val 55.10 dB  elapsed 3m20s  ETA ≤ 10m40s``."""
     parts = [f"fold {s.fold}", s.stage]
-    if s.state == "running" and s.epoch is not None:
+    if s.state == "running" and s.stage == "training" and s.epoch is not None:
         parts.append(f"epoch {s.epoch}/{s.epochs}" if s.epochs else f"epoch {s.epoch}")
         parts.append(f"best val {_db(s.best_val_psnr)}")
         if s.elapsed_s is not None:
             parts.append(f"elapsed {format_duration(s.elapsed_s)}")
         if s.eta_s is not None:
             parts.append(f"ETA ≤ {format_duration(s.eta_s)}")
+    elif s.state == "running" and s.epoch is not None:  # trained: what it kept
+        parts.append(f"{s.epoch} epochs, best val {_db(s.best_val_psnr)}")
     elif s.state == "completed":
         if s.test_psnr is not None:
             parts.append(f"test PSNR {_db(s.test_psnr)} (ridge+Wiener {_db(s.best_linear_psnr)})")
@@ -162,8 +164,8 @@ def format_states(states: list[FoldState]) -> list[str]:
 class LiveLines:
     """Shows fold states as they change: redrawn in place on a terminal, plain lines otherwise.
 
-    Plain mode (CI, log files) prints a fold's line when its stage changes, and while it trains at
-    most every ``plain_every_s`` seconds, so a long run's log stays readable.
+    Plain mode (CI, log files) prints a fold's line when its stage changes, and while it trains
+    again at most every ``plain_every_s`` seconds, so a long run's log stays readable.
     """
 
     def __init__(self, stream: TextIO, tty: bool | None = None, plain_every_s: float = 60.0) -> None:
@@ -184,7 +186,8 @@ class LiveLines:
             for s in states:
                 key = f"{s.state}|{s.stage}"
                 last = self._last.get(s.fold)
-                if last is not None and last[0] == key and (s.state != "running" or now - last[1] < self.plain_every_s):
+                training = s.state == "running" and s.stage == "training"
+                if last is not None and last[0] == key and (not training or now - last[1] < self.plain_every_s):
                     continue
                 if last is None and s.state == "pending":
                     continue
