@@ -67,8 +67,7 @@ def test_a_training_fold_shows_its_epoch_best_val_and_an_eta_counted_from_its_la
     _epoch(writer, 1, best=54.9)
     _epoch(writer, 2, eta_s=300.0, best=55.1)
     last = ev.read_events(paths.events(2))
-    stamp = ev.Event(seq=0, time=last[-1].time, fold=2, type="x")
-    now = _epoch_time(stamp.time) + 100.0  # 100 s after the last epoch event
+    now = ev.timestamp(last[-1].time) + 100.0  # 100 s after the last epoch event
     state = fold_state(2, last, alive=True, now=now)
     assert (state.state, state.stage, state.epoch, state.epochs) == ("running", "training", 2, 60)
     assert state.best_val_psnr == 55.1 and state.eta_s == pytest.approx(200.0)
@@ -77,18 +76,19 @@ def test_a_training_fold_shows_its_epoch_best_val_and_an_eta_counted_from_its_la
     assert dead.state == "interrupted" and dead.finished and "rerun to resume" in dead.stage and dead.eta_s is None
 
 
-def _epoch_time(stamp: str) -> float:
-    from datetime import datetime, timezone
-
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+def _trained(paths: RunPaths, fold: int, epochs_run: int, val_psnr: float) -> ev.EventWriter:
+    """A fold that trained (one epoch event, then its training's outcome)."""
+    writer = _started(paths, fold)
+    writer.emit(ev.TRAIN, "Launching training run")
+    _epoch(writer, 1)
+    writer.emit(ev.TRAIN_DONE, "Training completed successfully", epochs_run=epochs_run, val_psnr=val_psnr,
+                best_epoch=1)
+    return writer
 
 
 def test_stages_after_training_and_the_outcomes(tmp_path):
     paths = RunPaths(root=tmp_path)
-    writer = _started(paths, 1)
-    writer.emit(ev.TRAIN, "Launching training run")
-    _epoch(writer, 1)
-    writer.emit(ev.TRAIN_DONE, "Training completed successfully", epochs_run=1, val_psnr=55.1, best_epoch=1)
+    writer = _trained(paths, 1, epochs_run=1, val_psnr=55.1)
     writer.emit(ev.INFER, "Starting inference for val -> …", split="val")
     assert fold_state(1, writer.events, alive=True).stage == "denoising val"
     writer.emit(ev.INFER_DONE, "Completed inference for test", split="test")
@@ -164,10 +164,7 @@ def test_a_fold_run_emits_one_epoch_event_per_epoch_with_its_progress(uninterrup
 
 def test_after_training_a_line_says_what_was_kept_and_is_not_repeated(tmp_path):
     paths = RunPaths(root=tmp_path)
-    writer = _started(paths, 1)
-    writer.emit(ev.TRAIN, "Launching training run")
-    _epoch(writer, 1)
-    writer.emit(ev.TRAIN_DONE, "Training completed successfully", epochs_run=7, val_psnr=55.14, best_epoch=5)
+    writer = _trained(paths, 1, epochs_run=7, val_psnr=55.14)
     writer.emit(ev.INFER, "Starting inference for test -> …", split="test")
     state = fold_state(1, writer.events, alive=True)
     assert format_state(state) == "fold 1  denoising test  7 epochs, best val 55.14 dB"

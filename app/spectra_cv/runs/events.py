@@ -48,9 +48,18 @@ FAILED = "failed"
 NOTE = "note"  # an audit line with no stage meaning (e.g. the trainer's own messages)
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+"""An event's time: UTC to the second, the audit log's format."""
+
+
 def now_iso() -> str:
     """UTC now to the second, the audit log's time format."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
+
+
+def timestamp(stamp: str) -> float:
+    """An event time (``2026-03-15T19:42:03``, UTC) as POSIX seconds; ValueError if it is not one."""
+    return datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
 
 
 @dataclass(frozen=True)

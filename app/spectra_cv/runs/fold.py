@@ -29,7 +29,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -164,8 +163,7 @@ def _finite(value: Any) -> Any:
 
 def _seconds_since(event: ev.Event) -> float:
     """Seconds from ``event``'s time stamp to now."""
-    began = datetime.strptime(event.time, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - began).total_seconds()
+    return time.time() - ev.timestamp(event.time)
 
 
 class _Pipeline:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TextIO
 
 from spectra_cv.paths import RunPaths
@@ -77,7 +76,7 @@ def _stage(run: list[ev.Event]) -> str:
 
 def _age_s(stamp: str, now: float) -> float:
     try:
-        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        then = ev.timestamp(stamp)
     except ValueError:
         return 0.0
     return max(0.0, now - then)

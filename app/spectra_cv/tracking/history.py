@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +122,7 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def _ms(stamp: str) -> int:
     """An event time (``2026-03-15T19:42:03``, UTC) as epoch milliseconds."""
-    when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1000)
+    return int(ev.timestamp(stamp) * 1000)
 
 
 def _number(value: Any) -> float | None:
