@@ -130,6 +130,11 @@ class RunPaths:
         """Val and test scores of the model beside the baselines (``score_table`` per split)."""
         return self.artifacts / f"{fold_tag(fold)}_metrics.json"
 
+    def baselines_json(self, fold: int) -> Path:
+        """The baselines fitted on the fold's train split: chosen parameters and held-out scores
+        (``runs.fold_baselines``); the prior and the evaluation reuse them."""
+        return self.artifacts / f"{fold_tag(fold)}_baselines.json"
+
     def completion_record(self, fold: int) -> Path:
         """Written last by a finished fold: checkpoint sha256, config hash, metrics."""
         return self.checkpoint_dir(fold) / "fold_complete.json"

@@ -285,3 +285,40 @@ def test_ridge_matches_sklearn_with_alpha_times_n():
     for alpha in (1e-7, 1e-4, 1e-2):
         ref = linear_model.Ridge(alpha=alpha * len(noisy), fit_intercept=True, solver="svd").fit(noisy, clean)
         np.testing.assert_allclose(bl.fit_ridge(noisy, clean, alphas=(alpha,)).apply(z), ref.predict(z), atol=1e-9)
+
+
+# --- one decomposition per fit, a cheap update per grid point -----------------------------------------
+@pytest.mark.parametrize("family", ["pca", "ridge", "wiener"])
+def test_shared_held_out_scoring_equals_applying_every_candidate(family):
+    """The families that score their grid from one decomposition give each grid point's PSNR as
+    building and applying that point's map does (the held-out choice is the same computation)."""
+    rng = np.random.default_rng(11)
+    noisy, _, groups = _grouped(rng, treatments=3, samples=3, reps=6, length=60, noise=0.02)
+    ref = loo_means(noisy, groups)
+    held = bl.inner_folds(groups)[0]
+    make = {"pca": lambda: bl._pca_family(bl.PCA_RANKS),
+            "ridge": lambda: bl._ridge_family(bl.RIDGE_ALPHAS),
+            "wiener": lambda: bl._wiener_family(bl.WIENER_LAMBDAS, bl.WIENER_LENGTH_SCALES)}[family]()
+    fit_groups = [g for g, h in zip(groups, held) if not h]
+    candidates = make(noisy[~held], ref[~held], fit_groups)
+    assert candidates.held_out is not None
+    shared = candidates.held_out_psnr(noisy[held], ref[held])
+    assert list(shared) == list(candidates.params)
+    for label in candidates.params:
+        direct = psnr(candidates.transform(label)(noisy[held]), ref[held])
+        np.testing.assert_allclose(shared[label], direct, rtol=0, atol=1e-8, err_msg=label)
+
+
+def test_refit_with_the_chosen_parameters_gives_the_same_maps_without_a_search(monkeypatch):
+    rng = np.random.default_rng(12)
+    noisy, _, groups = _grouped(rng, treatments=3, samples=3, reps=6, length=60, noise=0.02)
+    ref = loo_means(noisy, groups)
+    searched = fit_baselines(noisy, ref, groups)
+    monkeypatch.setattr(bl, "_held_out_scores", lambda *a, **k: pytest.fail("a grid was searched"))
+    rebuilt = bl.refit_baselines(noisy, ref, groups, {n: b.params for n, b in searched.items()})
+    assert tuple(rebuilt) == bl.BASELINE_NAMES
+    for name in bl.BASELINE_NAMES:
+        assert rebuilt[name].params == searched[name].params
+        np.testing.assert_array_equal(rebuilt[name].apply(noisy), searched[name].apply(noisy), err_msg=name)
+    with pytest.raises(KeyError, match="wiener"):
+        bl.refit_baselines(noisy, ref, groups, {n: b.params for n, b in searched.items() if n != "wiener"})

@@ -16,12 +16,17 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from spectra_cv.data.loaders import read_grid
+from spectra_cv.data.splits import read_split
 from spectra_cv.errors import ConfigError, DataContractError, FoldRefused
+from spectra_cv.metrics import loo_means, refit_baselines
 from spectra_cv.metrics.baselines import BASELINE_NAMES
+from spectra_cv.model.checkpoint import read_checkpoint
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
 from spectra_cv.runs.coordinator import Coordinator, render_audit
@@ -148,7 +153,7 @@ def test_summary_row_is_a_pure_function_of_the_events(tmp_path):
 
 
 # --- the fold pipeline ---------------------------------------------------------------------------
-def test_uninterrupted_fold_writes_every_runbook_path(uninterrupted):
+def test_uninterrupted_fold_writes_every_runbook_path(data, uninterrupted):
     paths = RunPaths(root=uninterrupted)
     got = messages(paths.audit_log(1))
     assert len(got) == len(EXPECTED_MESSAGES)
@@ -174,6 +179,19 @@ def test_uninterrupted_fold_writes_every_runbook_path(uninterrupted):
     evaluated = next(m for m in got if m.startswith("Test metrics"))
     assert "ridge+Wiener" in evaluated and "control samples (never trained on): PSNR" in evaluated
     assert not any("treatment_6" in str(p) for p in (uninterrupted / "denoised").rglob("*"))
+    # the baselines were fitted once: the prior is the evaluated ridge+Wiener map, its parameters recorded
+    record = json.loads(paths.baselines_json(1).read_text())["baselines"]
+    assert record["ridge_wiener"]["params"] == metrics["test"]["ridge_wiener"]["params"]
+    root = data / "spectra_for_fold"
+    train = read_split(root, paths.manifest(1, "train"), read_grid(root))
+    rebuilt = refit_baselines(train.noisy, loo_means(train.noisy, train.groups), train.groups,
+                              {name: entry["params"] for name, entry in record.items()})
+    state = read_checkpoint(paths.best_checkpoint(1))["model_state"]
+    eye = np.eye(train.noisy.shape[1])
+    offset = rebuilt["ridge_wiener"].apply(np.zeros((1, eye.shape[0])))[0]
+    np.testing.assert_allclose(state["prior_matrix"].numpy(), rebuilt["ridge_wiener"].apply(eye) - offset, atol=1e-6)
+    np.testing.assert_allclose(state["prior_offset"].numpy(), offset, atol=1e-6)
+    assert "baselines: fitting each on 120 train spectra" in paths.train_log(1).read_text()
 
 
 def test_fold_killed_during_training_resumes_to_the_uninterrupted_result(data, uninterrupted, tmp_path):
@@ -183,6 +201,7 @@ def test_fold_killed_during_training_resumes_to_the_uninterrupted_result(data, u
     assert not paths.audit_log(1).exists()  # the fold never writes it; its events are all that survive
     spectra_cv("fold", "--fold", "1", *fold_args(data, tmp_path), cwd=tmp_path)
     assert "resuming after epoch 2" in paths.train_log(1).read_text()
+    assert "baselines: rebuilt from fold_01_baselines.json" in paths.train_log(1).read_text()  # not searched again
     ref = RunPaths(root=uninterrupted)
     assert messages(paths.audit_log(1)) == messages(ref.audit_log(1))
     pd.testing.assert_frame_equal(summary_without_times(tmp_path), summary_without_times(uninterrupted))

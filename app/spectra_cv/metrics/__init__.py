@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spectra_cv.metrics.baselines import FittedBaseline, fit_baselines
+from spectra_cv.metrics.baselines import FittedBaseline, fit_baselines, refit_baselines
 from spectra_cv.metrics.dips import DipMetricConfig, dip_metrics, find_minima
 from spectra_cv.metrics.spectral import (
     aggregate,
@@ -23,6 +23,7 @@ __all__ = [
     "dip_metrics",
     "find_minima",
     "fit_baselines",
+    "refit_baselines",
     "loo_means",
     "per_spectrum_metrics",
     "psnr",

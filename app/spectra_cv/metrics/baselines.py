@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, cast
 
 import numpy as np
+import scipy.linalg
 
 from spectra_cv.data.smooth import smooth_kernel
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
-from spectra_cv.metrics.spectral import psnr
+from spectra_cv.metrics.spectral import psnr, psnr_from_mse
 
 log = get_logger("baselines")
 
@@ -108,16 +110,44 @@ def inner_folds(groups: Sequence[str], k: int = INNER_FOLDS) -> list[np.ndarray]
     return masks
 
 
-Candidates = dict[str, tuple[dict[str, Any], Callable[[np.ndarray], np.ndarray]]]
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Every grid point of a baseline fitted on one set of spectra.
+
+    ``params``: label → parameters, in grid order. ``transform(label)``: that point's map, built on
+    demand (a fitted baseline needs only its chosen one). ``held_out(z, y)``: label → per-spectrum
+    PSNR of every point on held-out spectra; a family whose grid points share their heavy algebra
+    (one decomposition per fit, a cheap update per point) gives its own, otherwise each map is applied.
+    """
+
+    params: dict[str, dict[str, Any]]
+    transform: Callable[[str], Transform]
+    held_out: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]] | None = None
+
+    def held_out_psnr(self, z: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """label → per-spectrum PSNR (N,) of every grid point on noisy ``z`` against ``y``."""
+        if self.held_out is not None:
+            return self.held_out(z, y)
+        return {label: psnr(self.transform(label)(z), y) for label in self.params}
+
+
+def _fixed(grid: dict[str, tuple[dict[str, Any], Transform]]) -> Candidates:
+    """Candidates of maps already built (filters that learn nothing)."""
+    return Candidates({label: params for label, (params, _) in grid.items()}, lambda label: grid[label][1])
+
+
 Family = Callable[[np.ndarray, np.ndarray, Sequence[str] | None], Candidates]
-"""Fit on (noisy, ref, groups) → every candidate of a baseline: label → (params, transform)."""
+"""Fit on (noisy, ref, groups) → every candidate of a baseline."""
 
 
 def _held_out_scores(family: Family, x: np.ndarray, y: np.ndarray, groups: Sequence[str] | None,
                      learns: bool) -> dict[str, float]:
     """Mean held-out PSNR per candidate, pooled over the inner folds (each spectrum held out once)."""
     if not learns:  # nothing is fitted: every spectrum scored once is the same pooled score
-        return {label: score(fn(x), y) for label, (_, fn) in family(x, y, groups).items()}
+        return {label: float(np.mean(v)) for label, v in family(x, y, groups).held_out_psnr(x, y).items()}
     if groups is None:
         raise ValueError("choosing a fitted baseline's parameter needs the group (treatment/sample/angle) of "
                          "each train spectrum")
@@ -127,8 +157,8 @@ def _held_out_scores(family: Family, x: np.ndarray, y: np.ndarray, groups: Seque
         fit = ~held
         scored += int(held.sum())
         inner = [g for g, keep in zip(groups, fit, strict=True) if keep]
-        for label, (_, fn) in family(x[fit], y[fit], inner).items():
-            totals[label] = totals.get(label, 0.0) + float(np.sum(psnr(fn(x[held]), y[held])))
+        for label, values in family(x[fit], y[fit], inner).held_out_psnr(x[held], y[held]).items():
+            totals[label] = totals.get(label, 0.0) + float(np.sum(values))
     return {label: total / scored for label, total in totals.items()}
 
 
@@ -136,11 +166,10 @@ def _choose(name: str, family: Family, noisy: np.ndarray, ref: np.ndarray, group
             learns: bool) -> FittedBaseline:
     x, y = _as2d(noisy), _as2d(ref)
     candidates = family(x, y, groups)
-    scores = ({next(iter(candidates)): float("nan")} if len(candidates) == 1
+    scores = ({next(iter(candidates.params)): float("nan")} if len(candidates.params) == 1
               else _held_out_scores(family, x, y, groups, learns))
     best = max(scores, key=lambda k: -math.inf if math.isnan(scores[k]) else scores[k])
-    params, fn = candidates[best]
-    return FittedBaseline(name, params, scores, fn)
+    return FittedBaseline(name, candidates.params[best], scores, candidates.transform(best))
 
 
 def _correlate(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
@@ -217,32 +246,35 @@ def _affine_about(centre: np.ndarray, weights: np.ndarray) -> Callable[[np.ndarr
 
 def fit_identity(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None = None) -> FittedBaseline:
     """Output = input (the bar every denoiser must clear first)."""
-    return _choose("identity", lambda x, y, g: {"identity": ({}, lambda z: z.copy())}, noisy, ref, groups, False)
+    candidates = _fixed({"identity": ({}, lambda z: z.copy())})
+    return _choose("identity", lambda x, y, g: candidates, noisy, ref, groups, False)
 
 
 def fit_savgol(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None = None,
                windows: Sequence[int] = SAVGOL_WINDOWS, orders: Sequence[int] = SAVGOL_ORDERS) -> FittedBaseline:
     """Savitzky–Golay over the grid windows × polyorders (pairs with polyorder < window ≤ L)."""
     length = _as2d(noisy).shape[1]
-    grid: Candidates = {}
+    grid: dict[str, tuple[dict[str, Any], Transform]] = {}
     for w in windows:
         for p in orders:
             if p < w <= length:
                 op = linear_operator(functools.partial(savgol_filter, window=w, polyorder=p), length)
                 grid[f"w{w}_p{p}"] = ({"window": w, "polyorder": p}, _times(op))
-    return _choose("savgol", lambda x, y, g: grid, noisy, ref, groups, False)
+    candidates = _fixed(grid)
+    return _choose("savgol", lambda x, y, g: candidates, noisy, ref, groups, False)
 
 
 def fit_gaussian(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None = None,
                  sigmas: Sequence[float] = GAUSSIAN_SIGMAS) -> FittedBaseline:
     """Gaussian smoothing over the grid of σ (samples; those whose kernel fits the spectra)."""
     length = _as2d(noisy).shape[1]
-    grid: Candidates = {}
+    grid: dict[str, tuple[dict[str, Any], Transform]] = {}
     for s in sigmas:
         if _radius(s) < length:
             op = linear_operator(functools.partial(gaussian_filter, sigma=s), length)
             grid[f"s{s:g}"] = ({"sigma_samples": s}, _times(op))
-    return _choose("gaussian", lambda x, y, g: grid, noisy, ref, groups, False)
+    candidates = _fixed(grid)
+    return _choose("gaussian", lambda x, y, g: candidates, noisy, ref, groups, False)
 
 
 def _pca_family(ranks: Sequence[int]) -> Family:
@@ -250,13 +282,25 @@ def _pca_family(ranks: Sequence[int]) -> Family:
         del y, groups  # PCA learns from the noisy spectra alone
         mean = x.mean(axis=0)
         _, _, vt = np.linalg.svd(x - mean, full_matrices=False)  # vt: (min(N, L), L)
+        usable = sorted({min(r, vt.shape[0]) for r in ranks})
 
-        def project(r: int) -> Callable[[np.ndarray], np.ndarray]:
-            basis = vt[:r]  # (r, L)
+        def project(label: str) -> Transform:
+            basis = vt[: int(label[1:])]  # (r, L)
             return lambda z: mean + ((z - mean) @ basis.T) @ basis
 
-        usable = sorted({min(r, vt.shape[0]) for r in ranks})
-        return {f"r{r}": ({"rank": r}, project(r)) for r in usable}
+        def held_out(z: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+            # the projection onto the first r components grows a block of components at a time:
+            # error_r = (mean − ref) + Σ_{j<r} c_j v_j with c = (z − mean) vtᵀ, one product for all ranks
+            coef = (z - mean) @ vt[: usable[-1]].T  # (n, r_max)
+            error = mean - ref
+            out, done = {}, 0
+            for r in usable:
+                error = error + coef[:, done:r] @ vt[done:r]
+                done = r
+                out[f"r{r}"] = psnr_from_mse(np.mean(error**2, axis=1))
+            return out
+
+        return Candidates({f"r{r}": {"rank": r} for r in usable}, project, held_out)
     return family
 
 
@@ -273,12 +317,23 @@ def _ridge_family(alphas: Sequence[float]) -> Family:
         u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
         uty = u.T @ (y - y_mean)  # (k, L)
         n = x.shape[0]
+        labels = {f"a{a:.3g}": float(a) for a in alphas}
 
-        def solve(alpha: float) -> Callable[[np.ndarray], np.ndarray]:
-            weights = vt.T @ ((s / (s**2 + alpha * n))[:, None] * uty)  # (L, L)
+        def shrink(alpha: float) -> np.ndarray:
+            return s / (s**2 + alpha * n)  # (k,): W = vtᵀ diag(shrink) uᵀ(Y − ȳ)
+
+        def solve(label: str) -> Transform:
+            weights = vt.T @ (shrink(labels[label])[:, None] * uty)  # (L, L)
             return lambda z: (z - x_mean) @ weights + y_mean
 
-        return {f"a{a:.3g}": ({"alpha": float(a)}, solve(a)) for a in alphas}
+        def held_out(z: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+            # in the SVD basis each α only rescales the coefficients: no (L, L) map per α
+            coef = (z - x_mean) @ vt.T  # (n, k)
+            offset = y_mean - ref
+            return {label: psnr_from_mse(np.mean(((coef * shrink(a)) @ uty + offset) ** 2, axis=1))
+                    for label, a in labels.items()}
+
+        return Candidates({label: {"alpha": a} for label, a in labels.items()}, solve, held_out)
     return family
 
 
@@ -333,9 +388,22 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     return (1.0 - shrinkage) * emp + shrinkage * mu * np.eye(p), shrinkage
 
 
-def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> Family:
-    def family(x: np.ndarray, y: np.ndarray, groups: Sequence[str] | None) -> Candidates:
-        del y  # the filter is built from the noisy spectra and their groups
+WIENER_NEGLIGIBLE = 1e-15
+"""A generalised eigenvalue μ of the smooth kernel with λ_max·|μ| below this leaves the filter as it
+is at λ = 0 to double precision (the factor 1/(1 + λμ) is 1), so held-out scoring skips it."""
+
+
+@dataclass(frozen=True)
+class _WienerFit:
+    """What the Wiener filter learns from one set of spectra: centre μ, Σs (group means, the noise
+    they carry removed) and the shrunk noise covariance Σn."""
+
+    centre: np.ndarray
+    signal: np.ndarray
+    noise: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, groups: Sequence[str] | None) -> _WienerFit:
         if groups is None:
             raise ValueError("the Wiener filter needs the group (treatment/sample/angle) of each train spectrum")
         means, inverse = group_means(x, groups)
@@ -350,15 +418,54 @@ def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> 
         signal = spread.T @ spread / (means.shape[0] - 1) - noise * float(np.mean(1.0 / sizes))
         values, vectors = np.linalg.eigh(signal)
         signal = (vectors * np.clip(values, 0.0, None)) @ vectors.T  # a covariance: no negative directions
-        out: Candidates = {}
-        for ell in length_scales:
-            kernel = smooth_kernel(x.shape[1], ell)
-            for lam in lambdas:
-                prior = signal + lam * kernel
-                weights = np.linalg.solve(prior + noise, prior)  # (Σs + Σn)⁻¹ Σs
-                out[f"l{lam:.3g}_e{ell:g}"] = ({"lambda": float(lam), "length_scale": float(ell)},
-                                               _affine_about(centre, weights))
+        return cls(centre, signal, noise)
+
+    def weights(self, lam: float, ell: float) -> np.ndarray:
+        """(Σs + λK + Σn)⁻¹(Σs + λK), K the smooth kernel of length scale ℓ (one solve)."""
+        prior = self.signal + lam * smooth_kernel(self.centre.size, ell)
+        return np.linalg.solve(prior + self.noise, prior)
+
+    def held_out(self, z: np.ndarray, ref: np.ndarray, lambdas: Sequence[float], ell: float) -> list[np.ndarray]:
+        """Per-spectrum PSNR of the filter at every λ (and this ℓ) on held-out ``z`` against ``ref``.
+
+        With A = Σs + Σn, the generalised eigenproblem K v = μ A v (VᵀAV = I, VᵀKV = diag μ) gives
+        (A + λK)⁻¹ = V diag(1/(1 + λμ)) Vᵀ, so the filter is z − c·V·diag(1/(1 + λμ))·VᵀΣn with
+        c = z − μ: one decomposition per ℓ, and each λ moves only the few directions where λμ is
+        not negligible (a smooth kernel has few: ~80 of 601 at ℓ = 20 samples). The error is that
+        at λ = 0 plus those directions' share.
+        """
+        mu, vectors = scipy.linalg.eigh(smooth_kernel(self.centre.size, ell), self.signal + self.noise,
+                                        driver="gvd")
+        back = vectors.T @ self.noise  # (L, L): VᵀΣn
+        coef = (z - self.centre) @ vectors  # (n, L)
+        at_zero = (z - ref) - coef @ back  # error of the filter at λ = 0
+        moving = np.abs(mu) * max(lambdas) > WIENER_NEGLIGIBLE
+        coef, back, mu = coef[:, moving], back[moving], mu[moving]
+        out = []
+        for lam in lambdas:
+            share = lam * mu / (1.0 + lam * mu)  # 1 − 1/(1 + λμ)
+            out.append(psnr_from_mse(np.mean((at_zero + (coef * share) @ back) ** 2, axis=1)))
         return out
+
+
+def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> Family:
+    def family(x: np.ndarray, y: np.ndarray, groups: Sequence[str] | None) -> Candidates:
+        del y  # the filter is built from the noisy spectra and their groups
+        fit = _WienerFit.of(x, groups)
+        grid = {f"l{lam:.3g}_e{ell:g}": (float(lam), float(ell)) for ell in length_scales for lam in lambdas}
+
+        def transform(label: str) -> Transform:
+            return _affine_about(fit.centre, fit.weights(*grid[label]))
+
+        def held_out(z: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+            out: dict[str, np.ndarray] = {}
+            for ell in length_scales:
+                scores = fit.held_out(z, ref, lambdas, ell)
+                out.update({f"l{lam:.3g}_e{ell:g}": v for lam, v in zip(lambdas, scores, strict=True)})
+            return out
+
+        params = {label: {"lambda": lam, "length_scale": ell} for label, (lam, ell) in grid.items()}
+        return Candidates(params, transform, held_out)
     return family
 
 
@@ -423,12 +530,43 @@ BASELINE_NAMES = ("identity", "savgol", "gaussian", "pca", "ridge", "wiener", "r
 """Every baseline a fold is scored beside, in table order."""
 
 
+def refit_baselines(train_noisy: np.ndarray, train_ref: np.ndarray, groups: Sequence[str] | None,
+                    chosen: Mapping[str, Mapping[str, Any]]) -> dict[str, FittedBaseline]:
+    """The baselines of ``fit_baselines`` rebuilt on the same train split with parameters already
+    chosen (``chosen``: name → params, as a ``FittedBaseline`` records them): each fits its one grid
+    point and searches nothing, so the maps equal the searched fit's. Held-out scores are not kept."""
+    missing = [name for name in BASELINE_NAMES if name not in chosen]
+    if missing:
+        raise KeyError(f"no chosen parameters for {', '.join(missing)}")
+    x, y = train_noisy, train_ref
+    p = {name: dict(chosen[name]) for name in BASELINE_NAMES}
+    fitted = {
+        "identity": fit_identity(x, y, groups),
+        "savgol": fit_savgol(x, y, groups, windows=(int(p["savgol"]["window"]),),
+                             orders=(int(p["savgol"]["polyorder"]),)),
+        "gaussian": fit_gaussian(x, y, groups, sigmas=(float(p["gaussian"]["sigma_samples"]),)),
+        "pca": fit_pca(x, y, groups, ranks=(int(p["pca"]["rank"]),)),
+        "ridge": fit_ridge(x, y, groups, alphas=(float(p["ridge"]["alpha"]),)),
+        "wiener": fit_wiener(x, y, groups, lambdas=(float(p["wiener"]["lambda"]),),
+                             length_scales=(float(p["wiener"]["length_scale"]),)),
+    }
+    fitted = {name: FittedBaseline(name, p[name], {}, b.transform) for name, b in fitted.items()}
+    fitted["ridge_wiener"] = fit_mean("ridge_wiener", (fitted["ridge"], fitted["wiener"]))
+    return fitted
+
+
 def fit_baselines(train_noisy: np.ndarray, train_ref: np.ndarray,
                   groups: Sequence[str] | None = None) -> dict[str, FittedBaseline]:
     """Every baseline of ``BASELINE_NAMES`` fitted on the train split (parameters on its held-out
     samples); ``ridge_wiener`` averages the two maps fitted here."""
     fitters = (fit_identity, fit_savgol, fit_gaussian, fit_pca, fit_ridge, fit_wiener)
-    fitted = {baseline.name: baseline for baseline in (fit(train_noisy, train_ref, groups) for fit in fitters)}
+    fitted = {}
+    for fit in fitters:
+        started = time.perf_counter()
+        baseline = fit(train_noisy, train_ref, groups)
+        fitted[baseline.name] = baseline
+        log.info("baseline %s fitted on %d train spectra in %.1f s: %s", baseline.name, len(train_noisy),
+                 time.perf_counter() - started, baseline.params)
     fitted["ridge_wiener"] = fit_mean("ridge_wiener", (fitted["ridge"], fitted["wiener"]))
     assert tuple(fitted) == BASELINE_NAMES
     return fitted

@@ -35,7 +35,7 @@ from typing import Any
 from spectra_cv import faults, provenance
 from spectra_cv import io as sio
 from spectra_cv.data import contract, loaders
-from spectra_cv.data.splits import read_split, split_of
+from spectra_cv.data.splits import Split, read_split, split_of
 from spectra_cv.denoise import RECORD_FILE, denoise_frame, denoise_manifest, is_complete
 from spectra_cv.errors import DataContractError, FoldError, FoldRefused, SpectraCVError
 from spectra_cv.evaluation import (
@@ -43,10 +43,10 @@ from spectra_cv.evaluation import (
     read_clean,
     read_denoised,
     score_table,
-    train_baselines,
 )
 from spectra_cv.folds.manifests import check_fold, control_rows, generate, split_fold
 from spectra_cv.log import get_logger, log_to_file
+from spectra_cv.metrics import FittedBaseline
 from spectra_cv.model.checkpoint import read_checkpoint
 from spectra_cv.paths import RunPaths, fold_tag
 from spectra_cv.runs import events as ev
@@ -54,6 +54,7 @@ from spectra_cv.runs import fingerprint as fp
 from spectra_cv.runs import rerun
 from spectra_cv.runs.coordinator import fold_alive, sync_if_free
 from spectra_cv.runs.events import fold_status
+from spectra_cv.runs.fold_baselines import fold_baselines
 from spectra_cv.runs.locks import file_lock
 from spectra_cv.runs.outputs import FoldOutputs, clear_staging, swap_in
 from spectra_cv.runs.summary import TEST_METRICS
@@ -177,6 +178,8 @@ class _Pipeline:
         self.model = settings.config.model.name
         self.out = FoldOutputs(self.paths, self.fold)
         self.fingerprint = fp.DataFingerprint()
+        self._train_data: Split | None = None
+        self._fitted: dict[str, FittedBaseline] | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -438,7 +441,20 @@ class _Pipeline:
             self.w.emit(ev.EPOCH, None, **data)
 
         return run_training(cfg, inputs, outputs, audit=trainer_audit, run_name=self.tag, on_resume=on_resume,
-                            on_epoch=on_epoch)
+                            on_epoch=on_epoch, baselines=self._baselines)
+
+    def _train_split(self) -> Split:
+        if self._train_data is None:
+            grid = loaders.read_grid(self.s.data_root)
+            self._train_data = read_split(self.s.data_root, self.out.manifest("train"), grid)
+        return self._train_data
+
+    def _baselines(self) -> dict[str, FittedBaseline]:
+        """The baselines of the fold's train split, fitted once (``runs.fold_baselines``): the prior and
+        the evaluation share them, and a resumed fold rebuilds them from its record."""
+        if self._fitted is None:
+            self._fitted = fold_baselines(self._train_split(), self.out.baselines_json)
+        return self._fitted
 
     def _infer(self, split: str, checkpoint_sha: str) -> None:
 
@@ -478,8 +494,8 @@ class _Pipeline:
             return dict(done.data["test"].get("model", {}))
         with self._stage("Evaluation failed", "evaluate"):
             grid = loaders.read_grid(self.s.data_root)
-            train = read_split(self.s.data_root, self.out.manifest("train"), grid)
-            baselines = train_baselines(train)  # parameters chosen on held-out samples of train, once for both
+            train = self._train_split()
+            baselines = self._baselines()  # fitted once per fold: the prior's, reused for val, test and controls
             clean_manifest = self._clean_manifest()
             tables: dict[str, Any] = {}
             for split in ("val", "test"):

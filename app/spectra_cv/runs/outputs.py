@@ -93,6 +93,10 @@ class FoldOutputs:
         return self._artifacts / self.paths.metrics_json(self.fold).name
 
     @property
+    def baselines_json(self) -> Path:
+        return self._artifacts / self.paths.baselines_json(self.fold).name
+
+    @property
     def speed_log(self) -> Path:
         return self._artifacts / self.paths.speed_log(self.fold).name
 
@@ -124,7 +128,7 @@ class FoldOutputs:
     def items(self, model: str) -> list[Path]:
         """Everything a completed run leaves, the completion record last."""
         return [self.manifests_dir, self.denoised_root, self.best_checkpoint(model), self.last_state,
-                self.fingerprint, self.metrics_json, self.speed_log, self.train_log, self.learning_curve,
+                self.fingerprint, self.baselines_json, self.metrics_json, self.speed_log, self.train_log, self.learning_curve,
                 *(self.inference_log(r) for r in SPLITS), self.manifests_log, self.completion_record]
 
     def staging_places(self) -> list[Path]:

@@ -9,7 +9,7 @@ nothing but the checkpoint and the spectra.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from spectra_cv.data.splits import split_of
 from spectra_cv.device import resolve_device
 from spectra_cv.errors import ConfigError, DataContractError
 from spectra_cv.log import get_logger
+from spectra_cv.metrics import FittedBaseline
 from spectra_cv.model import scan_cpu
 from spectra_cv.model.backends import resolve_backend
 from spectra_cv.model.checkpoint import model_state_for_save
@@ -133,8 +134,12 @@ def run_training(
     run_name: str = "train",
     on_resume: Callable[[int, Path], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    baselines: Callable[[], Mapping[str, FittedBaseline]] | None = None,
 ) -> FitResult:
-    """Train ``cfg`` on ``inputs``; returns where the best checkpoint is and how the run ended."""
+    """Train ``cfg`` on ``inputs``; returns where the best checkpoint is and how the run ended.
+
+    ``baselines``: gives the baselines already fitted on the train split (a fold's), called only when
+    the model has a prior, which is then taken from them instead of fitted again."""
     t0 = time.time()
     device = resolve_device(cfg.train.device)
     numerics.configure(cfg.train, device)  # before anything touches CUDA (cuBLAS reads its setting once)
@@ -198,7 +203,8 @@ def run_training(
         model.compile_blocks()
         log.info("torch.compile: each block compiled around its scan (the first steps include compile time)")
     if cfg.model.prior != "none":
-        install_prior(model, train.noisy, train.loo, train_arrays.groups)
+        install_prior(model, train.noisy, train.loo, train_arrays.groups,
+                      fitted=baselines() if baselines is not None else None)
     objective = Objective(cfg.objective, grid, weights).to(device)
     n_params = count_parameters(model)
     log.info("Model %s: %s parameters", cfg.model.name, f"{n_params:,}")
