@@ -128,7 +128,8 @@ class FoldOutputs:
     def items(self, model: str) -> list[Path]:
         """Everything a completed run leaves, the completion record last."""
         return [self.manifests_dir, self.denoised_root, self.best_checkpoint(model), self.last_state,
-                self.fingerprint, self.baselines_json, self.metrics_json, self.speed_log, self.train_log, self.learning_curve,
+                self.fingerprint, self.baselines_json, self.metrics_json, self.speed_log, self.train_log,
+                self.learning_curve,
                 *(self.inference_log(r) for r in SPLITS), self.manifests_log, self.completion_record]
 
     def staging_places(self) -> list[Path]:

@@ -80,8 +80,8 @@ def _affine_prior(kind: str, fitted: FittedBaseline, x: np.ndarray) -> FittedPri
                        residual_scale=float(resid.std()))
 
 
-def install_prior(model: MambaUV, noisy: torch.Tensor, targets: torch.Tensor,
-                  groups: Sequence[str] | None = None, fitted: Mapping[str, FittedBaseline] | None = None) -> FittedPrior:
+def install_prior(model: MambaUV, noisy: torch.Tensor, targets: torch.Tensor, groups: Sequence[str] | None = None,
+                  fitted: Mapping[str, FittedBaseline] | None = None) -> FittedPrior:
     """Fit ``model.config.prior`` on the train tensors (groups: each row's treatment/sample/angle)
     and install it in ``model``; ``fitted``: baselines already fitted on them (see ``fit_prior``)."""
     cfg = model.config
