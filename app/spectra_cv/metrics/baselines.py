@@ -388,9 +388,21 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     return (1.0 - shrinkage) * emp + shrinkage * mu * np.eye(p), shrinkage
 
 
-WIENER_NEGLIGIBLE = 1e-15
-"""A generalised eigenvalue μ of the smooth kernel with λ_max·|μ| below this leaves the filter as it
-is at λ = 0 to double precision (the factor 1/(1 + λμ) is 1), so held-out scoring skips it."""
+SMOOTH_RANK_TOLERANCE = 1e-14
+"""Eigenvalues of the smooth kernel below this fraction of its largest are dropped when the Wiener
+grid is scored (they are round-off: a squared-exponential kernel of ℓ = 20 samples on 601 points has
+~80 above it); the fitted filter itself uses the whole kernel."""
+
+
+@functools.lru_cache(maxsize=32)
+def smooth_factor_truncated(length: int, length_scale: float) -> np.ndarray:
+    """(L, r) F with F Fᵀ = the smooth kernel less its eigenvalues below ``SMOOTH_RANK_TOLERANCE``·max
+    (the kernel depends on L and ℓ alone, so a process computes it once per ℓ)."""
+    values, vectors = np.linalg.eigh(smooth_kernel(length, length_scale))
+    keep = values > SMOOTH_RANK_TOLERANCE * values[-1]
+    factor = vectors[:, keep] * np.sqrt(values[keep])
+    factor.flags.writeable = False
+    return factor
 
 
 @dataclass(frozen=True)
@@ -425,26 +437,30 @@ class _WienerFit:
         prior = self.signal + lam * smooth_kernel(self.centre.size, ell)
         return np.linalg.solve(prior + self.noise, prior)
 
-    def held_out(self, z: np.ndarray, ref: np.ndarray, lambdas: Sequence[float], ell: float) -> list[np.ndarray]:
-        """Per-spectrum PSNR of the filter at every λ (and this ℓ) on held-out ``z`` against ``ref``.
+    def held_out(self, z: np.ndarray, ref: np.ndarray, lambdas: Sequence[float],
+                 length_scales: Sequence[float]) -> dict[tuple[float, float], np.ndarray]:
+        """Per-spectrum PSNR of the filter at every (λ, ℓ) on held-out ``z`` against ``ref``.
 
-        With A = Σs + Σn, the generalised eigenproblem K v = μ A v (VᵀAV = I, VᵀKV = diag μ) gives
-        (A + λK)⁻¹ = V diag(1/(1 + λμ)) Vᵀ, so the filter is z − c·V·diag(1/(1 + λμ))·VᵀΣn with
-        c = z − μ: one decomposition per ℓ, and each λ moves only the few directions where λμ is
-        not negligible (a smooth kernel has few: ~80 of 601 at ℓ = 20 samples). The error is that
-        at λ = 0 plus those directions' share.
+        The filter is z − c·(A + λK)⁻¹Σn with c = z − μ and A = Σs + Σn. With K = F Fᵀ (its
+        numerically non-zero directions, ``smooth_factor_truncated``), FᵀA⁻¹F = P diag(m) Pᵀ and
+        G = A⁻¹F P, Woodbury's identity gives (A + λK)⁻¹ = A⁻¹ − G diag(λ/(1 + λm)) Gᵀ: one
+        Cholesky factor of A for the whole grid, an r × r eigenproblem per ℓ (r: the kernel's rank),
+        and per λ one (n, r) × (r, L) product added to the error of the filter without the kernel.
+        (scipy and scikit-learn have no Wiener filter of this form; the algebra is written here.)
         """
-        mu, vectors = scipy.linalg.eigh(smooth_kernel(self.centre.size, ell), self.signal + self.noise,
-                                        driver="gvd")
-        back = vectors.T @ self.noise  # (L, L): VᵀΣn
-        coef = (z - self.centre) @ vectors  # (n, L)
-        at_zero = (z - ref) - coef @ back  # error of the filter at λ = 0
-        moving = np.abs(mu) * max(lambdas) > WIENER_NEGLIGIBLE
-        coef, back, mu = coef[:, moving], back[moving], mu[moving]
-        out = []
-        for lam in lambdas:
-            share = lam * mu / (1.0 + lam * mu)  # 1 − 1/(1 + λμ)
-            out.append(psnr_from_mse(np.mean((at_zero + (coef * share) @ back) ** 2, axis=1)))
+        factor = scipy.linalg.cho_factor(self.signal + self.noise)
+        centred = z - self.centre
+        at_zero = (z - ref) - centred @ scipy.linalg.cho_solve(factor, self.noise)  # the error at λ = 0
+        out: dict[tuple[float, float], np.ndarray] = {}
+        for ell in length_scales:
+            smooth = smooth_factor_truncated(self.centre.size, float(ell))
+            solved = scipy.linalg.cho_solve(factor, smooth)  # A⁻¹F, (L, r)
+            m, p = np.linalg.eigh(smooth.T @ solved)
+            g = solved @ p  # (L, r)
+            coef, back = centred @ g, g.T @ self.noise  # (n, r), (r, L)
+            for lam in lambdas:
+                error = at_zero + (coef * (lam / (1.0 + lam * m))) @ back
+                out[(lam, ell)] = psnr_from_mse(np.mean(error**2, axis=1))
         return out
 
 
@@ -458,11 +474,8 @@ def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> 
             return _affine_about(fit.centre, fit.weights(*grid[label]))
 
         def held_out(z: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
-            out: dict[str, np.ndarray] = {}
-            for ell in length_scales:
-                scores = fit.held_out(z, ref, lambdas, ell)
-                out.update({f"l{lam:.3g}_e{ell:g}": v for lam, v in zip(lambdas, scores, strict=True)})
-            return out
+            scores = fit.held_out(z, ref, [float(v) for v in lambdas], [float(v) for v in length_scales])
+            return {label: scores[point] for label, point in grid.items()}
 
         params = {label: {"lambda": lam, "length_scale": ell} for label, (lam, ell) in grid.items()}
         return Candidates(params, transform, held_out)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spectra_cv import faults, provenance
+from spectra_cv import faults, provenance, stages
 from spectra_cv import io as sio
 from spectra_cv.data import contract, loaders
 from spectra_cv.data.splits import Split, read_split, split_of
@@ -133,7 +133,8 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
                                 error=f"{type(exc).__name__}: {exc}")
                 raise
     finally:
-        sync_if_free(paths)  # after the lock is released, so a run left without an outcome reads "interrupted"
+        with stages.timed("coordinator"):
+            sync_if_free(paths)  # after the lock is released, so a run left without an outcome reads "interrupted"
         if settings.tracking is not None:
             _track(settings)
 
@@ -363,7 +364,8 @@ class _Pipeline:
             return
         if self._seen(ev.MANIFESTS) is None:
             self.w.emit(ev.MANIFESTS, "Generating manifests")
-        with self._stage("Manifest generation failed", "manifests"), log_to_file(self.out.manifests_log):
+        with self._stage("Manifest generation failed", "manifests"), log_to_file(self.out.manifests_log), \
+                stages.timed("manifests"):
             result = generate(self.fold, self.s.data_root / contract.MANIFEST_FILE, self.paths.root / "manifests",
                               config=self.s.fold_config, check_files=True, directory=self.out.manifests_dir)
             hashes = self._manifest_hashes()
@@ -390,7 +392,7 @@ class _Pipeline:
             self.w.emit(ev.TRAIN, "Launching training run")
         faults.point(f"{self.tag}_training")
         t0 = time.perf_counter()
-        with self._stage("Training failed", "train"), log_to_file(self.out.train_log):
+        with self._stage("Training failed", "train"), log_to_file(self.out.train_log), stages.timed("training"):
             result = self._run_training()
         seconds = time.perf_counter() - t0
         if not self.checkpoint.is_file():
@@ -445,15 +447,18 @@ class _Pipeline:
 
     def _train_split(self) -> Split:
         if self._train_data is None:
-            grid = loaders.read_grid(self.s.data_root)
-            self._train_data = read_split(self.s.data_root, self.out.manifest("train"), grid)
+            with stages.timed("train split read"):
+                grid = loaders.read_grid(self.s.data_root)
+                self._train_data = read_split(self.s.data_root, self.out.manifest("train"), grid)
         return self._train_data
 
     def _baselines(self) -> dict[str, FittedBaseline]:
         """The baselines of the fold's train split, fitted once (``runs.fold_baselines``): the prior and
         the evaluation share them, and a resumed fold rebuilds them from its record."""
         if self._fitted is None:
-            self._fitted = fold_baselines(self._train_split(), self.out.baselines_json)
+            train = self._train_split()
+            with stages.timed("baselines"):
+                self._fitted = fold_baselines(train, self.out.baselines_json)
         return self._fitted
 
     def _infer(self, split: str, checkpoint_sha: str) -> None:
@@ -468,7 +473,7 @@ class _Pipeline:
             self.w.emit(ev.INFER, f"Starting inference for {split} -> {self._rel(out)}", split=split)
         film = bool(self.s.config.film_features)
         with self._stage(f"Inference failed for {split}", f"infer_{split}"), \
-                log_to_file(self.out.inference_log(split)):
+                log_to_file(self.out.inference_log(split)), stages.timed(f"denoise {split}"):
             result = denoise_manifest(
                 checkpoint=self.checkpoint, manifest=manifest, root_dir=self.s.data_root, output_root=out,
                 batch_size=self.s.infer_batch_size, device=self.s.device, amp=self.s.amp,
@@ -499,11 +504,14 @@ class _Pipeline:
             clean_manifest = self._clean_manifest()
             tables: dict[str, Any] = {}
             for split in ("val", "test"):
-                data = read_split(self.s.data_root, self.out.manifest(split), grid)
-                pred = read_denoised(self.out.denoised(split), data.relative_paths, grid.shape[0])
-                clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
-                tables[split] = score_table(pred, data, train, grid, clean, baselines)
-            control = self._score_controls(train, grid, baselines, clean_manifest)
+                log.info("%s: scoring the model and the baselines on %s", self.tag, split)
+                with stages.timed(f"score {split}"):
+                    data = read_split(self.s.data_root, self.out.manifest(split), grid)
+                    pred = read_denoised(self.out.denoised(split), data.relative_paths, grid.shape[0])
+                    clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
+                    tables[split] = score_table(pred, data, train, grid, clean, baselines)
+            with stages.timed("controls"):
+                control = self._score_controls(train, grid, baselines, clean_manifest)
             if control is not None:
                 tables["control"] = control
             sio.atomic_write_json(self.out.metrics_json,

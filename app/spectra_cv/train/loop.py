@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spectra_cv import faults
+from spectra_cv import faults, stages
 from spectra_cv import io as sio
 from spectra_cv.device import autocast
 from spectra_cv.errors import SpectraCVError
@@ -297,6 +297,7 @@ def fit(
         log.info("%s: already finished (%d epochs, %s)", run_name, state.epoch, stopped)
     finished = stopped != "max epochs"
     while state.epoch < cfg.epochs and not finished:
+        epoch_started = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.synchronize(device)
@@ -374,6 +375,7 @@ def fit(
             write_speed_log(speed_log, state.speed)
         if history_csv is not None:
             write_history(history_csv, state.history)
+        stages.record("epoch", time.perf_counter() - epoch_started)  # training, validation and both saves
         if stop_now:
             break
     if not best_path.exists():

@@ -36,7 +36,7 @@ def configure(cfg: TrainConfig, device: torch.device) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True, warn_only=True)
         log.info("deterministic algorithms on (CUBLAS_WORKSPACE_CONFIG=%s)", os.environ["CUBLAS_WORKSPACE_CONFIG"])
-    else:
+    elif torch.are_deterministic_algorithms_enabled():  # setting it imports torch._inductor (~1 s): only if on
         torch.use_deterministic_algorithms(False)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = cfg.deterministic
