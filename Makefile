@@ -57,7 +57,7 @@ GPUS ?= 0
 # finished result and replaces it only when it completes.
 export FORCE ?=
 
-.PHONY: help setup test test-slow demo bench quality gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
+.PHONY: help setup test test-fast test-slow demo bench quality gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
         ci-container slurm-cv k8s ci-cluster
 
 help: ## List the targets
@@ -72,8 +72,11 @@ $(STAMP): app/pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the app (CPU torch here, CUDA torch on a GPU host)
 
-test: $(STAMP) ## Run the unit tests (CPU, a few minutes; the slow end-to-end checks: make test-slow)
+test: $(STAMP) ## Run the tests (CPU, ~5 minutes on 2 cores; what CI runs first; container checks: make test-slow)
 	cd app && ../$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## The tests that run no fold, training or report (under a minute: the edit-test loop)
+	cd app && ../$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## The slow end-to-end checks (the GPU check's CPU dry run), run by CI after the unit tests
 	cd app && ../$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

@@ -11,6 +11,17 @@ from spectra_cv import paths
 
 sys.path.insert(0, str(Path(__file__).parent))  # runs_support, shared by the fold-run tests
 
+E2E_FIXTURES = frozenset({"data", "uninterrupted", "tiny_run", "trained", "built"})
+"""Fixtures that make a test end to end: synthetic datasets that folds, training runs or the report
+run on. Their tests get the ``e2e`` marker, which ``make test-fast`` leaves out."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run folds, training or the report (``e2e``): by the fixtures they use, or by hand."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_paths(tmp_path, monkeypatch):

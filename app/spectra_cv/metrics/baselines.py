@@ -1,4 +1,4 @@
-"""Classical denoising baselines (SPEC §4), NumPy only; parity with SciPy / scikit-learn is tested.
+"""Classical denoising baselines of the cross-validation table, each fitted on a fold's train split.
 
 Each ``fit_*`` takes the TRAIN split's noisy spectra, their references (LOO means) and the group of
 each spectrum (``treatment/sample/angle``). Its parameter is chosen on *held-out samples of the
@@ -10,13 +10,15 @@ PCA's largest rank.) Filters that learn nothing from data (Savitzky–Golay, Gau
 same either way, since every train spectrum is held out exactly once. Nothing about a test split
 enters any choice.
 
-Implementations and their references (``tests/test_baselines.py`` checks parity):
-Savitzky–Golay = ``scipy.signal.savgol_filter(mode="interp")``; Gaussian =
-``scipy.ndimage.gaussian_filter1d(mode="mirror", truncate=4)``; PCA = ``sklearn.decomposition.PCA``
-projection (``inverse_transform(transform(x))``); ridge = ``sklearn.linear_model.Ridge`` with
-``alpha = α·N`` (N training spectra; α is per spectrum, so one grid serves any split size).
-The Wiener filter (``fit_wiener``) is written out from its formula (no library ships this one) and
-tested against its definition and, on Gaussian data of known covariance, as the optimal linear map.
+Implementations: Savitzky–Golay is ``scipy.signal.savgol_filter(mode="interp")`` and Gaussian
+smoothing ``scipy.ndimage.gaussian_filter1d(mode="mirror", truncate=4)``, each applied as its (L, L)
+matrix to all spectra at once. PCA, ridge and the Wiener filter are written with NumPy/SciPy linear
+algebra because their grids are scored from one decomposition per inner fold (an SVD, a Cholesky
+factor) with a cheap update per grid point, which scikit-learn's estimators (one fit per grid point)
+do not do; ``tests/test_baselines.py`` holds them equal to ``sklearn.decomposition.PCA`` projection,
+``sklearn.linear_model.Ridge`` with ``alpha = α·N`` (N training spectra: α is per spectrum, so one
+grid serves any split size) and ``sklearn.covariance.ledoit_wolf``, and the Wiener filter to its
+definition and, on Gaussian data of known covariance, to the optimal linear map.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any, cast
 
 import numpy as np
 import scipy.linalg
+import scipy.ndimage
+import scipy.signal
 
 from spectra_cv.data.smooth import smooth_kernel
 from spectra_cv.errors import DataContractError
@@ -172,41 +176,16 @@ def _choose(name: str, family: Family, noisy: np.ndarray, ref: np.ndarray, group
     return FittedBaseline(name, candidates.params[best], scores, candidates.transform(best))
 
 
-def _correlate(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Valid-mode correlation of rows of x (N, M) with taps (W,) → (N, M − W + 1); a loop over taps."""
-    out_len = x.shape[1] - taps.size + 1
-    out = np.zeros((x.shape[0], out_len))
-    for j, tap in enumerate(taps):
-        out += tap * x[:, j : j + out_len]
-    return out
-
-
-def savgol_projection(window: int, polyorder: int) -> np.ndarray:
-    """(W, W) least-squares projection onto polynomials of degree ≤ polyorder over a window.
-
-    Row k is the filter that gives the fitted value at window position k; the centre row is the
-    classic Savitzky–Golay smoothing kernel.
-    """
+def savgol_filter(x: np.ndarray, window: int, polyorder: int) -> np.ndarray:
+    """Savitzky–Golay smoothing of rows of x (N, L): ``scipy.signal.savgol_filter(mode="interp")``, whose
+    edges use the polynomial fitted to the first and last windows, so polynomials of degree ≤ polyorder
+    pass exactly. A window that is even, < 3, ≤ polyorder or longer than the spectra is a ValueError."""
+    x = _as2d(x)
     if window % 2 == 0 or window < 3 or not 0 <= polyorder < window:
         raise ValueError(f"Savitzky–Golay needs an odd window ≥ 3 and polyorder < window (got {window}, {polyorder})")
-    half = window // 2
-    vander = np.vander(np.arange(-half, half + 1) / half, polyorder + 1, increasing=True)
-    return vander @ np.linalg.pinv(vander)
-
-
-def savgol_filter(x: np.ndarray, window: int, polyorder: int) -> np.ndarray:
-    """Savitzky–Golay smoothing of rows of x (N, L); edges use the polynomial fitted to the first
-    and last windows (scipy's mode='interp'), so polynomials of degree ≤ polyorder pass exactly."""
-    x = _as2d(x)
     if x.shape[1] < window:
         raise ValueError(f"Savitzky–Golay window {window} is longer than the spectra ({x.shape[1]})")
-    half = window // 2
-    proj = savgol_projection(window, polyorder)
-    out = np.empty_like(x)
-    out[:, half : x.shape[1] - half] = _correlate(x, proj[half])
-    out[:, :half] = x[:, :window] @ proj[:half].T
-    out[:, x.shape[1] - half :] = x[:, -window:] @ proj[window - half :].T
-    return out
+    return np.asarray(scipy.signal.savgol_filter(x, window, polyorder, mode="interp", axis=-1))
 
 
 def _radius(sigma: float) -> int:
@@ -216,13 +195,11 @@ def _radius(sigma: float) -> int:
 
 def gaussian_filter(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing of rows of x (N, L), σ in samples, kernel truncated at 4σ, mirror padding
-    (``d c b | a b c d``: SciPy's ``mode="mirror"``, NumPy's ``pad(mode="reflect")``)."""
+    (``d c b | a b c d``): ``scipy.ndimage.gaussian_filter1d(mode="mirror", truncate=4)``."""
     x = _as2d(x)
-    radius = _radius(sigma)
-    if radius >= x.shape[1]:
+    if _radius(sigma) >= x.shape[1]:
         raise ValueError(f"Gaussian σ={sigma} samples is too wide for spectra of length {x.shape[1]}")
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    return _correlate(np.pad(x, ((0, 0), (radius, radius)), mode="reflect"), taps / taps.sum())
+    return np.asarray(scipy.ndimage.gaussian_filter1d(x, sigma, axis=-1, mode="mirror", truncate=4.0))
 
 
 def linear_operator(filter_rows: Callable[[np.ndarray], np.ndarray], length: int) -> np.ndarray:
