@@ -89,8 +89,9 @@ demo: $(STAMP) ## Main job on synthetic data, CPU (10-20 min): data, all five fo
 	cd $(DEMO_DIR) && $(CLI) report
 	@echo "demo report: $(DEMO_DIR)/artifacts/cross_validation/cv_report.md (audit logs: $(DEMO_DIR)/logs/Track_H_fold_##/)"
 
-bench: $(STAMP) ## Benchmarks (JSON in bench/): scan vs reference (~3 min), training/denoising throughput (~3 min), recipe memory per spectrum (~3 min)
+bench: $(STAMP) ## Benchmarks (JSON in bench/): a fold's stages (~2 min; DATA=<dir> adds real fold 1), scan vs reference (~3 min), training/denoising throughput (~3 min), recipe memory per spectrum (~3 min)
 	mkdir -p bench
+	$(PY) app/benchmarks/bench_fold_stages.py --out bench/fold_stages.json $(if $(DATA),--data "$(DATA)",--cases tiny$(comma)demo)
 	$(PY) app/benchmarks/bench_scan.py --out bench/scan.json
 	$(PY) app/benchmarks/bench_train.py --out bench/train.json
 	$(PY) app/benchmarks/bench_memory.py --out bench/memory.json

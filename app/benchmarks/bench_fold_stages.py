@@ -1,7 +1,7 @@
 """Benchmark: where a fold's wall time goes, stage by stage (``make bench`` → bench/fold_stages.json).
 
 Usage:  python app/benchmarks/bench_fold_stages.py [--out bench/fold_stages.json] [--data DIR]
-                                                   [--cases tiny demo real] [--work DIR]
+                                                   [--cases tiny,demo,real] [--work DIR]
 
 Cases (each fold 1, run by ``spectra-cv fold`` in a fresh process, so start-up and imports count):
 
@@ -141,15 +141,20 @@ def _data(name: str, work: Path, real: Path | None) -> Path | None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the JSON here.")
 @click.option("--data", "real", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A real dataset (spectra_for_fold/ and metadata/) for the 'real' case.")
-@click.option("--cases", multiple=True, type=click.Choice(list(CASES)), default=tuple(CASES), show_default=True)
+@click.option("--cases", default=",".join(CASES), show_default=True, help="Comma-separated cases to run.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the data and runs go (default: a temporary folder, removed after).")
-def main(out: Path | None, real: Path | None, cases: tuple[str, ...], work: Path | None) -> None:
+def main(out: Path | None, real: Path | None, cases: str, work: Path | None) -> None:
     """Time every stage of one fold for each case; JSON to stdout and --out."""
+    names = [c.strip() for c in cases.split(",") if c.strip()]
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        raise click.BadParameter(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}",
+                                 param_hint="--cases")
     with tempfile.TemporaryDirectory(prefix="fold_stages_") as tmp:
         base = work or Path(tmp)
         results = []
-        for name in cases:
+        for name in names:
             data = _data(name, base, real)
             if data is None:
                 click.echo(f"case {name}: skipped (no --data)", err=True)

@@ -77,3 +77,30 @@ def test_quality_table_compares_the_model_with_the_best_linear_method_of_each_fo
         rows[0]["margin_db"] > 0)
     text = table(rows, summary)
     assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "SPEC §4 targets" in text
+
+
+@pytest.mark.e2e
+def test_fold_stages_times_every_stage_of_a_tiny_fold(tmp_path):
+    """bench_fold_stages.py (make bench): the tiny case runs a real fold in its own process and accounts
+    for its wall time stage by stage; an unknown case is refused before anything runs."""
+    import json
+
+    from click.testing import CliRunner
+
+    from bench_fold_stages import main as fold_stages
+
+    out = tmp_path / "fold_stages.json"
+    result = CliRunner().invoke(fold_stages, ["--cases", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (case,) = json.loads(out.read_text())["cases"]
+    stages = case["stages_s"]
+    for stage in ("manifests", "train split read", "baselines", "training", "epoch", "denoise train",
+                  "denoise val", "denoise test", "score val", "score test", "controls", "coordinator"):
+        assert stages[stage] >= 0, stage
+    assert case["epochs"] == 1 and len(case["epoch_s"]) == 1
+    assert 0 < case["epochs_s_total"] < case["fold_call_s"] < case["process_wall_s"]
+    assert stages["training set-up"] == pytest.approx(
+        stages["training"] - case["epochs_s_total"] - stages["baselines"] - stages["train split read"], abs=0.01)
+    assert case["report_s"] > 0 and case["test_psnr_mean"] > 30
+    refused = CliRunner().invoke(fold_stages, ["--cases", "tiny,huge", "--work", str(tmp_path / "w2")])
+    assert refused.exit_code != 0 and "unknown case(s) huge" in refused.output

@@ -553,6 +553,8 @@ class _Pipeline:
             log.info("%s: no treatment is left out of CV, so there are no control samples to score", self.tag)
             return None
         label = f"{manifest} (rows of {', '.join(sorted(assignment.excluded))})"
+        log.info("%s: denoising and scoring the %d control spectra (%s)", self.tag, len(rows),
+                 ", ".join(sorted(assignment.excluded)))
         data = split_of(self.s.data_root, rows, grid, label)
         film = bool(self.s.config.film_features)
         pred = denoise_frame(
