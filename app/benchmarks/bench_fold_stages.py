@@ -48,8 +48,8 @@ def _worker(args: list[str], run_root: Path, report: bool) -> dict[str, Any]:
         from spectra_cv import stages
     except ImportError:  # a version before the stages were recorded (a "before" figure): summary figures only
         stages = None
-    from spectra_cv.cli import main
     import spectra_cv.runs.fold  # noqa: F401  (torch and the pipeline: the imports a fold pays for)
+    from spectra_cv.cli import main
 
     imports = time.perf_counter() - started
     os.chdir(run_root)
@@ -89,9 +89,9 @@ def _case(name: str, data: Path, work: Path) -> dict[str, Any]:
     run_root.mkdir(parents=True)
     args = [*CASES[name], "--data-root", str(data / "spectra_for_fold"), "--metadata-dir", str(data / "metadata")]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    code = ("import json, sys; sys.path.insert(0, %r); from bench_fold_stages import _worker; "
-            "print('@@' + json.dumps(_worker(%r, __import__('pathlib').Path(%r), %r)))"
-            % (str(HERE), args, str(run_root), name != "real"))
+    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); from bench_fold_stages import _worker; "
+            f"print('@@' + json.dumps(_worker({args!r}, __import__('pathlib').Path({str(run_root)!r}), "
+            f"{name != 'real'!r})))")
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
@@ -107,7 +107,10 @@ def _figures(name: str, wall: float, child: dict[str, Any], summary: dict[str, A
     totals: dict[str, float] = {}
     for stage, seconds in recorded:
         totals[stage] = round(totals.get(stage, 0.0) + seconds, 3)
-    inside_training = totals.get("baselines", 0.0) + totals.get("train split read", 0.0)
+    # the baselines (and the train split read for them) run inside training when the prior needs them:
+    # then they are recorded before training's own record, otherwise during evaluation, after it
+    training_at = next((i for i, (stage, _) in enumerate(recorded) if stage == "training"), len(recorded))
+    inside_training = sum(s for stage, s in recorded[:training_at] if stage in ("baselines", "train split read"))
     if totals.get("training"):
         totals["training set-up"] = round(totals["training"] - sum(epochs) - inside_training, 3)
     fold_s = summary["total_seconds"]

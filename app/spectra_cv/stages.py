@@ -35,8 +35,3 @@ def record(name: str, seconds: float) -> None:
 def recorded() -> list[tuple[str, float]]:
     """Every stage recorded in this process so far, in order."""
     return list(_RECORDED)
-
-
-def reset() -> None:
-    """Forget what was recorded (a benchmark between two runs)."""
-    _RECORDED.clear()

@@ -299,3 +299,19 @@ def test_refit_with_the_chosen_parameters_gives_the_same_maps_without_a_search(m
         np.testing.assert_array_equal(rebuilt[name].apply(noisy), searched[name].apply(noisy), err_msg=name)
     with pytest.raises(KeyError, match="wiener"):
         bl.refit_baselines(noisy, ref, groups, {n: b.params for n, b in searched.items() if n != "wiener"})
+
+
+def test_wiener_on_replicates_without_noise_falls_back_to_one_solve_per_point():
+    """Identical replicates leave no noise to estimate (Σn = 0), so Σs + Σn has no Cholesky factor:
+    the grid is then scored one solve per point, as the filter is fitted, instead of failing."""
+    rng = np.random.default_rng(13)
+    _, clean, groups = _grouped(rng, treatments=3, samples=3, reps=4, length=60, noise=0.0)
+    candidates = bl._wiener_family((1e-4, 1e-2), (5.0, 20.0))(clean, clean, groups)
+    held = bl.inner_folds(groups)[0]
+    fit = bl._WienerFit.of(clean[~held], [g for g, h in zip(groups, held, strict=True) if not h])
+    with pytest.raises(np.linalg.LinAlgError):
+        __import__("scipy.linalg").linalg.cho_factor(fit.signal + fit.noise)
+    scores = candidates.held_out_psnr(clean, clean)
+    assert set(scores) == set(candidates.params)
+    fitted = bl.fit_wiener(clean, clean, groups, lambdas=(1e-4, 1e-2), length_scales=(5.0, 20.0))
+    assert np.isfinite(fitted.apply(clean)).all()

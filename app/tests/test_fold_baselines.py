@@ -64,3 +64,23 @@ def test_a_record_of_other_spectra_or_damaged_is_fitted_anew(tmp_path, damage, c
         np.testing.assert_array_equal(fitted[name].apply(train.noisy), expected[name].apply(train.noisy))
     saved = json.loads(record.read_text())  # written anew, whole
     assert set(saved["baselines"]) == set(bl.BASELINE_NAMES)
+
+
+@pytest.mark.parametrize("change", ["another grid", "garbled scores"])
+def test_a_record_of_another_selection_rule_or_garbled_is_fitted_anew(tmp_path, change, monkeypatch, caplog):
+    record = tmp_path / "fold_01_baselines.json"
+    train = _split()
+    fb.fold_baselines(train, record)
+    if change == "another grid":  # parameters chosen on another grid are not this rule's choice
+        monkeypatch.setattr(bl, "RIDGE_ALPHAS", bl.RIDGE_ALPHAS[::2])
+    else:
+        saved = json.loads(record.read_text())
+        saved["baselines"]["wiener"]["held_out_psnr"] = "garbled"
+        record.write_text(json.dumps(saved))
+    searched = []
+    real = bl._held_out_scores
+    monkeypatch.setattr(bl, "_held_out_scores", lambda *a, **k: searched.append(1) or real(*a, **k))
+    with caplog.at_level(logging.INFO, logger="spectra_cv"):
+        fb.fold_baselines(train, record)
+    assert searched and "fitting anew" in caplog.text
+    assert json.loads(record.read_text())["rule_sha256"] == fb.rule_digest()

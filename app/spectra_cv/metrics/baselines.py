@@ -63,6 +63,17 @@ INNER_FOLDS = 3
 """Inner folds of the train split: sample i (sorted) of each treatment is held out in fold i mod 3."""
 
 
+def selection_rule() -> dict[str, Any]:
+    """Everything that decides which parameters the fits choose besides the data: the grids, how far
+    they may grow, the inner folds. A record of chosen parameters holds only while this is unchanged."""
+    return {"savgol": [list(SAVGOL_WINDOWS), list(SAVGOL_ORDERS)], "gaussian": list(GAUSSIAN_SIGMAS),
+            "pca": list(PCA_RANKS), "ridge": [list(RIDGE_ALPHAS), list(RIDGE_LIMITS)],
+            "wiener": [list(WIENER_LAMBDAS), list(WIENER_LENGTH_SCALES),
+                       {k: list(v) for k, v in WIENER_LIMITS.items()}],
+            "smooth_rank_tolerance": SMOOTH_RANK_TOLERANCE, "inner_folds": INNER_FOLDS,
+            "score": "mean held-out per-spectrum PSNR"}
+
+
 @dataclass(frozen=True)
 class FittedBaseline:
     """A baseline with its chosen parameters. ``apply``: noisy (N, L) → denoised (N, L) float64."""
@@ -83,11 +94,6 @@ def _as2d(x: np.ndarray) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"expected spectra of shape (N, L), got {arr.shape}")
     return arr
-
-
-def score(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Selection score: mean per-spectrum PSNR (dB) of pred against ref."""
-    return float(np.mean(psnr(pred, ref)))
 
 
 def inner_folds(groups: Sequence[str], k: int = INNER_FOLDS) -> list[np.ndarray]:
@@ -425,7 +431,10 @@ class _WienerFit:
         and per λ one (n, r) × (r, L) product added to the error of the filter without the kernel.
         (scipy and scikit-learn have no Wiener filter of this form; the algebra is written here.)
         """
-        factor = scipy.linalg.cho_factor(self.signal + self.noise)
+        try:
+            factor = scipy.linalg.cho_factor(self.signal + self.noise)
+        except np.linalg.LinAlgError:  # Σs + Σn singular (replicates without noise): each point solved alone
+            return self._held_out_direct(z, ref, lambdas, length_scales)
         centred = z - self.centre
         at_zero = (z - ref) - centred @ scipy.linalg.cho_solve(factor, self.noise)  # the error at λ = 0
         out: dict[tuple[float, float], np.ndarray] = {}
@@ -439,6 +448,14 @@ class _WienerFit:
                 error = at_zero + (coef * (lam / (1.0 + lam * m))) @ back
                 out[(lam, ell)] = psnr_from_mse(np.mean(error**2, axis=1))
         return out
+
+
+    def _held_out_direct(self, z: np.ndarray, ref: np.ndarray, lambdas: Sequence[float],
+                         length_scales: Sequence[float]) -> dict[tuple[float, float], np.ndarray]:
+        """``held_out`` by one solve per grid point: when Σs + Σn has no Cholesky factor (no noise to
+        estimate), A + λK may still be invertible through the smooth term."""
+        return {(lam, ell): psnr(self.centre + (z - self.centre) @ self.weights(lam, ell), ref)
+                for ell in length_scales for lam in lambdas}
 
 
 def _wiener_family(lambdas: Sequence[float], length_scales: Sequence[float]) -> Family:

@@ -147,8 +147,10 @@ class FoldOutputs:
         return removed
 
     def missing(self, model: str) -> list[Path]:
-        """Items of a completed run that do not exist (a staged run must have them all before its swap)."""
-        return [p for p in self.items(model) if not p.exists()]
+        """Items of a completed run that do not exist (a staged run must have them all before its swap).
+        The baselines record is swapped with the rest but not required: a run begun by a version that did
+        not write it is still whole, and evaluation writes it again whenever it is missing."""
+        return [p for p in self.items(model) if not p.exists() and p != self.baselines_json]
 
 
 def _trash(live: Path) -> Path:

@@ -49,12 +49,13 @@ def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, groups: Sequenc
 
     ``groups`` (``treatment/sample/angle`` per row) let the parameter be chosen on held-out samples;
     they are needed unless ``rank``/``alpha`` fixes it. ``fitted``: baselines already fitted on these
-    spectra (a fold's, ``runs.fold_baselines``); the prior is then that baseline's map, not a new fit
-    (unless ``rank``/``alpha`` asks for another parameter than the one chosen).
+    spectra (a fold's, ``runs.fold_baselines``); the prior is then that baseline's map, not a new fit,
+    unless the kind's own parameter is fixed (``rank`` for PCA, ``alpha`` for ridge and ridge+Wiener).
     """
     x = np.asarray(noisy, dtype=np.float64)
     y = np.asarray(targets, dtype=np.float64)
-    if fitted is not None and kind in fitted and not rank and not alpha:
+    if reuses_fitted(kind, fitted, rank, alpha):
+        assert fitted is not None
         return _affine_prior(kind, fitted[kind], x)
     if kind == "pca":
         fitted_map = fit_pca(x, y, groups, ranks=(rank,) if rank else PCA_RANKS)
@@ -68,6 +69,13 @@ def fit_prior(kind: str, noisy: np.ndarray, targets: np.ndarray, groups: Sequenc
     else:
         raise ValueError(f"unknown prior kind {kind!r}")
     return _affine_prior(kind, fitted_map, x)
+
+
+def reuses_fitted(kind: str, fitted: Mapping[str, FittedBaseline] | None, rank: int, alpha: float) -> bool:
+    """Whether the ``kind`` prior is taken from ``fitted`` as it is: present there, and its own
+    parameter not fixed by the config (``rank`` for PCA, ``alpha`` for ridge and ridge+Wiener)."""
+    fixed = {"pca": bool(rank), "ridge": bool(alpha), "ridge_wiener": bool(alpha)}.get(kind, False)
+    return fitted is not None and kind in fitted and not fixed
 
 
 def _affine_prior(kind: str, fitted: FittedBaseline, x: np.ndarray) -> FittedPrior:
@@ -93,7 +101,7 @@ def install_prior(model: MambaUV, noisy: torch.Tensor, targets: torch.Tensor, gr
                     torch.as_tensor(prior.offset, dtype=torch.float32, device=device), prior.residual_scale)
     log.info("Prior: %s %s fitted on %d train spectra, parameter chosen on held-out samples (residual std %.2e; "
              "%s in %.1f s)", prior.kind, prior.params, noisy.shape[0], prior.residual_scale,
-             "the fold's fitted baseline" if fitted is not None and cfg.prior in fitted
-             and not cfg.prior_rank and not cfg.prior_alpha else "fitted",
+             "the fold's fitted baseline" if reuses_fitted(cfg.prior, fitted, cfg.prior_rank, cfg.prior_alpha)
+             else "fitted",
              time.perf_counter() - started)
     return prior
