@@ -34,7 +34,6 @@ from typing import Any, cast
 import numpy as np
 import scipy.linalg
 import scipy.ndimage
-import scipy.signal
 
 from spectra_cv.data.smooth import smooth_kernel
 from spectra_cv.errors import DataContractError
@@ -191,6 +190,8 @@ def savgol_filter(x: np.ndarray, window: int, polyorder: int) -> np.ndarray:
         raise ValueError(f"Savitzky–Golay needs an odd window ≥ 3 and polyorder < window (got {window}, {polyorder})")
     if x.shape[1] < window:
         raise ValueError(f"Savitzky–Golay window {window} is longer than the spectra ({x.shape[1]})")
+    import scipy.signal  # here, not at the top: it imports scipy.stats (~1 s), which only this filter needs
+
     return np.asarray(scipy.signal.savgol_filter(x, window, polyorder, mode="interp", axis=-1))
 
 
