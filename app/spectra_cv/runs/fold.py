@@ -427,6 +427,7 @@ class _Pipeline:
             dose_sampling_weights_csv=weights if weights.is_file() else None,
             dose_stats_json=meta / contract.DOSE_STATS_FILE if cfg.film_features else None,
             lambda_weights=self.s.data_root / contract.LAMBDA_STATS_FILE,
+            train_split=self._train_split(),  # read once: the baselines (the prior's) are fitted on it too
         )
         outputs = TrainOutputs(checkpoint_dir=self.out.checkpoint_dir, model_name=cfg.model.name,
                                speed_log_json=self.out.speed_log, log_dir=self.out.log_dir)

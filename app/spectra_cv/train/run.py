@@ -27,7 +27,7 @@ from spectra_cv.data.conditioning import (
     read_dose_features,
     read_dose_stats,
 )
-from spectra_cv.data.splits import split_of
+from spectra_cv.data.splits import Split, split_of
 from spectra_cv.device import resolve_device
 from spectra_cv.errors import ConfigError, DataContractError
 from spectra_cv.log import get_logger
@@ -65,6 +65,9 @@ class TrainInputs:
     manifest_labels: tuple[str, str] | None = None
     """How the train and validation manifests are named in logs and the checkpoint (default: their paths;
     a staged retrain names the paths its manifests will have once swapped in)."""
+    train_split: Split | None = None
+    """The train manifest's spectra already read (``data.splits.read_split``; a fold's, which fitted its
+    baselines on them), used instead of reading them again."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +185,11 @@ def run_training(
     else:
         log.info("no --lambda_weights: every wavelength weighs the same")
 
-    train_arrays = with_conditioning(split_of(inputs.train_dir, train_df, grid, train_name), train_cond, train_name)
+    read = inputs.train_split if inputs.train_split is not None else split_of(inputs.train_dir, train_df, grid,
+                                                                               train_name)
+    if read.relative_paths != tuple(train_df["relative_path"].astype(str)):
+        raise ValueError("TrainInputs.train_split does not hold the train manifest's rows")
+    train_arrays = with_conditioning(read, train_cond, train_name)
     val_arrays = with_conditioning(split_of(inputs.val_dir, val_df, grid, val_name), val_cond, val_name)
     overlap = set(train_arrays.relative_paths) & set(val_arrays.relative_paths)
     if overlap and inputs.train_dir.resolve() == inputs.val_dir.resolve() and not inputs.validate_on_train:
