@@ -68,9 +68,11 @@ $(STAMP): app/pyproject.toml
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e 'app[test,report,k8s,tracking]'
+	@echo "building the fused CPU scan kernel (C++, about a minute, once per machine; without a compiler the eager scan runs)"
+	$(PY) -c "from spectra_cv.model import scan_cpu; scan_cpu.load()"
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the app (CPU torch here, CUDA torch on a GPU host)
+setup: $(STAMP) ## Create .venv, install the app (CPU torch here, CUDA torch on a GPU host), build the CPU scan kernel
 
 test: $(STAMP) ## Run the tests (CPU, ~5 minutes on 2 cores; what CI runs first; container checks: make test-slow)
 	cd app && ../$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -79,7 +79,7 @@ def test_quality_table_compares_the_model_with_the_best_linear_method_of_each_fo
     assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "SPEC §4 targets" in text
 
 
-@pytest.mark.e2e
+@pytest.mark.slow  # ~10 s, a benchmark's own check: run after the unit tests (make test-slow, in .ci/run)
 def test_fold_stages_times_every_stage_of_a_tiny_fold(tmp_path):
     """bench_fold_stages.py (make bench): the tiny case runs a real fold in its own process and accounts
     for its wall time stage by stage; an unknown case is refused before anything runs."""
