@@ -30,6 +30,8 @@ from spectra_cv.metrics import (
     rmse_per_wavelength,
     score,
 )
+from spectra_cv.metrics.dips import dip_reference
+from spectra_cv.metrics.spectral import DEFAULT_DIP_CONFIG
 from spectra_cv.paths import denoised_output as output_path
 
 log = get_logger("evaluation")
@@ -96,10 +98,13 @@ def score_table(
     for name, fitted in baselines.items():
         outputs[name] = (fitted.apply(split.noisy), dict(fitted.params))
     references = {"loo": ref} if clean is None else {"loo": ref, "clean": clean}
+    dips = {label: dip_reference(target, wavelength, DEFAULT_DIP_CONFIG)
+            for label, target in references.items()}  # each reference's dips found once, for every method
     table: dict[str, dict] = {}
     for name, (out, params) in outputs.items():
         row: dict = {"params": params}
-        row.update({label: score(out, target, wavelength) for label, target in references.items()})
+        row.update({label: score(out, target, wavelength, dips_of_ref=dips[label])
+                    for label, target in references.items()})
         profiles = {label: profiles_of(out, target) for label, target in references.items()}
         for key in ("rmse_per_wavelength", "psnr_percentiles"):
             row[key] = {label: profile[key] for label, profile in profiles.items()}

@@ -148,3 +148,24 @@ def test_evaluate_dataset_psnr_and_mean_std():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="must both be"):
         psnr(np.zeros((2, 5)), np.zeros((3, 5)))
+
+
+def test_dips_of_a_reference_found_once_score_every_prediction_as_found_each_time():
+    """A scoring table finds each reference's dips once (``dip_reference``) for all its methods; a
+    reference object of other spectra, another grid or another config is not used but found again."""
+    rng = np.random.default_rng(4)
+    continuum = 0.4 + 0.0004 * (GRID - 300)
+    ref = np.stack([continuum - 0.02 * _gauss(c, 1.0) for c in (350.0, 400.0, 420.0)])
+    pred = ref + 0.001 * rng.normal(size=ref.shape)
+    found = metric_dips.dip_reference(ref, GRID)
+    for key, values in dip_metrics(pred, ref, GRID).items():
+        np.testing.assert_array_equal(dip_metrics(pred, ref, GRID, reference=found)[key], values, err_msg=key)
+    other = metric_dips.dip_reference(ref[::-1], GRID)  # another reference: ignored, the dips found anew
+    np.testing.assert_array_equal(dip_metrics(pred, ref, GRID, reference=other)["dip_centroid_error_nm"],
+                                  dip_metrics(pred, ref, GRID)["dip_centroid_error_nm"])
+    wide = DipMetricConfig(half_width_nm=8.0)
+    assert not found.matches(ref, GRID, wide) and not found.matches(ref, GRID + 0.1, DipMetricConfig())
+    ref32 = ref.astype(np.float32)  # the clean truth arrives as float32: the same values, another dtype
+    assert metric_dips.dip_reference(ref32, GRID).matches(ref32, GRID, DipMetricConfig())
+    assert not found.matches(ref32, GRID, DipMetricConfig())  # rounded values are another reference
+    assert score(pred, ref, GRID, dips_of_ref=found) == score(pred, ref, GRID)

@@ -138,20 +138,55 @@ def _features(seg: np.ndarray, lam: np.ndarray, geo: _Geometry) -> tuple[np.ndar
     return depth, area, centroid
 
 
-def dip_metrics(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
-                config: DipMetricConfig = DipMetricConfig()) -> dict[str, np.ndarray]:
-    """Per-spectrum dip metrics, each (N,), averaged over that spectrum's dips (NaN if none).
+@dataclass(frozen=True)
+class DipReference:
+    """The dips of a reference (N, L), found and measured once: every prediction scored against the
+    same reference (each method of a scoring table) reuses them."""
 
-    Keys: n_dips, dip_centroid_error_nm (|c_p − c_r|), dip_area_error_pct
-    (100·|A_p − A_r| / A_r), dip_depth_mae (mean |depth_p − depth_r| over the window).
-    """
-    p = np.asarray(pred, dtype=np.float64)
+    reference: np.ndarray
+    """(N, L) float64: the reference they were found on."""
+    wavelength: np.ndarray
+    config: DipMetricConfig
+    centres: np.ndarray
+    found: np.ndarray
+    lam: np.ndarray
+    depth: np.ndarray
+    area: np.ndarray
+    centroid: np.ndarray
+
+    def matches(self, ref: np.ndarray, wavelength: np.ndarray, config: DipMetricConfig) -> bool:
+        """Whether these are the dips of ``ref`` on ``wavelength`` under ``config``."""
+        return (self.config == config and np.shape(ref) == self.reference.shape
+                and np.array_equal(self.reference, ref) and np.array_equal(self.wavelength, wavelength))
+
+
+def dip_reference(ref: np.ndarray, wavelength: np.ndarray,
+                  config: DipMetricConfig = DipMetricConfig()) -> DipReference:
+    """Find and measure the dips of ``ref`` (N, L) for ``dip_metrics``."""
     r = np.asarray(ref, dtype=np.float64)
     lam_grid = np.asarray(wavelength, dtype=np.float64)
     geo = _geometry(lam_grid, config)
     centres, found, _ = find_minima(r, lam_grid, config)
     lam = lam_grid[np.clip(centres[..., None] + geo.offsets, 0, lam_grid.size - 1)]  # (N, K, W)
-    depth_r, area_r, cent_r = _features(_windows(r, centres, geo.offsets), lam, geo)
+    depth, area, centroid = _features(_windows(r, centres, geo.offsets), lam, geo)
+    return DipReference(r, lam_grid, config, centres, found, lam, depth, area, centroid)
+
+
+def dip_metrics(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
+                config: DipMetricConfig = DipMetricConfig(), reference: DipReference | None = None
+                ) -> dict[str, np.ndarray]:
+    """Per-spectrum dip metrics, each (N,), averaged over that spectrum's dips (NaN if none).
+
+    Keys: n_dips, dip_centroid_error_nm (|c_p − c_r|), dip_area_error_pct
+    (100·|A_p − A_r| / A_r), dip_depth_mae (mean |depth_p − depth_r| over the window).
+    ``reference``: the dips of ``ref`` found before (``dip_reference``), else found here.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    if reference is None or not reference.matches(ref, wavelength, config):
+        reference = dip_reference(ref, wavelength, config)
+    geo = _geometry(np.asarray(wavelength, dtype=np.float64), config)
+    centres, found, lam = reference.centres, reference.found, reference.lam
+    depth_r, area_r, cent_r = reference.depth, reference.area, reference.centroid
     depth_p, area_p, cent_p = _features(_windows(p, centres, geo.offsets), lam, geo)
     valid = found & (area_r >= config.min_target_area)
     count = valid.sum(axis=1)

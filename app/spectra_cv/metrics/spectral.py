@@ -14,7 +14,7 @@ import numpy as np
 
 from spectra_cv.data.contract import ROI_NM
 from spectra_cv.errors import DataContractError
-from spectra_cv.metrics.dips import DipMetricConfig, dip_metrics
+from spectra_cv.metrics.dips import DipMetricConfig, DipReference, dip_metrics
 
 # The dip metrics' default settings: one frozen instance, the default of every scoring call.
 DEFAULT_DIP_CONFIG = DipMetricConfig()
@@ -110,17 +110,19 @@ def loo_means(spectra: np.ndarray, group_ids: Sequence | np.ndarray) -> np.ndarr
 
 def per_spectrum_metrics(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
                          roi: tuple[float, float] = ROI_NM,
-                         dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG) -> dict[str, np.ndarray]:
+                         dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG,
+                         dips_of_ref: DipReference | None = None) -> dict[str, np.ndarray]:
     """All per-spectrum metrics as (N,) arrays; dip entries are NaN where a spectrum has no dip.
 
     Keys: psnr, sam_deg, rmse, roi_psnr and, unless ``dip_config`` is None, n_dips,
-    dip_centroid_error_nm, dip_area_error_pct, dip_depth_mae.
+    dip_centroid_error_nm, dip_area_error_pct, dip_depth_mae. ``dips_of_ref``: the dips of ``ref``
+    found before (``metrics.dips.dip_reference``), when several predictions are scored against it.
     """
     p, r = _pair(pred, ref)
     out = {"psnr": psnr(p, r), "sam_deg": sam_deg(p, r), "rmse": rmse(p, r),
            "roi_psnr": roi_psnr(p, r, wavelength, roi)}
     if dip_config is not None:
-        out.update(dip_metrics(p, r, wavelength, dip_config))
+        out.update(dip_metrics(p, r, wavelength, dip_config, dips_of_ref))
     return out
 
 
@@ -145,11 +147,13 @@ def aggregate(per_spectrum: Mapping[str, np.ndarray]) -> dict[str, float | None]
 
 def score(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
           roi: tuple[float, float] = ROI_NM,
-          dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG) -> dict[str, float | None]:
+          dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG,
+          dips_of_ref: DipReference | None = None) -> dict[str, float | None]:
     """Dataset summary: mean ± std of every per-spectrum metric, ``psnr_dataset`` (PSNR of the
-    pooled MSE) and ``n_spectra``. pred, ref: (N, L); wavelength: (L,)."""
+    pooled MSE) and ``n_spectra``. pred, ref: (N, L); wavelength: (L,); ``dips_of_ref`` as in
+    ``per_spectrum_metrics``."""
     p, r = _pair(pred, ref)
     out: dict[str, float | None] = {"n_spectra": float(p.shape[0])}
-    out.update(aggregate(per_spectrum_metrics(p, r, wavelength, roi, dip_config)))
+    out.update(aggregate(per_spectrum_metrics(p, r, wavelength, roi, dip_config, dips_of_ref)))
     out["psnr_dataset"] = float(psnr_from_mse(np.mean((p - r) ** 2)))
     return out
