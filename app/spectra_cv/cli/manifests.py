@@ -39,7 +39,8 @@ def summary_lines(result: FoldResult) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help='folds.json {"folds": {"1": {"train": {t: [s, …]}, "val": {t: s}, "test": {t: s}}}} '
-    "[default: the SPEC §2 rotation]",
+    "[default: the built-in rotation: in fold k each treatment's five samples, sorted and shifted by k − 1, "
+    "go three to train, one to validation, one to test]",
 )
 @click.option(
     "--input-manifest",

@@ -104,7 +104,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"Where manifests/, logs/, checkpoints/, denoised/, artifacts/ go "
                      f"[env {run_paths.ENV_RUN_ROOT}; default .]."),
         click.option("--fold-config", type=FILE, default=None,
-                     help="folds.json (default: the SPEC §2 rotation)."),
+                     help="folds.json (default: the built-in sample rotation, as `spectra-cv manifests --help` says)."),
         click.option("--device", default="auto", show_default=True, envvar="SPECTRA_CV_DEVICE", show_envvar=True,
                      help="auto, cpu, cuda, cuda:1 …"),
         click.option("--infer-batch-size", type=int, default=64, show_default=True, help="Denoising batch size."),

@@ -147,7 +147,7 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
     check_fold(fold)
     path = Path(path)
     if not path.is_file():
-        raise FoldError(f"{path}: fold config not found; fix --config or omit it to use the SPEC §2 rotation")
+        raise FoldError(f"{path}: fold config not found; fix --config or omit it to use the built-in sample rotation")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
