@@ -35,7 +35,7 @@ import numpy as np
 import scipy.linalg
 import scipy.ndimage
 
-from spectra_cv.data.smooth import smooth_kernel
+from spectra_cv.data.smooth import smooth_factor, smooth_kernel
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics.spectral import psnr, psnr_from_mse
@@ -146,6 +146,11 @@ class Candidates:
 def _fixed(grid: dict[str, tuple[dict[str, Any], Transform]]) -> Candidates:
     """Candidates of maps already built (filters that learn nothing)."""
     return Candidates({label: params for label, (params, _) in grid.items()}, lambda label: grid[label][1])
+
+
+def _psnr_of_error(error: np.ndarray) -> np.ndarray:
+    """Per-spectrum PSNR (N,) of a prediction whose error against its reference is ``error`` (N, L)."""
+    return psnr_from_mse(np.mean(error**2, axis=1))
 
 
 Family = Callable[[np.ndarray, np.ndarray, Sequence[str] | None], Candidates]
@@ -281,7 +286,7 @@ def _pca_family(ranks: Sequence[int]) -> Family:
             for r in usable:
                 error = error + coef[:, done:r] @ vt[done:r]
                 done = r
-                out[f"r{r}"] = psnr_from_mse(np.mean(error**2, axis=1))
+                out[f"r{r}"] = _psnr_of_error(error)
             return out
 
         return Candidates({f"r{r}": {"rank": r} for r in usable}, project, held_out)
@@ -314,7 +319,7 @@ def _ridge_family(alphas: Sequence[float]) -> Family:
             # in the SVD basis each α only rescales the coefficients: no (L, L) map per α
             coef = (z - x_mean) @ vt.T  # (n, k)
             offset = y_mean - ref
-            return {label: psnr_from_mse(np.mean(((coef * shrink(a)) @ uty + offset) ** 2, axis=1))
+            return {label: _psnr_of_error((coef * shrink(a)) @ uty + offset)
                     for label, a in labels.items()}
 
         return Candidates({label: {"alpha": a} for label, a in labels.items()}, solve, held_out)
@@ -382,9 +387,7 @@ grid is scored (they are round-off: a squared-exponential kernel of ℓ = 20 sam
 def smooth_factor_truncated(length: int, length_scale: float) -> np.ndarray:
     """(L, r) F with F Fᵀ = the smooth kernel less its eigenvalues below ``SMOOTH_RANK_TOLERANCE``·max
     (the kernel depends on L and ℓ alone, so a process computes it once per ℓ)."""
-    values, vectors = np.linalg.eigh(smooth_kernel(length, length_scale))
-    keep = values > SMOOTH_RANK_TOLERANCE * values[-1]
-    factor = vectors[:, keep] * np.sqrt(values[keep])
+    factor = smooth_factor(length, length_scale, rank_tolerance=SMOOTH_RANK_TOLERANCE)
     factor.flags.writeable = False
     return factor
 
@@ -447,7 +450,7 @@ class _WienerFit:
             coef, back = centred @ g, g.T @ self.noise  # (n, r), (r, L)
             for lam in lambdas:
                 error = at_zero + (coef * (lam / (1.0 + lam * m))) @ back
-                out[(lam, ell)] = psnr_from_mse(np.mean(error**2, axis=1))
+                out[(lam, ell)] = _psnr_of_error(error)
         return out
 
 
