@@ -38,6 +38,39 @@ def test_linear_operator_equals_filter():
     np.testing.assert_allclose(x @ op, bl.savgol_filter(x, 9, 3), atol=1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 7, 64, 1000])
+def test_banded_product_equals_the_dense_product(block):
+    """The filters' matrices applied a block of columns at a time from the inputs each block uses
+    give z @ op, whatever the band: Savitzky–Golay (edges reach a whole window), Gaussian (mirror
+    edges), an irregular band, a dense matrix and one with empty columns."""
+    rng = np.random.default_rng(4)
+    length = 90
+    z = rng.normal(size=(7, length))
+    irregular = np.triu(rng.normal(size=(length, length)), -3) * np.tril(np.ones((length, length)), 11)
+    empty_columns = rng.normal(size=(length, length))
+    empty_columns[:, 10:30] = 0.0
+    ops = {
+        "savgol": bl.linear_operator(lambda x: bl.savgol_filter(x, 31, 3), length),
+        "gaussian": bl.linear_operator(lambda x: bl.gaussian_filter(x, 3.0), length),
+        "irregular": irregular, "dense": rng.normal(size=(length, length)), "empty columns": empty_columns,
+    }
+    for name, op in ops.items():
+        np.testing.assert_allclose(bl.banded_times(op, block=block)(z), z @ op, rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_principal_axes_are_the_svd_without_its_null_space():
+    rng = np.random.default_rng(5)
+    for n, length in ((40, 12), (9, 30)):  # more spectra than samples, and fewer
+        x = rng.normal(size=(n, length))
+        centred = x - x.mean(axis=0)
+        values, axes = bl.principal_axes(centred)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        rank = min(n - 1, length)  # centring removes one direction when n ≤ length
+        assert values.shape == (rank,) and axes.shape == (length, rank)
+        np.testing.assert_allclose(values, s[:rank] ** 2, rtol=1e-9)
+        np.testing.assert_allclose(np.abs(axes.T @ vt[:rank].T), np.eye(rank), atol=1e-7)
+
+
 def test_pca_full_rank_is_identity_and_rank_one_projects():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(40, 8))
