@@ -57,6 +57,14 @@ def test_every_rule_names_its_row(tmp_path):
     assert "m.csv row 9: a/rep.xlsx: unsupported spectrum type '.xlsx'" in text
     assert "m.csv row 11: a/missing.npy: spectrum file not found" in text
     assert len(got) == 8 and "row 10" not in text  # the inner link is allowed
+    # a folder that is a link: its rows lead where the folder does (each folder resolved once per guard)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "b").symlink_to(tmp_path / "elsewhere")
+    (root / "c").symlink_to(root / "a")
+    guard = rows.RootGuard(root)
+    assert guard.outside("b/x.npy") == (tmp_path / "elsewhere" / "x.npy").resolve()
+    assert guard.outside("b/y.npy") == (tmp_path / "elsewhere" / "y.npy").resolve()
+    assert guard.outside("c/rep_000.npy") is None and guard.outside("c/link.npy") == outside.resolve()
     with pytest.raises(DataContractError, match="contains '..'"):
         rows.resolve_row(root, "../outside.npy")
     with pytest.raises(DataContractError, match="symlink leads out of the data root"):

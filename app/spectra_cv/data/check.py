@@ -9,7 +9,6 @@ pipeline's own (``loaders``, ``conditioning``, ``rows``), so the check and the r
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 
@@ -122,10 +121,10 @@ def _check_spectra(root: Path, manifest: pd.DataFrame, grid: np.ndarray, name: s
     first = ~pd.Series(rel).duplicated(keep="first").to_numpy()
     values = np.zeros((len(rel), grid.shape[0]), dtype=np.float32)  # (N, L)
     ok = np.zeros(len(rel), dtype=bool)
-    resolved_root = Path(os.path.realpath(root))
+    guard = rows.RootGuard(root)
     for i in np.flatnonzero(first):
         r = rel[i]
-        if rows.path_problem(r) is not None or rows.escapes(root, r, resolved_root) is not None:
+        if rows.path_problem(r) is not None or guard.outside(r) is not None:
             continue  # reported by rows.manifest_problems
         try:
             values[i] = loaders.load_spectrum(root / r, grid, clip=False)

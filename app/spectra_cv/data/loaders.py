@@ -155,24 +155,27 @@ def _check_header(path: Path, shape: tuple[int, ...], dtype: np.dtype, length: i
 
 
 def read_npy_vector(path: str | Path, length: int | None) -> np.ndarray:
-    """A 1-D numeric .npy of ``length`` values; shape, dtype and size are checked from the header first."""
+    """A 1-D numeric .npy of ``length`` values; shape, dtype and size are checked from the header first.
+
+    The file is opened once: header, then exactly the bytes it promises (one more is a padded file).
+    """
     path = Path(path)
     try:
         with open(path, "rb") as handle:
             shape, dtype = _npy_header(handle, path)
             _check_header(path, shape, dtype, length, "")
             offset = handle.tell()
+            expected = shape[0] * dtype.itemsize
+            data = handle.read(expected + 1)
     except FileNotFoundError:
         raise SpectrumError(path, "file not found; fix the manifest row or restore the file") from None
-    expected = offset + shape[0] * dtype.itemsize
-    size = path.stat().st_size
-    if size != expected:
-        raise SpectrumError(path, f"{size} bytes where its header promises {expected}; the file is truncated or "
-                                  "padded: re-export it")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise SpectrumError(path, f"corrupt or unreadable .npy ({exc}); re-export the spectrum") from exc
+    except OSError as exc:
+        raise SpectrumError(path, f"unreadable .npy ({exc}); re-export the spectrum") from exc
+    if len(data) != expected:
+        size = path.stat().st_size
+        raise SpectrumError(path, f"{size} bytes where its header promises {offset + expected}; the file is "
+                                  "truncated or padded: re-export it")
+    return np.frombuffer(data, dtype=dtype).copy()
 
 
 def _read_npy(path: Path, length: int) -> np.ndarray:
@@ -253,10 +256,10 @@ def load_spectra(
     """Spectra of ``relative_paths`` (under ``root``) stacked as float32 (N, L), in the given order.
 
     Each path must follow the row rules of ``data.rows`` (relative, no ``..``, inside the root)."""
-    root = Path(root)
+    guard = rows.RootGuard(root)
     out = np.empty((len(relative_paths), grid.shape[0]), dtype=np.float32)
     for i, rel in enumerate(relative_paths):
-        out[i] = load_spectrum(rows.resolve_row(root, rel), grid, clip=clip)
+        out[i] = load_spectrum(guard.resolve(rel), grid, clip=clip)
     return out
 
 

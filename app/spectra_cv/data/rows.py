@@ -45,30 +45,49 @@ def path_problem(rel: str) -> str | None:
     return None
 
 
-def escapes(root: Path, rel: str, resolved_root: Path | None = None) -> Path | None:
-    """Where ``root/rel`` leads when that is outside the data root once links are followed; else None."""
-    base = resolved_root if resolved_root is not None else Path(os.path.realpath(root))
-    target = Path(os.path.realpath(root / rel))
-    try:
-        target.relative_to(base)
-    except ValueError:
-        return target
-    return None
+class RootGuard:
+    """Where rows of one data root lead once symlinks are followed, each folder resolved once.
+
+    ``os.path.realpath`` walks every component of every row's path (a syscall each); the rows of a
+    manifest share a few folders, so a folder's real path is kept and a row then costs one
+    ``lstat`` unless the file is itself a link. (Use one guard per pass: folders are not re-read.)
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.real_root = Path(os.path.realpath(self.root))
+        self._folders: dict[Path, str] = {}
+
+    def outside(self, rel: str) -> Path | None:
+        """Where ``root/rel`` leads when that is outside the data root; else None."""
+        path = self.root / rel
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = os.path.realpath(path.parent)
+        target = Path(os.path.realpath(path) if os.path.islink(path) else os.path.join(folder, path.name))
+        try:
+            target.relative_to(self.real_root)
+        except ValueError:
+            return target
+        return None
+
+    def resolve(self, rel: str) -> Path:
+        """``root/rel`` after the row rules (``DataContractError`` naming the path otherwise)."""
+        problem = path_problem(rel)
+        if problem is not None:
+            raise DataContractError(f"{rel!r}: {problem}")
+        outside = self.outside(rel)
+        if outside is not None:
+            raise DataContractError(
+                f"{self.root / rel}: a symlink leads out of the data root {self.root} (to {outside}); "
+                "copy the file into the data root or fix the link"
+            )
+        return self.root / rel
 
 
 def resolve_row(root: str | Path, rel: str) -> Path:
     """``root/rel`` after the row rules (``DataContractError`` naming the path otherwise)."""
-    root = Path(root)
-    problem = path_problem(rel)
-    if problem is not None:
-        raise DataContractError(f"{rel!r}: {problem}")
-    outside = escapes(root, rel)
-    if outside is not None:
-        raise DataContractError(
-            f"{root / rel}: a symlink leads out of the data root {root} (to {outside}); "
-            "copy the file into the data root or fix the link"
-        )
-    return root / rel
+    return RootGuard(root).resolve(rel)
 
 
 def manifest_problems(frame: pd.DataFrame, root: str | Path, name: str, check_files: bool = True) -> list[str]:
@@ -76,14 +95,14 @@ def manifest_problems(frame: pd.DataFrame, root: str | Path, name: str, check_fi
     root = Path(root)
     rel = frame["relative_path"].astype(str).tolist()
     problems: list[str] = []
-    resolved_root = Path(os.path.realpath(root))
+    guard = RootGuard(root)
     usable = [False] * len(rel)
     for i, r in enumerate(rel):
         problem = path_problem(r)
         if problem is not None:
             problems.append(f"{name} row {i + 1}: {r}: {problem}" if r.strip() else f"{name} row {i + 1}: {problem}")
             continue
-        outside = escapes(root, r, resolved_root)
+        outside = guard.outside(r)
         if outside is not None:
             problems.append(f"{name} row {i + 1}: {r}: a symlink leads out of the data root (to {outside}); "
                             "copy the file into the data root or fix the link")
