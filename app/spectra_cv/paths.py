@@ -7,6 +7,7 @@ and every CLI option that takes one of these paths falls back to that variable.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,17 @@ def metadata_dir() -> Path:
     return Path(os.environ.get(ENV_METADATA_DIR, DEFAULT_METADATA_DIR))
 
 
+def denoised_name(relative_path: str) -> str:
+    """``<relative parent>/<stem>_denoised.npy``: where one manifest row's output lies under an output root."""
+    parent, name = posixpath.split(posixpath.normpath(relative_path))
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name  # pathlib's stem, without parsing a path per row
+    return posixpath.join(parent, f"{stem}_denoised.npy")
+
+
 def denoised_output(output_root: Path, relative_path: str) -> Path:
-    """``<output_root>/<relative parent>/<stem>_denoised.npy`` for one manifest row (runbook §9)."""
-    rel = Path(relative_path)
-    return output_root / rel.parent / f"{rel.stem}_denoised.npy"
+    """``<output_root>/<relative parent>/<stem>_denoised.npy`` for one manifest row."""
+    return output_root / denoised_name(relative_path)
 
 
 def fold_tag(fold: int) -> str:

@@ -120,3 +120,15 @@ def test_sizes_come_from_the_header_before_any_data_is_read(tmp_path):
     ok = tmp_path / "ok.npy"
     np.save(ok, np.full(L, 0.25, dtype=np.float32))
     np.testing.assert_array_equal(loaders.load_spectrum(ok, grid), np.full(L, 0.25, dtype=np.float32))
+
+
+@pytest.mark.parametrize("rel", ["a/rep_000.npy", "rep.npy", "./a/rep.npz", "a//b/rep.csv", "a/./b/rep.tar.npy", "a/.npy", "a/rep."])
+def test_denoised_name_is_the_rows_parent_and_stem(rel):
+    """The output a row maps to, as strings (one pathlib parse per row was most of a manifest check)."""
+    from pathlib import Path
+
+    from spectra_cv.paths import denoised_name, denoised_output
+
+    as_path = Path(rel)
+    assert denoised_name(rel) == (as_path.parent / f"{as_path.stem}_denoised.npy").as_posix()
+    assert denoised_output(Path("/out"), rel) == Path("/out") / as_path.parent / f"{as_path.stem}_denoised.npy"

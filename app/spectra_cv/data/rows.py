@@ -24,7 +24,7 @@ import pandas as pd
 
 from spectra_cv.data import contract
 from spectra_cv.errors import DataContractError
-from spectra_cv.paths import denoised_output
+from spectra_cv.paths import denoised_name
 
 MAX_LISTED = 20
 """Problems shown in an error message (all are kept in ``DataContractError.problems``)."""
@@ -35,10 +35,11 @@ def path_problem(rel: str) -> str | None:
     if not rel.strip():
         return "empty relative_path; fill it or delete the row"
     pure = PurePosixPath(rel)
-    if pure.is_absolute() or Path(rel).is_absolute() or rel.startswith("\\"):
+    native = pure if os.sep == "/" else Path(rel)  # a second reading only where the OS's paths differ
+    if pure.is_absolute() or native.is_absolute() or rel.startswith("\\"):
         return ("an absolute path; rows name files relative to the data root "
                 "(e.g. treatment_1/sample_A/6Oclock/rep_000.npy)")
-    if ".." in pure.parts or ".." in Path(rel).parts:
+    if ".." in pure.parts or ".." in native.parts:
         return "contains '..'; rows name files inside the data root, relative to it: fix the row"
     if pure.suffix.lower() not in contract.SPECTRUM_SUFFIXES:
         return (f"unsupported spectrum type '{pure.suffix}'; use one of {', '.join(contract.SPECTRUM_SUFFIXES)}")
@@ -50,26 +51,28 @@ class RootGuard:
 
     ``os.path.realpath`` walks every component of every row's path (a syscall each); the rows of a
     manifest share a few folders, so a folder's real path is kept and a row then costs one
-    ``lstat`` unless the file is itself a link. (Use one guard per pass: folders are not re-read.)
+    ``lstat`` unless the file is itself a link. Paths are handled as strings: pathlib's parsing
+    cost more than the file system for thousands of rows. (One guard per pass: folders are not re-read.)
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.real_root = Path(os.path.realpath(self.root))
-        self._folders: dict[Path, str] = {}
+        self._root = str(self.root)
+        self._real = os.path.realpath(self.root)
+        self._real_prefix = self._real.rstrip(os.sep) + os.sep
+        self._folders: dict[str, str] = {}
 
     def outside(self, rel: str) -> Path | None:
         """Where ``root/rel`` leads when that is outside the data root; else None."""
-        path = self.root / rel
-        folder = self._folders.get(path.parent)
+        path = os.path.join(self._root, rel)
+        parent, name = os.path.split(path)
+        folder = self._folders.get(parent)
         if folder is None:
-            folder = self._folders[path.parent] = os.path.realpath(path.parent)
-        target = Path(os.path.realpath(path) if os.path.islink(path) else os.path.join(folder, path.name))
-        try:
-            target.relative_to(self.real_root)
-        except ValueError:
-            return target
-        return None
+            folder = self._folders[parent] = os.path.realpath(parent)
+        target = os.path.realpath(path) if os.path.islink(path) else os.path.join(folder, name)
+        if target == self._real or target.startswith(self._real_prefix):
+            return None
+        return Path(target)
 
     def resolve(self, rel: str) -> Path:
         """``root/rel`` after the row rules (``DataContractError`` naming the path otherwise)."""
@@ -116,7 +119,7 @@ def manifest_problems(frame: pd.DataFrame, root: str | Path, name: str, check_fi
     outputs: dict[str, list[int]] = {}
     for i, r in enumerate(rel):
         if usable[i] and first.iat[i]:
-            outputs.setdefault(denoised_output(Path("."), r).as_posix(), []).append(i)
+            outputs.setdefault(denoised_name(r), []).append(i)
     for out, rows in outputs.items():
         if len(rows) > 1:
             listed = ", ".join(f"{i + 1} ({rel[i]})" for i in rows)
@@ -124,7 +127,7 @@ def manifest_problems(frame: pd.DataFrame, root: str | Path, name: str, check_fi
                             "row has its own stem (or keep one format per spectrum)")
     if check_files:
         for i, r in enumerate(rel):
-            if usable[i] and first.iat[i] and not (root / r).is_file():
+            if usable[i] and first.iat[i] and not os.path.isfile(os.path.join(root, r)):
                 problems.append(f"{name} row {i + 1}: {r}: spectrum file not found under {root}; "
                                 "restore the file or fix the row")
     return problems
