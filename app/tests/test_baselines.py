@@ -348,3 +348,16 @@ def test_wiener_on_replicates_without_noise_falls_back_to_one_solve_per_point():
     assert set(scores) == set(candidates.params)
     fitted = bl.fit_wiener(clean, clean, groups, lambdas=(1e-4, 1e-2), length_scales=(5.0, 20.0))
     assert np.isfinite(fitted.apply(clean)).all()
+
+
+def test_pca_ranks_beyond_a_small_split_are_the_same_labels_in_every_inner_fold():
+    """With fewer spectra than some grid ranks (144 here, ~96 per inner fold), every fit scores the
+    same labels: a rank an inner fold cannot reach uses all it has, and ranks beyond the whole split
+    are capped at its N − 1 before choosing (a label only one fit knew crashed the choice)."""
+    rng = np.random.default_rng(14)
+    noisy, _, groups = _grouped(rng, treatments=3, samples=3, reps=8, length=200, noise=0.02)
+    ref = loo_means(noisy, groups)
+    fitted = bl.fit_pca(noisy, ref, groups, ranks=(5, 95, 100, 143, 150, 200))
+    assert set(fitted.train_scores) == {"r5", "r95", "r100", "r143"}
+    assert fitted.params["rank"] in (5, 95, 100, 143)
+    assert np.isfinite(fitted.apply(noisy[:3])).all()

@@ -321,33 +321,41 @@ def _pca_family(ranks: Sequence[int]) -> Family:
     def family(x: np.ndarray, y: np.ndarray, groups: Sequence[str] | None) -> Candidates:
         del y, groups  # PCA learns from the noisy spectra alone
         mean = x.mean(axis=0)
-        vt = principal_axes(x - mean)[1].T  # (min(N, L), L), largest variance first
-        usable = sorted({min(r, vt.shape[0]) for r in ranks})
+        vt = principal_axes(x - mean)[1].T  # (k, L), largest variance first; k ≤ min(N − 1, L)
+        wanted = sorted(set(ranks))
+
+        def used(rank: int) -> int:  # an inner fold may have fewer directions than the whole split
+            return min(rank, vt.shape[0])
 
         def project(label: str) -> Transform:
-            basis = vt[: int(label[1:])]  # (r, L)
+            basis = vt[: used(int(label[1:]))]  # (r, L)
             return lambda z: mean + ((z - mean) @ basis.T) @ basis
 
         def held_out(z: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
             # the projection onto the first r components grows a block of components at a time:
             # error_r = (mean − ref) + Σ_{j<r} c_j v_j with c = (z − mean) vtᵀ, one product for all ranks
-            coef = (z - mean) @ vt[: usable[-1]].T  # (n, r_max)
+            coef = (z - mean) @ vt[: used(wanted[-1])].T  # (n, r_max)
             error = mean - ref
             out, done = {}, 0
-            for r in usable:
-                error = error + coef[:, done:r] @ vt[done:r]
-                done = r
+            for r in wanted:
+                error = error + coef[:, done:used(r)] @ vt[done:used(r)]
+                done = used(r)
                 out[f"r{r}"] = _psnr_of_error(error)
             return out
 
-        return Candidates({f"r{r}": {"rank": r} for r in usable}, project, held_out)
+        return Candidates({f"r{r}": {"rank": r} for r in wanted}, project, held_out)
     return family
 
 
 def fit_pca(noisy: np.ndarray, ref: np.ndarray, groups: Sequence[str] | None = None,
             ranks: Sequence[int] = PCA_RANKS) -> FittedBaseline:
-    """Projection onto the top-r principal components of the train noisy spectra (mean added back)."""
-    return _choose("pca", _pca_family(ranks), noisy, ref, groups, True)
+    """Projection onto the top-r principal components of the train noisy spectra (mean added back).
+
+    Ranks beyond what the split can have (N − 1 directions once centred, or L) are capped first, so
+    the inner folds and the final fit score the same labels."""
+    n, length = _as2d(noisy).shape
+    capped = tuple(sorted({min(int(r), max(1, n - 1), length) for r in ranks}))
+    return _choose("pca", _pca_family(capped), noisy, ref, groups, True)
 
 
 def _ridge_family(alphas: Sequence[float]) -> Family:
