@@ -121,4 +121,26 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-__all__ = ["Config", "from_dict", "validate", "field_docs"]
+__all__ = ["Config", "from_dict", "validate", "field_docs", "difference"]
+
+
+def difference(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """``train.lr 0.001 → 0.002, model.d_model 32 → 16``: the first few settings that differ between two
+    run configs as ``to_dict`` gives them (device and preset name aside: they do not change a result)."""
+    if not isinstance(old, dict):
+        return "the recorded config is missing"
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in d.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(old), flat(new)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and not k.endswith((".device", "preset"))]
+    shown = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in keys[:4]]
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    return ", ".join(shown) + more if shown else "the config hash differs"

@@ -23,10 +23,18 @@ class FoldError(SpectraCVError):
     """A fold definition is invalid or a split leaks (a sample in two roles)."""
 
 
-class FoldRefused(SpectraCVError):
-    """Running a fold as asked would overwrite or mix results; names what differs and the way forward.
+class Refused(SpectraCVError):
+    """Doing as asked would overwrite or mix results, so nothing was done; names what differs and the
+    way forward. The CLI exits with ``EXIT_REFUSED`` so a runner (``cv``, ``make cv``) can tell it from
+    a failure."""
 
-    The CLI exits with ``EXIT_REFUSED`` so a runner (``cv``, ``make cv``) can tell it from a failure."""
+
+class FoldRefused(Refused):
+    """Running a fold as asked would overwrite or mix results (a changed config or data, a finished fold)."""
+
+
+class ResumeRefused(Refused):
+    """A resumable training state belongs to another run: other settings or other inputs."""
 
 
 EXIT_REFUSED = 3

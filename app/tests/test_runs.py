@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -354,6 +355,24 @@ def test_final_model_uses_the_folds_config_and_median_best_epoch(data, uninterru
     assert record["spectra"] == len(manifest)  # every sample, the control included
     assert len(list(paths.final_denoised.rglob("*_denoised.npy"))) == len(manifest)
     assert messages(paths.final_log_dir / "auditing_manifest.log")[-1] == "Final model completed"
+
+    # the corpus changed since: resuming the finished state would hand back the old model as new
+    changed = tmp_path / "changed"
+    shutil.copytree(data, changed)
+    spectrum = changed / "spectra_for_fold" / manifest["relative_path"].iloc[0]
+    np.save(spectrum, np.load(spectrum) * 1.01)
+    final_ckpt = record["checkpoint"]
+    before = (Path(final_ckpt).read_bytes(), (paths.artifacts / "final_model.json").read_text())
+    args = ["-q", "final", "--data-root", str(changed / "spectra_for_fold"), "--metadata-dir",
+            str(changed / "metadata"), "--run-root", str(root)]
+    refused = CliRunner().invoke(__import__("spectra_cv.cli", fromlist=["main"]).main, args)
+    assert refused.exit_code == 3, refused.output
+    assert "the train spectra, the val spectra changed" in refused.output and "--force" in refused.output
+    assert (Path(final_ckpt).read_bytes(), (paths.artifacts / "final_model.json").read_text()) == before
+    assert messages(paths.final_log_dir / "auditing_manifest.log")[-1].startswith("Final model refused")
+    forced = CliRunner().invoke(__import__("spectra_cv.cli", fromlist=["main"]).main, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert Path(final_ckpt).read_bytes() != before[0]
 
 
 def test_cv_option_errors_are_clear_and_start_nothing(tmp_path):

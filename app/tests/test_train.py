@@ -6,15 +6,17 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
 
 from spectra_cv.cli import main
 from spectra_cv.data import synth
-from spectra_cv.errors import SpectraCVError
+from spectra_cv.errors import ResumeRefused, SpectraCVError
 from spectra_cv.folds import generate
 from spectra_cv.model.checkpoint import read_checkpoint
 from spectra_cv.train import loop as loop_mod
@@ -176,10 +178,51 @@ def test_signal_jitter_moves_the_input_and_its_target_alike():
     assert float(objective(moved, split.loo[idx])[0]) > 2 * plain  # input alone moved: the loss grows
 
 
-def test_resume_with_other_config_is_refused(tiny_run, tmp_path):
+def test_resume_with_other_config_is_refused_naming_the_setting(tiny_run, tmp_path):
     run_training(tiny_config(), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "ck"))
-    with pytest.raises(SpectraCVError, match="different configuration"):
+    with pytest.raises(ResumeRefused, match=r"settings differ \(train.lr 0.001 → 0.01\).*--force"):
         run_training(tiny_config(lr=1e-2), inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "ck"))
+
+
+def test_a_finished_run_is_not_handed_back_after_its_inputs_changed(tiny_run, tmp_path, caplog):
+    """A finished ``last_state.pt`` resumed after a spectrum, a group or the λ-weights changed would
+    report the old model as the new run's: refused naming the change; ``force`` trains afresh."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_run, root)
+    out = TrainOutputs(checkpoint_dir=tmp_path / "ck")
+    first = run_training(tiny_config(epochs=2), inputs_for(root), out)
+    best_before = (tmp_path / "ck" / first.best_path.name).read_bytes()
+    train_rows = pd.read_csv(root / "manifests" / "fold_01" / "train_manifest.csv")
+    spectrum = root / "data" / "spectra_for_fold" / train_rows["relative_path"].iloc[3]
+    np.save(spectrum, np.load(spectrum) * 1.01)
+    with pytest.raises(ResumeRefused, match="trained on other inputs: the train spectra changed"):
+        run_training(tiny_config(epochs=2), inputs_for(root), out)
+    assert (tmp_path / "ck" / first.best_path.name).read_bytes() == best_before  # nothing replaced
+    weights = root / "data" / "spectra_for_fold" / "lambda_stats.npz"
+    with np.load(weights) as stats:
+        changed = {k: stats[k] * (1.5 if k == "weights" else 1.0) for k in stats.files}
+    np.savez(weights, **changed)
+    with pytest.raises(ResumeRefused, match="other inputs: the train spectra, the λ-weights changed"):
+        run_training(tiny_config(epochs=2), inputs_for(root), out)
+    with caplog.at_level("INFO", logger="spectra_cv"):
+        again = run_training(tiny_config(epochs=2), inputs_for(root), out, force=True)
+    assert "discarded the resumable state" in caplog.text and again.epochs_run == 2
+    run_training(tiny_config(epochs=2), inputs_for(root), out)  # the new state is this run's: it resumes
+
+
+def test_train_cli_refusal_exits_3_and_force_retrains(tiny_run, tmp_path):
+    data = tiny_run / "data" / "spectra_for_fold"
+    fold = tiny_run / "manifests" / "fold_01"
+    args = ["train", "--preset", "cpu_quick", "--train_dir", str(data), "--val_dir", str(data),
+            "--train_manifest", str(fold / "train_manifest.csv"), "--val_manifest", str(fold / "val_manifest.csv"),
+            "--d_model", "8", "--n_layers", "1", "--epochs", "1", "--no_geometry_film", "--prior", "none",
+            "--checkpoint_dir", str(tmp_path / "ck"), "--audit_log", str(tmp_path / "audit.log")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    refused = CliRunner().invoke(main, [*args, "--lr", "0.01"])
+    assert refused.exit_code == 3 and "train.lr" in refused.output and "--force" in refused.output
+    forced = CliRunner().invoke(main, [*args, "--lr", "0.01", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "Discarded the resumable state" in (tmp_path / "audit.log").read_text()
 
 
 def test_non_finite_loss_names_run_epoch_and_step(tiny_run, tmp_path, monkeypatch):

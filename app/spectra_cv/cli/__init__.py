@@ -15,7 +15,7 @@ import click
 
 from spectra_cv import __version__
 from spectra_cv import log as log_mod
-from spectra_cv.errors import EXIT_REFUSED, FoldRefused, SpectraCVError
+from spectra_cv.errors import EXIT_REFUSED, Refused, SpectraCVError
 
 # Before torch is imported: OpenMP threads that spin while waiting collapse throughput 10-40x
 # when another process shares the cores (a coordinator, a second fold, a test run).
@@ -25,7 +25,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class _Refused(click.ClickException):
-    """A refused fold: exit status ``EXIT_REFUSED``, so runners tell "refused, nothing changed" from a failure."""
+    """A refusal: exit status ``EXIT_REFUSED``, so runners tell "refused, nothing changed" from a failure."""
 
     exit_code = EXIT_REFUSED
 
@@ -55,7 +55,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except FoldRefused as exc:
+        except Refused as exc:
             raise _Refused(str(exc)) from exc
         except SpectraCVError as exc:
             raise click.ClickException(str(exc)) from exc

@@ -68,13 +68,16 @@ def config_options(func: Any) -> Any:
 @_path_option("checkpoint_dir", required=True, help="Where <model>_best.pt and last_state.pt go.")
 @_path_option("speed_log_json", help="Per-epoch speed log, rewritten after every epoch.")
 @_path_option("audit_log", help="Audit log (mandatory, as in the runbook).")
+@click.option("--force", is_flag=True,
+              help="Discard <checkpoint_dir>/last_state.pt and train from the first epoch. Without it a killed "
+                   "run resumes, and a state left by other settings or other spectra is refused (exit 3).")
 @config_options
 def train(preset_name: str, model_name: str | None, train_dir: Path, val_dir: Path, train_manifest: Path | None,
           val_manifest: Path | None, dose_features_csv: Path | None, dose_sampling_weights_csv: Path | None,
           dose_stats_json: Path | None, lambda_weights: Path | None, lambda_scale: str | None,
           film_features: tuple[str, ...], val_noise2noise: bool, grad_accum: int,
           num_workers: int | None, log_dir: Path | None, checkpoint_dir: Path, speed_log_json: Path | None,
-          audit_log: Path | None, **values: Any) -> None:
+          audit_log: Path | None, force: bool, **values: Any) -> None:
     """Train a denoiser with early stopping on validation SAM (resumes from last_state.pt)."""
     from spectra_cv.audit import AuditLog
     from spectra_cv.errors import ConfigError
@@ -97,6 +100,7 @@ def train(preset_name: str, model_name: str | None, train_dir: Path, val_dir: Pa
         TrainOutputs(checkpoint_dir=checkpoint_dir, model_name=model_name or cfg.model.name,
                      speed_log_json=speed_log_json, log_dir=log_dir),
         audit=audit,
+        force=force,
     )
     click.echo(f"best checkpoint: {result.best_path} (epoch {result.best_epoch}, "
                f"val PSNR {result.best_val['psnr']:.3f} dB, SAM {result.best_val['sam']:.4f}°)")

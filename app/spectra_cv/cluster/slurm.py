@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spectra_cv import configs
 from spectra_cv import io as sio
 from spectra_cv.errors import ConfigError, FoldRefused, SpectraCVError
 from spectra_cv.log import get_logger
@@ -362,7 +363,7 @@ def plan(paths: RunPaths, folds: Sequence[int], config_hash: str, config: dict[s
         for other, done in sorted(rerun.finished_folds(paths).items()):
             if other not in folds and done.config_hash != config_hash:
                 refused.append(f"fold {other} (not asked for) completed with another config "
-                               f"({rerun.config_difference(done.config, config)}); add it to "
+                               f"({configs.difference(done.config, config)}); add it to "
                                "--folds (with --force) or pass --allow-mixed-config")
     if refused:
         raise FoldRefused("; ".join(refused) + ". Nothing was submitted. Rerun with --force to retrain them "

@@ -25,7 +25,7 @@ from spectra_cv import provenance
 from spectra_cv.audit import AuditLog
 from spectra_cv.data import contract, loaders, rows
 from spectra_cv.denoise import denoise_manifest
-from spectra_cv.errors import ConfigError
+from spectra_cv.errors import ConfigError, Refused
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs.locks import file_lock
@@ -80,9 +80,11 @@ class FinalOutcome:
 
 
 def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str = "auto",
-              infer_batch_size: int = 64, allow_mixed_config: bool = False) -> FinalOutcome:
-    """Train on every sample for the folds' median best epoch, then denoise the whole corpus."""
+              infer_batch_size: int = 64, allow_mixed_config: bool = False, force: bool = False) -> FinalOutcome:
+    """Train on every sample for the folds' median best epoch, then denoise the whole corpus.
 
+    A killed run resumes from its ``last_state.pt``, unless the folds' config or the corpus changed
+    since (refused, ``ResumeRefused``); ``force`` trains afresh."""
 
     cv = cv_record(paths, allow_mixed_config)
     manifest = data_root / contract.MANIFEST_FILE
@@ -112,7 +114,7 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
                                 lambda_weights=data_root / contract.LAMBDA_STATS_FILE, validate_on_train=True),
                     TrainOutputs(checkpoint_dir=ckpt_dir, model_name=cfg.model.name,
                                  speed_log_json=log_dir / "speed.json", log_dir=log_dir),
-                    audit=audit, run_name="final",
+                    audit=audit, run_name="final", force=force,
                 )
             train_s = time.perf_counter() - t0
             final = ckpt_dir / f"{cfg.model.name}_final.pt"
@@ -135,6 +137,9 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
                 "image": provenance.image(), "library_versions": provenance.library_versions(),
             })
             audit("Final model completed")
+        except Refused as exc:
+            audit(f"Final model refused: {exc}")
+            raise
         except Exception as exc:
             audit(f"Final model failed: {exc}")
             raise

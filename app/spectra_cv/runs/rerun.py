@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spectra_cv.configs import difference
 from spectra_cv.errors import DataContractError, FoldRefused
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
@@ -35,7 +36,7 @@ from spectra_cv.runs import events as ev
 log = get_logger("runs.rerun")
 
 START, RETRAIN, RESUME, RETRY, SKIP, FINISH_SWAP = "start", "retrain", "resume", "retry", "skip", "finish_swap"
-__all__ = ["FoldRefused", "Decision", "FinishedFold", "decide", "finished_run", "finished_folds", "config_difference"]
+__all__ = ["FoldRefused", "Decision", "FinishedFold", "decide", "finished_run", "finished_folds"]
 
 
 @dataclass(frozen=True)
@@ -112,27 +113,6 @@ def swap_pending(run: list[ev.Event]) -> bool:
     return any(e.type == ev.SWAP for e in run) and ev.run_status(run) != "completed"
 
 
-def config_difference(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    """``train.lr 0.001 → 0.002, model.d_model 32 → 16`` (the first few differing settings)."""
-    if not isinstance(old, dict):
-        return "the recorded config is missing"
-
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in d.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    a, b = flat(old), flat(new)
-    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and not k.endswith((".device", "preset"))]
-    shown = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in keys[:4]]
-    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
-    return ", ".join(shown) + more if shown else "the config hash differs"
-
-
 def decide(
     events: list[ev.Event],
     *,
@@ -159,7 +139,7 @@ def decide(
     def differences(run: list[ev.Event], config_phrase: str, since: str) -> list[str]:
         found = []
         if run[0].data.get("config_hash") != config_hash:
-            found.append(f"{config_phrase} ({config_difference(run[0].data.get('config'), config)})")
+            found.append(f"{config_phrase} ({difference(run[0].data.get('config'), config)})")
         changed = data_change(run)
         if changed is not None:
             found.append(f"the data changed since it {since}: {changed}")

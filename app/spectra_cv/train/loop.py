@@ -21,12 +21,13 @@ from torch import nn
 from spectra_cv import faults, stages
 from spectra_cv import io as sio
 from spectra_cv.device import autocast
-from spectra_cv.errors import SpectraCVError
+from spectra_cv.errors import ResumeRefused, SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.metrics import torch_twin as twin
 from spectra_cv.paths import LAST_STATE_FILE
 from spectra_cv.train import numerics
 from spectra_cv.train.config import TrainConfig
+from spectra_cv.train.origin import Origin
 from spectra_cv.train.progress import EpochProgress, epoch_progress, format_duration
 from spectra_cv.train.schedule import Ema, adamw, lr_at
 from spectra_cv.train.tensors import DeviceSplit
@@ -219,8 +220,8 @@ STATE_KEYS = ("config_hash", "model", "optimizer", "ema", "generator", "torch_rn
 def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """``last_state.pt`` read with ``weights_only=True`` (tensors and plain values only: a file that
     would run code when unpickled is refused, not executed); anything else is a named error."""
-    fix = (f"it was not written by this trainer (corrupt, or tampered with). Delete {path} to train the "
-           "fold from its first epoch, or restore the file")
+    fix = (f"it was not written by this trainer (corrupt, or tampered with). Delete {path} (for `train` and "
+           "`final`: or rerun with --force) to train from the first epoch, or restore the file")
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors …
@@ -230,6 +231,27 @@ def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]
         found = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
         raise SpectraCVError(f"{path}: not a resumable training state (keys {found}); {fix}")
     return saved
+
+
+def _check_resumable(saved: dict[str, Any], path: Path, config_hash: str, origin: Origin | None,
+                     run_name: str) -> None:
+    """Refuse (``ResumeRefused``) a state written by a run with other settings or other inputs."""
+    stored = saved.get("origin")
+    if origin is not None:
+        changes = origin.changes(stored, saved.get("config_hash"), config_hash)
+    elif saved.get("config_hash") != config_hash:
+        changes = [f"its settings differ (config hash {str(saved.get('config_hash'))[:12]} ≠ {config_hash[:12]})"]
+    else:
+        changes = []
+    if changes:
+        raise ResumeRefused(
+            f"{path}: this resumable state belongs to another run: {'; '.join(changes)}. Resuming would hand "
+            "back that run's model as this one's. Rerun with --force (or delete the state) to train afresh "
+            "from the first epoch, or restore the settings and inputs it was trained with"
+        )
+    if origin is not None and not isinstance(stored, dict):
+        log.warning("%s: %s records its config but not its inputs (an older version wrote it); resuming on the "
+                    "config alone", run_name, path)
 
 
 def fit(
@@ -250,8 +272,14 @@ def fit(
     audit: Callable[[str], None] = lambda message: None,
     on_resume: Callable[[int, Path], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    origin: Origin | None = None,
+    force: bool = False,
 ) -> FitResult:
     """Train with early stopping on validation SAM; resume from ``last_state.pt`` when it matches.
+
+    ``origin`` (the run's config and inputs) is stored with the state; a state whose config hash or
+    inputs differ from this run's is refused (``ResumeRefused``, naming what changed). ``force``
+    discards an existing state (logged, audited) and trains from the first epoch.
 
     ``on_epoch`` receives each finished epoch's figures and progress (``_epoch_event``), before the
     epoch's state is saved: a kill in between repeats the epoch on resume, and its figures supersede.
@@ -270,14 +298,14 @@ def fit(
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
 
+    if force and last_path.exists():
+        last_path.unlink()
+        log.info("%s: --force: discarded the resumable state %s; training from the first epoch", run_name,
+                 last_path)
+        audit(f"Discarded the resumable state {last_path} (--force); training from the first epoch")
     if last_path.exists():
         saved = load_state(last_path, device)
-        if saved.get("config_hash") != config_hash:
-            raise SpectraCVError(
-                f"{last_path}: a resumable state from a different configuration "
-                f"(hash {str(saved.get('config_hash'))[:12]} ≠ {config_hash[:12]}); delete it to start afresh "
-                "or rerun with the same settings"
-            )
+        _check_resumable(saved, last_path, config_hash, origin, run_name)
         model.load_state_dict(saved["model"], strict=True)
         optimizer.load_state_dict(saved["optimizer"])
         if ema is not None:
@@ -362,6 +390,7 @@ def fit(
         _save(
             {
                 "config_hash": config_hash,
+                "origin": origin.to_dict() if origin is not None else None,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,

@@ -40,6 +40,7 @@ from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
 from spectra_cv.train import numerics
 from spectra_cv.train.loop import FitResult, TrainState, fit
+from spectra_cv.train.origin import Origin
 from spectra_cv.train.presets import RunConfig
 from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema
@@ -138,11 +139,13 @@ def run_training(
     on_resume: Callable[[int, Path], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     baselines: Callable[[], Mapping[str, FittedBaseline]] | None = None,
+    force: bool = False,
 ) -> FitResult:
     """Train ``cfg`` on ``inputs``; returns where the best checkpoint is and how the run ended.
 
     ``baselines``: gives the baselines already fitted on the train split (a fold's), called only when
-    the model has a prior, which is then taken from them instead of fitted again."""
+    the model has a prior, which is then taken from them instead of fitted again. A resumable state
+    left by a run with other settings or inputs is refused (``ResumeRefused``); ``force`` discards it."""
     t0 = time.time()
     device = resolve_device(cfg.train.device)
     numerics.configure(cfg.train, device)  # before anything touches CUDA (cuBLAS reads its setting once)
@@ -251,7 +254,8 @@ def run_training(
         checkpoint_dir=outputs.checkpoint_dir, best_name=outputs.best_name, make_checkpoint=make_checkpoint,
         config_hash=run_hash, run_name=run_name, speed_log=outputs.speed_log_json,
         history_csv=outputs.log_dir / "metrics.csv" if outputs.log_dir is not None else None, audit=audit,
-        on_resume=on_resume, on_epoch=on_epoch,
+        on_resume=on_resume, on_epoch=on_epoch, origin=Origin.of(cfg.to_dict(), train_arrays, val_arrays, weights),
+        force=force,
     )
     audit(f"Training stopped after {result.epochs_run} epochs ({result.stopped_because}); best epoch "
           f"{result.best_epoch}: val PSNR {result.best_val.get('psnr', float('nan')):.3f} dB, "
