@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from spectra_cv.data.loaders import read_grid
 from spectra_cv.data.splits import read_split
-from spectra_cv.errors import ConfigError, DataContractError, FoldRefused
+from spectra_cv.errors import ConfigError, FoldRefused
 from spectra_cv.metrics import loo_means, refit_baselines
 from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.model.checkpoint import read_checkpoint
@@ -54,18 +54,40 @@ def test_events_append_durably_and_a_torn_tail_is_ignored_then_cut(tmp_path):
     assert path.read_bytes().endswith(b"\n")
 
 
-def test_events_with_a_gap_or_garbage_name_the_line(tmp_path):
+@pytest.mark.parametrize("damage", [b"not json\n", b"\n", b"\xff\xfe garbage\n", b'{"v":1,"seq":1}\n', b"[1, 2]\n",
+                                    b'{"v":1,"seq":1,"time":"yesterday","fold":1,"type":"note"}\n'])
+def test_a_damaged_event_is_named_and_left_out_the_rest_are_read(tmp_path, damage, caplog):
+    """One damaged record (blank, garbage, wrong encoding, fields missing, not an object, a bad time)
+    costs that record only: the reader names file and line, keeps the others, and the writer goes on
+    after them."""
     path = tmp_path / "events.jsonl"
     writer = ev.EventWriter(path, fold=1)
-    writer.emit(ev.START, "Starting fold_01")
-    writer.emit(ev.NOTE, "x")
+    for i in range(4):
+        writer.emit(ev.NOTE, f"note {i}")
     lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(lines[1])
-    with pytest.raises(DataContractError, match=r"events.jsonl:1: event seq 1, expected 0"):
-        ev.read_events(path)
-    path.write_bytes(b"not json\n")
-    with pytest.raises(DataContractError, match=r"events.jsonl:1: not a spectra-cv event"):
-        ev.read_events(path)
+    path.write_bytes(lines[0] + damage + lines[2] + lines[3])  # line 2 (seq 1) damaged
+    read = ev.read_event_file(path)
+    assert [e.seq for e in read.events] == [0, 2, 3]
+    assert len(read.damaged) == 1 and read.damaged[0].startswith(f"{path}:2: ")
+    with caplog.at_level("WARNING", logger="spectra_cv"):
+        assert [e.message for e in ev.read_events(path)] == ["note 0", "note 2", "note 3"]
+    assert f"{path}:2: " in caplog.text and "coordinator --rebuild" in caplog.text
+    ev.EventWriter(path, fold=1).emit(ev.NOTE, "after")
+    assert [e.seq for e in ev.read_events(path)] == [0, 2, 3, 4]
+
+
+def test_lost_and_repeated_event_lines_are_named(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = ev.EventWriter(path, fold=1)
+    for i in range(3):
+        writer.emit(ev.NOTE, f"note {i}")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[2])
+    read = ev.read_event_file(path)
+    assert [e.seq for e in read.events] == [0, 2] and "events.jsonl:2: event seq 2, expected 1 (lines lost" in read.damaged[0]
+    path.write_bytes(lines[0] + lines[1] + lines[1] + lines[2])
+    read = ev.read_event_file(path)
+    assert [e.seq for e in read.events] == [0, 1, 2] and "events.jsonl:3: event seq 1 repeats" in read.damaged[0]
 
 
 # --- coordinator ---------------------------------------------------------------------------------
@@ -84,6 +106,35 @@ def _fake_fold(paths: RunPaths, fold: int, n_notes: int = 3, complete: bool = Tr
                     test={"model": {"psnr_mean": 51.5}, "ridge": {"psnr_mean": 54.0}}, val={})
         writer.emit(ev.COMPLETED, "Fold completed", checkpoint_sha256="c" * 64, total_seconds=9.0)
     return writer
+
+
+def test_a_damaged_event_line_costs_only_that_record(tmp_path):
+    """One garbage line in fold 2's events: status and the summary still show both folds, the audit
+    log keeps the damaged event's line and gets the later ones, and a rebuild keeps the old log."""
+    from spectra_cv.cli import main
+
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 1)
+    _fake_fold(paths, 2)
+    Coordinator(paths).sync()
+    audit_before = paths.audit_log(2).read_bytes()
+    lines = paths.events(2).read_bytes().splitlines(keepends=True)
+    assert b'"note 1"' in lines[2]
+    paths.events(2).write_bytes(b"".join(lines[:2]) + b"\x00 not an event \xff\n" + b"".join(lines[3:]))
+    ev.EventWriter(paths.events(2), 2).emit(ev.NOTE, "after the damage")
+    result = Coordinator(paths).sync()
+    assert result.errors == () and result.folds == (1, 2)
+    assert list(read_summary(paths.summary_csv)["fold"]) == [1, 2]
+    audit = paths.audit_log(2).read_bytes()
+    assert audit.startswith(audit_before) and audit.endswith(b"| after the damage\n")
+    status = CliRunner().invoke(main, ["status", "--run-root", str(tmp_path)])
+    assert status.exit_code == 0, status.output
+    assert "fold 1" in status.output and "fold 2" in status.output
+    Coordinator(paths).rebuild()
+    kept = list(paths.audit_log(2).parent.glob("auditing_manifest.log.before-rebuild-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == audit  # the trail, the damaged event's line included
+    assert b"note 1" not in paths.audit_log(2).read_bytes() and b"after the damage" in paths.audit_log(2).read_bytes()
+    assert not list(paths.audit_log(1).parent.glob("*.before-rebuild-*"))  # fold 1 rebuilt to the same bytes
 
 
 def test_coordinator_appends_only_what_is_missing_and_rebuild_is_byte_identical(tmp_path):

@@ -42,6 +42,21 @@ class CoordinatorError(SpectraCVError):
     """An audit log or summary that does not match the events."""
 
 
+def _matched(have: list[bytes], want: list[bytes], spare: int) -> int | None:
+    """How many of ``want`` (the events' audit lines, in order) the log ``have`` already holds, when
+    ``have`` is their first lines with at most ``spare`` others among them (the lines of damaged event
+    records); None when it is not (an edited log)."""
+    done = extra = 0
+    for line in have:
+        if done < len(want) and line == want[done]:
+            done += 1
+        else:
+            extra += 1
+            if extra > spare:
+                return None
+    return done
+
+
 def render_audit(events: list[ev.Event]) -> bytes:
     """The audit log the events describe."""
     return b"".join(format_line(e.time, e.message).encode() for e in events if e.message is not None)
@@ -68,35 +83,43 @@ class Coordinator:
     def __init__(self, paths: RunPaths) -> None:
         self.paths = paths
 
-    def _events(self) -> tuple[dict[int, list[ev.Event]], list[str]]:
-        events, errors = {}, []
+    def _events(self) -> tuple[dict[int, list[ev.Event]], dict[int, int], list[str]]:
+        """Each fold's readable events, how many records of its file are damaged, and the folds that
+        could not be read at all (a damaged record is logged by ``events.read_events`` and left out)."""
+        events, damaged, errors = {}, {}, []
         for fold in self.paths.folds_with_events():
             try:
-                events[fold] = ev.read_events(self.paths.events(fold))
+                read = ev.read_event_file(self.paths.events(fold))
             except (SpectraCVError, OSError) as exc:
                 errors.append(f"fold {fold}: {exc}")
-        return events, errors
+                continue
+            ev.warn_damaged(read)
+            events[fold], damaged[fold] = read.events, len(read.damaged)
+        return events, damaged, errors
 
-    def _append_audit(self, fold: int, events: list[ev.Event]) -> int:
+    def _append_audit(self, fold: int, events: list[ev.Event], damaged: int = 0) -> int:
+        """Append the audit lines the log lacks. Lines of damaged event records (``damaged`` of them)
+        may stand in the log without an event to match: they are the audit trail and stay."""
         path = self.paths.audit_log(fold)
-        want = render_audit(events)
+        want = render_audit(events).splitlines(keepends=True)
         if sio.cut_torn_tail(path):
             log.warning("%s: cut a torn last line left by an interrupted append", path)
-        whole = path.read_bytes() if path.exists() else b""
-        if not want.startswith(whole):
+        whole = path.read_bytes().splitlines(keepends=True) if path.exists() else []
+        done = _matched(whole, want, damaged)
+        if done is None:
             raise CoordinatorError(
                 f"{path}: its lines are not the ones fold {fold}'s events describe (edited by hand, or "
                 f"written by another program); run `spectra-cv coordinator --rebuild` to regenerate it"
             )
-        missing = want[len(whole):]
+        missing = want[done:]
         if not missing:
             return 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        for i, line in enumerate(missing.splitlines(keepends=True)):
+        for i, line in enumerate(missing):
             if i == 1:
                 faults.point("coordinator_mid_append")
             sio.append_durably(path, line)  # line by line: a crash leaves whole lines (or one torn tail)
-        return missing.count(b"\n")
+        return len(missing)
 
     def _rows(self, all_events: dict[int, list[ev.Event]]) -> list[dict[str, Any]]:
         rows = []
@@ -120,11 +143,11 @@ class Coordinator:
     def sync(self) -> SyncResult:
         """Append what the audit logs lack and rewrite the summary if it changed (one locked pass)."""
         with write_lock(self.paths):
-            all_events, errors = self._events()
+            all_events, damaged, errors = self._events()
             appended = 0
             for fold, events in sorted(all_events.items()):
                 try:
-                    appended += self._append_audit(fold, events)
+                    appended += self._append_audit(fold, events, damaged[fold])
                 except (SpectraCVError, OSError) as exc:
                     errors.append(f"fold {fold}: {exc}")
             written = self._write_summary(all_events) if all_events else False
@@ -139,10 +162,11 @@ class Coordinator:
     def rebuild(self) -> SyncResult:
         """Regenerate every audit log and the summary from the events (atomic whole-file writes)."""
         with write_lock(self.paths):
-            all_events, errors = self._events()
+            all_events, _, errors = self._events()
             lines = 0
             for fold, events in all_events.items():
                 blob = render_audit(events)
+                self._keep_old_log(fold, blob)
                 sio.atomic_write_bytes(self.paths.audit_log(fold), blob)
                 lines += blob.count(b"\n")
             written = self._write_summary(all_events) if all_events else False
@@ -151,6 +175,15 @@ class Coordinator:
         log.info("rebuilt %d audit log(s) (%d lines) and the summary from the events", len(all_events), lines)
         return SyncResult(folds=tuple(sorted(all_events)), appended=lines, summary_written=written,
                           errors=tuple(errors))
+
+    def _keep_old_log(self, fold: int, blob: bytes) -> None:
+        """An audit log that differs from its rebuild is kept beside it (``<name>.before-rebuild-<UTC
+        time>``): lines of damaged events, or hand edits, are part of the trail and never lost."""
+        path = self.paths.audit_log(fold)
+        if path.exists() and path.read_bytes() != blob:
+            kept = path.with_name(f"{path.name}.before-rebuild-{ev.now_iso().replace(':', '')}")
+            sio.atomic_write_bytes(kept, path.read_bytes())
+            log.warning("%s differs from its events' rendering; the old log is kept as %s", path, kept.name)
 
     def follow(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Sync every ``interval`` seconds until ``stop`` is set, then once more. A failed pass is

@@ -80,30 +80,83 @@ class Event:
 def _parse(line: bytes, path: Path, number: int) -> Event:
     try:
         raw = json.loads(line)
+        if not isinstance(raw, dict):
+            raise TypeError(f"a JSON {type(raw).__name__}, not an object")
         if raw.get("v") != SCHEMA:
             raise ValueError(f"schema {raw.get('v')!r}, expected {SCHEMA}")
+        data = raw.get("data") or {}
+        if not isinstance(data, dict):
+            raise TypeError("its data is not an object")
+        message = raw.get("message")
+        timestamp(str(raw["time"]))  # ValueError unless it is an event time
         return Event(seq=int(raw["seq"]), time=str(raw["time"]), fold=int(raw["fold"]), type=str(raw["type"]),
-                     message=raw.get("message"), data=dict(raw.get("data") or {}))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataContractError(
-            f"{path}:{number}: not a spectra-cv event ({exc}); the file is written only by the fold "
-            "process — restore it or remove the fold's log directory to rerun the fold from scratch"
-        ) from exc
+                     message=str(message) if message is not None else None, data=dict(data))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DataContractError(f"{path}:{number}: not a spectra-cv event ({exc})") from exc
 
 
-def read_events(path: str | os.PathLike[str]) -> list[Event]:
-    """Every complete event in ``path`` (a torn last line is ignored); [] when the file is absent."""
+@dataclass(frozen=True)
+class EventFile:
+    """What one fold's event file holds: its readable events, and the records left out."""
+
+    events: list[Event]
+    damaged: tuple[str, ...] = ()
+    """``<file>:<line>: <why>`` for each record that could not be read (torn, blank, garbage, wrong
+    encoding, out of sequence) or lines lost between two events."""
+
+
+DAMAGE_FIX = ("the file is written only by the fold process; the other events are used as they are. "
+              "`spectra-cv coordinator --rebuild` rewrites the audit log and summary from them, keeping the "
+              "old audit log beside it")
+
+
+def read_event_file(path: str | os.PathLike[str]) -> EventFile:
+    """Every readable event in ``path`` in order, and each damaged record (a torn last line, the
+    mark of a crash mid-append, is neither); an absent file has none."""
     p = Path(path)
     try:
         blob = p.read_bytes()
     except FileNotFoundError:
-        return []
-    lines = blob.split(b"\n")[:-1]  # the piece after the last newline is empty or torn
-    events = [_parse(line, p, i + 1) for i, line in enumerate(lines)]
-    for i, event in enumerate(events):
-        if event.seq != i:
-            raise DataContractError(f"{p}:{i + 1}: event seq {event.seq}, expected {i} (lines lost or repeated)")
-    return events
+        return EventFile([])
+    events: list[Event] = []
+    damaged: list[str] = []
+    skipped = 0  # damaged lines since the last readable event
+    for number, line in enumerate(blob.split(b"\n")[:-1], start=1):  # after the last newline: empty or torn
+        try:
+            event = _parse(line, p, number)
+        except DataContractError as exc:
+            damaged.append(str(exc))
+            skipped += 1
+            continue
+        expected = events[-1].seq + 1 if events else 0
+        if event.seq < expected:
+            damaged.append(f"{p}:{number}: event seq {event.seq} repeats or goes back (expected {expected})")
+            skipped += 1
+            continue
+        if event.seq > expected + skipped:
+            damaged.append(f"{p}:{number}: event seq {event.seq}, expected {expected} (lines lost before it)")
+        events.append(event)
+        skipped = 0
+    return EventFile(events, tuple(damaged))
+
+
+_reported: set[str] = set()
+
+
+def warn_damaged(read: EventFile) -> None:
+    """Log each damaged record of ``read`` as a warning naming its file and line (once per process)."""
+    for problem in read.damaged:
+        if problem not in _reported:
+            _reported.add(problem)
+            log.warning("%s; left out (%s)", problem, DAMAGE_FIX)
+
+
+def read_events(path: str | os.PathLike[str]) -> list[Event]:
+    """Every readable event in ``path`` (``read_event_file``); each damaged record is logged
+    (``warn_damaged``) and left out."""
+    read = read_event_file(path)
+    warn_damaged(read)
+    return read.events
 
 
 class EventWriter:
@@ -123,7 +176,8 @@ class EventWriter:
 
     def emit(self, type_: str, message: str | None = None, **data: Any) -> Event:
         """Append one event durably and return it; ``message`` becomes an audit line."""
-        event = Event(seq=len(self.events), time=now_iso(), fold=self.fold, type=type_,
+        seq = self.events[-1].seq + 1 if self.events else 0  # after the last readable one, damage or not
+        event = Event(seq=seq, time=now_iso(), fold=self.fold, type=type_,
                       message=flatten(message) if message is not None else None, data=data)
         append_durably(self.path, event.to_line())
         self.events.append(event)
