@@ -313,6 +313,28 @@ def test_old_format_metrics_json_still_builds_a_report_without_the_new_plots(run
         report_text.split("\n\n")[1].replace(str(paths.root), "")  # the verdict needs no profile
 
 
+def test_a_plot_that_fails_to_draw_is_left_out_and_the_report_still_builds(run, tmp_path, monkeypatch):
+    """Plots illustrate the results: one that raises (a broken font, a backend error) is left out
+    with the reason where it would have been, a warning is logged, and the report is written."""
+    from spectra_cv.runs import report_plots
+    from spectra_cv.runs.report import build_report
+
+    paths, _ = run
+    root = tmp_path / "copy"
+    for part in ("artifacts", "logs", "manifests", "denoised", "data"):
+        shutil.copytree(paths.root / part, root / part)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no font")
+
+    monkeypatch.setattr(report_plots, "plot_psnr_distributions", broken)
+    result = build_report(RunPaths(root=root), examples_per_fold=1)
+    assert "psnr_distributions.png" not in {p.name for p in result.plots} and len(result.plots) == 4
+    text = result.markdown.read_text()
+    assert "*Per-spectrum test PSNR per fold, model beside ridge+Wiener*: left out, drawing it failed " \
+           "(RuntimeError: no font)" in text
+
+
 def test_pick_examples_is_one_per_treatment_first():
     from spectra_cv.runs.report_data import pick_examples
 

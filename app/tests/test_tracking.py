@@ -353,3 +353,21 @@ def test_a_real_fold_run_with_tracking_exports_itself_when_it_ends(uninterrupted
         acc.Reload()
         scalars |= set(acc.Tags()["scalars"])
     assert any("val_psnr" in tag for tag in scalars), scalars
+
+
+def test_a_broken_tracking_store_is_a_warning_not_the_folds_failure(uninterrupted, data, tmp_path):
+    """Tracking is a side effect: a store that cannot be written (here a file where its folder goes)
+    leaves the completed fold's exit status 0, with a warning that names the fix."""
+    import shutil
+
+    from runs_support import fold_args, spectra_cv
+
+    root = tmp_path / "run"
+    shutil.copytree(uninterrupted, root, ignore=shutil.ignore_patterns("*.lock"))
+    (root / "tracking").write_text("not a folder\n")
+    out = spectra_cv("fold", "--fold", "1", *fold_args(data, root), "--tracking", "tensorboard", cwd=root,
+                     check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "[fold 1] skipped" in out.stdout
+    assert "not exported to tensorboard" in out.stderr and "spectra-cv track --tracking tensorboard --folds 1" in out.stderr
+    assert "Traceback" not in out.stderr

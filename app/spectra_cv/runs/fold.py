@@ -37,7 +37,7 @@ from spectra_cv import io as sio
 from spectra_cv.data import contract, loaders
 from spectra_cv.data.splits import Split, read_split, split_of
 from spectra_cv.denoise import RECORD_FILE, denoise_frame, denoise_manifest, is_complete
-from spectra_cv.errors import DataContractError, FoldError, FoldRefused, SpectraCVError
+from spectra_cv.errors import DataContractError, FoldError, FoldRefused
 from spectra_cv.evaluation import (
     format_metric,
     read_clean,
@@ -134,9 +134,20 @@ def run_fold(settings: FoldSettings) -> FoldOutcome:
                 raise
     finally:
         with stages.timed("coordinator"):
-            sync_if_free(paths)  # after the lock is released, so a run left without an outcome reads "interrupted"
+            _sync(paths)  # after the lock is released, so a run left without an outcome reads "interrupted"
         if settings.tracking is not None:
             _track(settings)
+
+
+def _sync(paths: RunPaths) -> None:
+    """The coordinator's pass on the way out: the audit log and summary describe the fold's work, so
+    their failure is a warning and never the fold's (its events hold everything they are made from)."""
+    try:
+        sync_if_free(paths)
+    except Exception as exc:  # noqa: BLE001 - a side effect of the work, not the work
+        log.warning("the audit logs and summary were not updated: %s: %s. The fold's outcome stands (its "
+                    "events hold it); `spectra-cv coordinator --once` writes them once the cause is fixed",
+                    type(exc).__name__, exc)
 
 
 def _track(settings: FoldSettings) -> None:
@@ -147,9 +158,10 @@ def _track(settings: FoldSettings) -> None:
         return  # refused before it started: nothing to show
     try:
         tracking.export_fold(settings.paths, settings.fold, settings.tracking or "")
-    except SpectraCVError as exc:
-        log.warning("fold %d: not exported to %s: %s (`spectra-cv track` retries)", settings.fold,
-                    settings.tracking, exc)
+    except Exception as exc:  # noqa: BLE001 - any failure of a side effect (a broken store, a full disk) is a warning
+        log.warning("fold %d: not exported to %s: %s: %s. The fold's own outcome stands; fix the store (or move "
+                    "it aside) and run `spectra-cv track --tracking %s --folds %d` to export it again",
+                    settings.fold, settings.tracking, type(exc).__name__, exc, settings.tracking, settings.fold)
 
 
 def _finite(value: Any) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -421,8 +422,9 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
     pngs: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     left_out: dict[str, str] = {}
-    pngs["fold_metrics.png"] = plot.plot_fold_metrics(folds, {m: {k: [_test(lookup, f, m, k) for f in folds] for k in (
-        "psnr_mean", "psnr_std", "sam_deg_mean", "sam_deg_std")} for m in methods}, NAMES)
+    _drawn(pngs, left_out, "fold_metrics.png", lambda: plot.plot_fold_metrics(folds, {m: {k: [
+        _test(lookup, f, m, k) for f in folds] for k in ("psnr_mean", "psnr_std", "sam_deg_mean", "sam_deg_std")}
+        for m in methods}, NAMES))
 
     examples: list[Examples] = []
     for _, row in done.iterrows():
@@ -440,7 +442,8 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
     if curves is None:
         left_out["error_curves.png"] = why
     else:
-        pngs["error_curves.png"] = plot.plot_error_curves(curves, NAMES, roi, dips, LEAD_BASELINE)
+        _drawn(pngs, left_out, "error_curves.png",
+               lambda: plot.plot_error_curves(curves, NAMES, roi, dips, LEAD_BASELINE))
         captions["error_curves.png"] = (
             f"Mean over {folds_text(list(curves.folds))} of each fold's per-wavelength RMSE on its test split against "
             f"the leave-one-out means (below: the model's over {NAMES[LEAD_BASELINE]}'s, under 1 where the model "
@@ -451,19 +454,32 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
     if MODEL not in spreads:
         left_out["psnr_distributions.png"] = why
     else:
-        pngs["psnr_distributions.png"] = plot.plot_psnr_distributions(spreads, NAMES)
+        _drawn(pngs, left_out, "psnr_distributions.png", lambda: plot.plot_psnr_distributions(spreads, NAMES))
         captions["psnr_distributions.png"] = (
             "Each fold's per-spectrum test PSNR against the leave-one-out means: box 25–75 %, line the median, "
             "whiskers 5–95 %, dots the worst and best spectrum." + (f" Not every fold: {why}." if why else ""))
     if examples:
-        pngs["spectra_examples.png"] = plot.plot_spectra_examples(examples)
+        _drawn(pngs, left_out, "spectra_examples.png", lambda: plot.plot_spectra_examples(examples))
         captions["spectra_examples.png"] = (
             f"{folds_text([e.fold for e in examples]).capitalize()}: up to {examples_per_fold} test spectra each, "
             "one per treatment first; the reference is the leave-one-out mean of the spectrum's group.")
     else:
         left_out["spectra_examples.png"] = "no completed fold's test spectra could be read (see the notes)"
-    pngs["learning_curves.png"] = plot.plot_learning_curves(read_learning_curves(paths, all_folds, notes))
+    curves_read = read_learning_curves(paths, all_folds, notes)
+    _drawn(pngs, left_out, "learning_curves.png", lambda: plot.plot_learning_curves(curves_read))
+    for name in left_out:
+        captions.pop(name, None)
     return pngs, captions, left_out
+
+
+def _drawn(pngs: dict[str, bytes], left_out: dict[str, str], name: str, draw: Callable[[], bytes]) -> None:
+    """``pngs[name] = draw()``; a plot that fails is left out with the reason (the report says where it
+    would have been) and a warning: a plot illustrates the results, it never fails the report."""
+    try:
+        pngs[name] = draw()
+    except Exception as exc:  # noqa: BLE001 - matplotlib, fonts, a full disk: whatever breaks a drawing
+        left_out[name] = f"drawing it failed ({type(exc).__name__}: {exc})"
+        log.warning("report: %s not drawn: %s: %s", name, type(exc).__name__, exc)
 
 
 def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True) -> ReportResult:
