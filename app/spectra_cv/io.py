@@ -18,6 +18,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from spectra_cv import faults
+from spectra_cv.log import get_logger
+
+log = get_logger("io")
+
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
@@ -120,6 +125,11 @@ def atomic_write_csv(path: str | os.PathLike[str], frame: Any, durable: bool = T
     return atomic_write_text(path, text, durable=durable)
 
 
+OLD_SUFFIX = ".old"
+"""Where ``staged_directory`` keeps the tree it replaces until the new one is in place:
+``.<name>.<random>.old/<name>``."""
+
+
 @contextmanager
 def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> Iterator[Path]:
     """Build a directory tree in a hidden sibling; on success sync once and rename it to ``final``.
@@ -127,28 +137,56 @@ def staged_directory(final: str | os.PathLike[str], replace: bool = False) -> It
     The tree appears whole or not at all (a crash leaves only a ``.<name>.*.partial`` sibling),
     and thousands of files cost one sync instead of one fsync each: write them with
     ``durable=False``. ``final`` may be absent or an empty directory; a non-empty one is
-    replaced only when ``replace`` is true.
+    replaced only when ``replace`` is true: it is moved aside (``.<name>.*.old``), the new tree
+    renamed in, and only then the old one removed. A crash between the two renames leaves the old
+    tree aside and ``final`` absent: the next call (``settle_replacement``) moves it back first.
     """
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
+    settle_replacement(target)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent))
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
         os.sync()
+        trash = None
         if target.exists() and any(target.iterdir()):
             if not replace:
                 raise FileExistsError(f"{target}: exists and is not empty")
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=OLD_SUFFIX, dir=target.parent))
             os.replace(target, trash / target.name)
-            shutil.rmtree(trash)
+            faults.point("staged_swap")
         os.replace(stage, target)
         fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
+def settle_replacement(final: str | os.PathLike[str]) -> bool:
+    """Finish or roll back a replacement of the tree ``final`` that a crash interrupted: when ``final``
+    is absent, the tree moved aside for it (``.<name>.*.old``) is moved back (logged); old trees left
+    after a finished swap, and new ones a crash left unfinished or not swapped in (``.partial``), are
+    removed. Returns whether a tree was restored. (Only the writer of ``final`` may call it.)"""
+    target = Path(final)
+    parent = target.parent
+    if not parent.is_dir():
+        return False
+    prefix = f".{target.name}."
+    aside = sorted((p for p in parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(OLD_SUFFIX)
+                    and (p / target.name).is_dir()), key=lambda p: p.stat().st_mtime)
+    restored = False
+    if aside and not target.exists() and not target.is_symlink():
+        os.replace(aside[-1] / target.name, target)
+        fsync_dir(parent)
+        restored = True
+        log.warning("%s: restored the previous tree, moved aside by a replacement that was interrupted", target)
+    for leftover in (*aside, *(p for p in parent.iterdir() if p.name.startswith(prefix)
+                               and p.name.endswith(PARTIAL_SUFFIX) and p.is_dir())):
+        shutil.rmtree(leftover, ignore_errors=True)  # old trees after a finished swap, new ones never swapped in
+    return restored
 
 
 def remove_write_leftovers(path: str | os.PathLike[str]) -> int:

@@ -225,3 +225,26 @@ def test_cli_synth_writes_a_layout_and_refuses_a_non_empty_out(tmp_path):
 def test_cli_synth_needs_a_known_preset(tmp_path):
     result = CliRunner().invoke(main, ["data", "synth", str(tmp_path / "x"), "--preset", "huge"])
     assert result.exit_code == 2 and "huge" in result.output
+
+
+def test_synth_force_killed_mid_swap_loses_nothing(tmp_path):
+    """`data synth --force` killed between moving the old tree aside and renaming the new one in:
+    the old tree is kept aside, and the next run moves it back before it replaces it again."""
+    from runs_support import spectra_cv
+
+    from spectra_cv import io as sio
+
+    out = tmp_path / "ds"
+    args = ["data", "synth", str(out), "--preset", "tiny", "--replicates", "2"]
+    spectra_cv(*args, "--seed", "5", cwd=tmp_path)
+    manifest = (out / "spectra_for_fold" / contract.MANIFEST_FILE).read_bytes()
+    killed = spectra_cv(*args, "--seed", "6", "--force", cwd=tmp_path, fault="staged_swap", check=False)
+    assert killed.returncode == -9 and not out.exists()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith(".ds.") and p.name.endswith(".old")]
+    assert len(aside) == 1 and (aside[0] / "ds" / "spectra_for_fold" / contract.MANIFEST_FILE).read_bytes() == manifest
+    assert sio.settle_replacement(out)  # what the next writer does first
+    assert (out / "spectra_for_fold" / contract.MANIFEST_FILE).read_bytes() == manifest
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
+    spectra_cv(*args, "--seed", "6", "--force", cwd=tmp_path)
+    assert (out / "spectra_for_fold" / contract.MANIFEST_FILE).read_bytes() != manifest
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
