@@ -437,3 +437,23 @@ def test_cv_option_errors_are_clear_and_start_nothing(tmp_path):
     out = runner.invoke(main, ["cv", "--set", "d_modle=3", "--run-root", str(tmp_path)])
     assert out.exit_code == 1 and "unknown flag 'd_modle'" in out.output
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("command", [["fold", "--fold", "1"], ["cv"]])
+@pytest.mark.parametrize("bad, says", [
+    (["--device", "tpu"], "'tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    (["--infer-batch-size", "0"], "'--infer-batch-size': 0 is not in the range x>=1"),
+    (["--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    (["--set", "seed=-1"], "--seed must be an integer in [0, 2**63)"),
+    (["--device", "cuda"], "CUDA is not available here"),
+])
+def test_bad_options_are_refused_before_any_work(data, tmp_path, command, bad, says):
+    """Options that would fail after training (a denoising batch of 0) or after the manifests (a GPU
+    that is not there) are refused first: a clear error, and nothing written under the run root."""
+    from spectra_cv.cli import main
+
+    if bad == ["--device", "cuda"] and __import__("torch").cuda.is_available():
+        pytest.skip("this host has CUDA")
+    out = CliRunner().invoke(main, [*command, *fold_args(data, tmp_path)[:-2], "--run-root", str(tmp_path), *bad])
+    assert out.exit_code in (1, 2) and says in out.output, out.output
+    assert "Traceback" not in out.output and list(tmp_path.iterdir()) == []

@@ -34,6 +34,7 @@ from spectra_cv.cli.run_options import RunOptions, run_options
 def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, force: bool,
        skip_existing: bool, fail_fast: bool, allow_mixed_config: bool, no_live: bool) -> None:
     """Run the cross-validation folds (each resumable) and write the audit logs and summary."""
+    from spectra_cv.device import resolve_device
     from spectra_cv.errors import ConfigError, SpectraCVError
     from spectra_cv.runs.cv import CvPlan, folds_of, parse_gpus, run_cv, summary_lines
 
@@ -42,10 +43,11 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
         raise ConfigError(f"--parallel must be >= 1; got {parallel}")
     gpu_ids = parse_gpus(gpus)
     args = opts.forward()
+    if gpu_ids and opts.device not in ("auto", "cuda"):
+        raise ConfigError(f"--device {opts.device} conflicts with --gpus {gpus}: each fold sees only its own "
+                          "GPU (as cuda); drop --device")
+    resolve_device("cuda" if gpu_ids else opts.device)  # a GPU that is not there: refused before any fold
     if gpu_ids:
-        if opts.device not in ("auto", "cuda"):
-            raise ConfigError(f"--device {opts.device} conflicts with --gpus {gpus}: each fold sees only its own "
-                              "GPU (as cuda); drop --device")
         index = args.index("--device")
         args[index + 1] = "cuda"
     del skip_existing  # what every rerun does (runs.rerun)

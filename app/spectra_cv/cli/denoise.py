@@ -27,7 +27,7 @@ def _names(flag: str) -> list[str]:
               help="Outputs go to <output-root>/<relative parent>/<stem>_denoised.npy.")
 @click.option(*_names("sequence-length"), "sequence_length", type=int, default=None,
               help="Checked against the model's (601 in the runbook).")
-@click.option(*_names("batch-size"), "batch_size", type=int, default=64, show_default=True)
+@click.option(*_names("batch-size"), "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(*_names("dose-features-csv"), "dose_features_csv", type=FILE,
               default=None, help="Per-spectrum dose features (needed by FiLM checkpoints).")
 @click.option(*_names("dose-stats-json"), "dose_stats_json", type=FILE,

@@ -18,7 +18,7 @@ from spectra_cv.cli.options import DIR
 @click.option("--run-root", type=DIR, default=None,
               help="Run root of the cross-validation [env SPECTRA_CV_RUN_ROOT; default .].")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--infer-batch-size", type=int, default=64, show_default=True)
+@click.option("--infer-batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--allow-mixed-config", is_flag=True, help="Use the latest fold's config if the folds differ.")
 @click.option("--force", is_flag=True,
               help="Train afresh, discarding checkpoints/final/last_state.pt. Without it a killed run resumes, and "

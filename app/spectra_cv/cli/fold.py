@@ -60,10 +60,12 @@ def parse_folds(raw: str | None) -> tuple[int, ...]:
 def fold(opts: RunOptions, fold_number: int | None, force: bool, skip_existing: bool, allow_mixed_config: bool,
          retraining_folds: str | None) -> None:
     """Run one fold; a rerun skips it when completed, resumes it when interrupted, retries it when failed."""
+    from spectra_cv.device import resolve_device
     from spectra_cv.runs.fold import FoldSettings, run_fold
 
     del skip_existing  # the default behaviour (runs.rerun)
     number = fold_from_env(fold_number)
+    resolve_device(opts.device)  # a GPU that is not there is refused before anything is written
     outcome = run_fold(FoldSettings(
         fold=number, config=opts.config(), data_root=opts.data_root, metadata_dir=opts.metadata_dir,
         paths=opts.paths(), fold_config=opts.fold_config, device=opts.device,

@@ -20,6 +20,7 @@ from spectra_cv import paths as run_paths
 from spectra_cv.cli.options import DIR, FILE
 from spectra_cv.tracking import BACKENDS as TRACKING_BACKENDS
 from spectra_cv.tracking import require as require_tracking
+from spectra_cv.train.config import device_name_problem
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--patience", type=int, default=None, help="Early-stopping patience (validations)."),
         click.option("--lr", type=float, default=None, help="Peak learning rate."),
         click.option("--lr-min", type=float, default=None, help="Final learning rate of the cosine."),
-        click.option("--seed", type=int, default=None, help="Seed (the same for every fold)."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed (the same for every fold)."),
         click.option("--time-budget-s", type=float, default=None, help="Stop training after this many seconds."),
         click.option("--set", "sets", multiple=True, metavar="FLAG=VALUE", envvar="SPECTRA_CV_SET", show_envvar=True,
                      help="Any `spectra-cv train` flag, e.g. --set d_model=32 (repeatable; the variable "
@@ -107,7 +108,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="folds.json (default: the built-in sample rotation, as `spectra-cv manifests --help` says)."),
         click.option("--device", default="auto", show_default=True, envvar="SPECTRA_CV_DEVICE", show_envvar=True,
                      help="auto, cpu, cuda, cuda:1 …"),
-        click.option("--infer-batch-size", type=int, default=64, show_default=True, help="Denoising batch size."),
+        click.option("--infer-batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Denoising batch size."),
         click.option("--clean-manifest", type=FILE, default=None,
                      help="Synthetic data: clean truth (default: <data-root>/../clean/clean_manifest.csv if present)."),
         click.option("--tracking", type=click.Choice(TRACKING_BACKENDS), default=None, envvar="SPECTRA_CV_TRACKING",
@@ -121,6 +123,9 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     def wrapper(**kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in names}
+        problem = device_name_problem(given["device"])
+        if problem is not None:
+            raise click.BadParameter(problem.removeprefix("--device "), param_hint="--device")
         if given["tracking"] is not None:
             require_tracking(given["tracking"])  # a missing library fails now, not after training
         given["data_root"] = given["data_root"] or run_paths.data_root()

@@ -25,6 +25,7 @@ from spectra_cv import provenance
 from spectra_cv.audit import AuditLog
 from spectra_cv.data import contract, loaders, rows
 from spectra_cv.denoise import denoise_manifest
+from spectra_cv.device import resolve_device
 from spectra_cv.errors import ConfigError, Refused
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.paths import RunPaths
@@ -86,6 +87,7 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
     A killed run resumes from its ``last_state.pt``, unless the folds' config or the corpus changed
     since (refused, ``ResumeRefused``); ``force`` trains afresh."""
 
+    resolve_device(device)  # a GPU that is not there is refused before anything is written
     cv = cv_record(paths, allow_mixed_config)
     manifest = data_root / contract.MANIFEST_FILE
     rows.check_manifest(loaders.read_manifest(manifest), data_root, str(manifest))  # before anything is written

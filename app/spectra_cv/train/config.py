@@ -11,10 +11,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from spectra_cv.configs import Config
+
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+"""The device names a run takes: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+
+
+def device_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a device a run can use (None when its form is fine)."""
+    if DEVICE_NAME.fullmatch(name):
+        return None
+    return f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N (a GPU index)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,8 +117,11 @@ class TrainConfig(Config):
             (self.signal_jitter >= 0, "--signal_jitter must be ≥ 0 (0 disables)"),
             (self.signal_jitter_length > 0, "--signal_jitter_length must be > 0 (grid samples)"),
             (not self.noise2noise_pairwise or self.noise2noise, "--noise2noise_pairwise needs --noise2noise"),
+            (0 <= self.seed < 2**63, "--seed must be an integer in [0, 2**63)"),
         ]
-        return [message for ok, message in checks if not ok]
+        problems = [message for ok, message in checks if not ok]
+        device = device_name_problem(self.device)
+        return problems + ([device] if device is not None else [])
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:
