@@ -33,6 +33,10 @@ class FoldRefused(Refused):
     """Running a fold as asked would overwrite or mix results (a changed config or data, a finished fold)."""
 
 
+class RunRootBusy(Refused):
+    """Another cross-validation run holds the run root."""
+
+
 class ResumeRefused(Refused):
     """A resumable training state belongs to another run: other settings or other inputs."""
 

@@ -153,6 +153,16 @@ class RunPaths:
         return self.root / "logs" / ".start.lock"
 
     @property
+    def cv_lock(self) -> Path:
+        """Held for its lifetime by a ``cv`` run: one cross-validation run per run root at a time."""
+        return self.root / "logs" / ".cv.lock"
+
+    @property
+    def cv_holder(self) -> Path:
+        """Who holds ``cv_lock`` (host, pid, start time, command), written by the holder for the next one."""
+        return self.root / "logs" / ".cv.holder.json"
+
+    @property
     def coordinator_lock(self) -> Path:
         """Held by whoever writes the audit logs and summary, for one pass."""
         return self.artifacts / ".coordinator.lock"

@@ -26,13 +26,15 @@ from spectra_cv.cli.run_options import RunOptions, run_options
 @click.option("--skip-existing", is_flag=True,
               help="Accepted for the runbook: a rerun skips folds that completed with this config and data anyway.")
 @click.option("--fail-fast", is_flag=True, help="Stop every fold when one fails.")
+@click.option("--wait", is_flag=True,
+              help="If another cv run holds this run root, wait for it to end instead of refusing (exit 3).")
 @click.option("--allow-mixed-config", is_flag=True, help="Let folds run with a config other folds completed without.")
 @click.option("--no-live", is_flag=True,
               help="No live per-fold lines (stage, epoch, best val PSNR, ETA) on stderr; "
                    "`spectra-cv status` shows them.")
 @run_options
 def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str | None, force: bool,
-       skip_existing: bool, fail_fast: bool, allow_mixed_config: bool, no_live: bool) -> None:
+       skip_existing: bool, fail_fast: bool, wait: bool, allow_mixed_config: bool, no_live: bool) -> None:
     """Run the cross-validation folds (each resumable) and write the audit logs and summary."""
     from spectra_cv.device import resolve_device
     from spectra_cv.errors import ConfigError, SpectraCVError
@@ -58,7 +60,7 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
         args.append("--allow-mixed-config")
     plan = CvPlan(folds=planned, fold_args=tuple(args), paths=opts.paths(),
                   parallel=parallel or max(1, len(gpu_ids)), gpus=gpu_ids, fail_fast=fail_fast,
-                  live=None if no_live else sys.stderr)
+                  live=None if no_live else sys.stderr, wait=wait)
     outcome = run_cv(plan)
     for line in summary_lines(plan.paths):
         click.echo(line)

@@ -16,18 +16,21 @@ summary never shows a dead fold as running; a rerun retries it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from spectra_cv.errors import EXIT_REFUSED, ConfigError
+from spectra_cv import io as sio
+from spectra_cv.errors import EXIT_REFUSED, ConfigError, RunRootBusy
 from spectra_cv.folds.manifests import check_fold
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
@@ -55,6 +58,8 @@ class CvPlan:
     live: TextIO | None = None
     """Where to show every fold's state while they run (``runs.status.LiveLines``); None: nowhere."""
     live_every_s: float = 2.0
+    wait: bool = False
+    """When another cv run holds the run root: wait for it to end (True) or refuse at once."""
 
 
 @dataclass
@@ -94,6 +99,38 @@ def _check(plan: CvPlan) -> None:
         raise ConfigError("--parallel must be >= 1")
 
 
+@contextlib.contextmanager
+def _hold_run_root(paths: RunPaths, wait: bool) -> Iterator[None]:
+    """Hold the run root's cv lock for the run (``RunRootBusy`` naming the other run, unless ``wait``)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(paths.cv_lock, "the run root", wait_s=0.5))
+        except LockBusy as exc:
+            other = _holder(paths)
+            if not wait:
+                raise RunRootBusy(
+                    f"{paths.root}: another cross-validation run holds this run root ({other}); nothing was "
+                    "started. Wait for it to end (`spectra-cv status` shows its folds), or rerun with --wait to "
+                    "start when it has"
+                ) from exc
+            log.info("another cross-validation run holds %s (%s); waiting for it to end (--wait)", paths.root, other)
+            stack.enter_context(file_lock(paths.cv_lock, "the run root", blocking=True))
+        sio.atomic_write_json(paths.cv_holder, {
+            "host": socket.gethostname(), "pid": os.getpid(), "started": ev.now_iso(),
+            "command": " ".join(sys.argv[:6]) + (" …" if len(sys.argv) > 6 else ""),
+        })
+        yield
+
+
+def _holder(paths: RunPaths) -> str:
+    """``pid 123 on host-a since 2026-12-06T22:40:00 UTC`` from the holder's note (or what the lock knows)."""
+    try:
+        info = json.loads(paths.cv_holder.read_text(encoding="utf-8"))
+        return f"pid {info['pid']} on {info['host']} since {info['started']} UTC: {info['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its holder left no note"
+
+
 def _record_death(paths: RunPaths, fold: int, why: str) -> None:
     """Write a ``failed`` event for a child that ended without recording an outcome (once its lock is free)."""
     try:
@@ -117,6 +154,7 @@ def run_cv(plan: CvPlan) -> CvOutcome:
     paths = plan.paths
     outcome = CvOutcome(results={f: "not run" for f in plan.folds})
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_hold_run_root(paths, plan.wait))
         stop = threading.Event()
         thread: threading.Thread | None = None
         try:
