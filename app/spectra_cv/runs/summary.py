@@ -53,10 +53,15 @@ def read_summary(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise DataContractError(f"{p}: no fold summary yet; run `spectra-cv cv` (or a fold and the coordinator)")
-    frame = pd.read_csv(p, dtype={"fold": int}, keep_default_na=False, na_values=[""])
+    fix = "it is written only by the coordinator: `spectra-cv coordinator --rebuild` rewrites it from the events"
+    try:
+        frame = pd.read_csv(p, dtype={"fold": int}, keep_default_na=False, na_values=[""])
+    except Exception as exc:  # noqa: BLE001 - pandas' parser, decoding and conversion errors alike
+        raise DataContractError(f"{p}: unreadable fold summary ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); {fix}") from exc
     missing = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataContractError(f"{p}: not a spectra-cv fold summary (missing columns {missing[:5]})")
+        raise DataContractError(f"{p}: not a spectra-cv fold summary (missing columns {missing[:5]}); {fix}")
     return frame.sort_values("fold").reset_index(drop=True)
 
 
