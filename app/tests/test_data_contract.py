@@ -259,6 +259,18 @@ def _percent_scale(root, meta):
     return [f"manifest.csv row {row_of(root, rel)}: {rel}: reflectance spans 45…45, far outside [0, 1]"]
 
 
+def _all_zero(root, meta):
+    rel = "treatment_1/sample_H/12Oclock/rep_000.npy"
+    np.save(root / rel, np.zeros(L, dtype=np.float32))
+    return [f"manifest.csv row {row_of(root, rel)}: {rel}: all zero (a dark frame or an empty export)"]
+
+
+def _constant(root, meta):
+    rel = "treatment_1/sample_H/12Oclock/rep_001.npy"
+    np.save(root / rel, np.full(L, 0.42, dtype=np.float32))
+    return [f"manifest.csv row {row_of(root, rel)}: {rel}: constant at 0.42 (no spectrum was recorded)"]
+
+
 def _group_id_mismatch(root, meta):
     set_cell(root / contract.MANIFEST_FILE, 0, "group_id", "treatment_1/sample_A/12Oclock")
     return ["manifest.csv row 1: group_id 'treatment_1/sample_A/12Oclock' is not treatment/sample/angle"]
@@ -305,6 +317,8 @@ BREAKERS = {
     "sampling weight zero": _sampling_weight_zero,
     "sampling weight row missing": _sampling_weight_row_missing,
     "percent scale": _percent_scale,
+    "all zero": _all_zero,
+    "constant": _constant,
     "group_id mismatch": _group_id_mismatch,
     "bad angle label": _bad_angle_label,
 }
@@ -403,10 +417,51 @@ def test_npz_and_resampled_csv_spectra_pass(dataset):
     root, meta = dataset
     base = "treatment_2/sample_C/6Oclock/rep_00"
     rename_row(root, meta, base + "0.npy", base + "0.npz")
-    np.savez(root / (base + "0.npz"), reflectance=np.full(L, 0.5, dtype=np.float32))
+    np.savez(root / (base + "0.npz"), reflectance=np.linspace(0.4, 0.6, L, dtype=np.float32))
     rename_row(root, meta, base + "1.npy", base + "1.csv")
     wl = np.arange(299.0, 602.0, 1.0)
     pd.DataFrame({"wavelength_nm": wl, "reflectance": 0.3 + 1e-4 * wl}).to_csv(root / (base + "1.csv"), index=False)
     report = check.check_dataset(root, meta)
     assert report.ok, report.problems
     assert report.value_range[0] == pytest.approx(0.3 + 1e-4 * 300.0, abs=1e-6)  # the resampled CSV at 300 nm
+
+
+def test_saturated_or_mostly_negative_spectra_are_warnings_named_by_row(dataset):
+    """What a user may mean (a saturated detector, a dark offset) is a warning, not a problem: the
+    check passes, names the row, and `data check` prints it and exits 0."""
+    root, meta = dataset
+    saturated, negative = "treatment_1/sample_H/12Oclock/rep_000.npy", "treatment_1/sample_H/12Oclock/rep_001.npy"
+    values = np.linspace(0.2, 0.8, L).astype(np.float32)
+    values[300:312] = 0.95
+    np.save(root / saturated, values)
+    np.save(root / negative, np.linspace(-0.05, 0.3, L).astype(np.float32))
+    report = check.check_dataset(root, meta)
+    assert report.ok, report.problems
+    assert len(report.warnings) == 2
+    assert report.warnings[0].startswith(f"manifest.csv row {row_of(root, saturated)}: {saturated}: 12 consecutive "
+                                         "samples at its maximum 0.95 from 450 nm")
+    assert f"row {row_of(root, negative)}: {negative}: 14% of its values are negative" in report.warnings[1]
+    out = CliRunner().invoke(main, ["data", "check", "--data-root", str(root), "--metadata-dir", str(meta)])
+    assert out.exit_code == 0 and "2 warning(s)" in out.output and "12 consecutive samples" in out.output
+
+
+def test_a_fold_refuses_unusable_spectra_and_keeps_the_warnings(dataset):
+    """Every split read (training, scoring) refuses all-zero spectra naming the row, and keeps the
+    warnings the fold writes to its metrics JSON for the report."""
+    from spectra_cv.data import loaders
+    from spectra_cv.data.splits import read_split
+    from spectra_cv.errors import DataContractError
+    from spectra_cv.runs.report import spectra_warnings
+
+    root, _ = dataset
+    grid = loaders.read_grid(root)
+    rel = "treatment_1/sample_H/12Oclock/rep_000.npy"
+    values = np.linspace(0.2, 0.8, L).astype(np.float32)
+    values[300:312] = 0.95
+    np.save(root / rel, values)
+    split = read_split(root, root / contract.MANIFEST_FILE, grid)
+    assert len(split.warnings) == 1 and "12 consecutive samples at its maximum" in split.warnings[0]
+    assert spectra_warnings({2: {"data_warnings": list(split.warnings)}}) == [f"fold 2: {split.warnings[0]}"]
+    np.save(root / rel, np.zeros(L, dtype=np.float32))
+    with pytest.raises(DataContractError, match=rf"1 spectra cannot be used:\n  .*row {row_of(root, rel)}: {rel}: all zero"):
+        read_split(root, root / contract.MANIFEST_FILE, grid)

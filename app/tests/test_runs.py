@@ -222,6 +222,7 @@ def test_uninterrupted_fold_writes_every_runbook_path(data, uninterrupted):
     assert row["test_psnr_mean"] > 30 and row["baseline_ridge_psnr_mean"] > 30
     assert "Epoch 1/4" in paths.train_log(1).read_text()
     # the control (treatment_6: never in a split) is scored too, in memory: nothing of it is written
+    assert json.loads(paths.metrics_json(1).read_text())["data_warnings"] == []  # the tests' spectra are all usable
     metrics = json.loads(paths.metrics_json(1).read_text())["splits"]
     control = metrics["control"]
     assert set(control) == {"model", *BASELINE_NAMES} and control["model"]["loo"]["n_spectra"] == 2 * 2 * 4

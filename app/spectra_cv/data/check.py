@@ -33,11 +33,14 @@ from spectra_cv.data.contract import (
     SAMPLING_WEIGHTS_FILE,
     SEQUENCE_LENGTH,
 )
+from spectra_cv.data.degenerate import degenerate
 from spectra_cv.errors import DataContractError
 
 REFLECTANCE_TOLERANCE = 0.1
 """Values within this of [0, 1] are clipped on load and counted; beyond it a spectrum is a problem
 (a percent scale, a failed calibration)."""
+MAX_WARNINGS_SHOWN = 20
+"""Warnings listed by ``data check`` (the count says how many more)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -87,6 +90,8 @@ class DatasetReport:
     problems: list[str]
     n_problems: int
     """All problems found; ``problems`` holds the first ``max_problems`` of them."""
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """What a user may mean but should know (``data.degenerate``: saturated spectra, many negative values)."""
 
     @property
     def ok(self) -> bool:
@@ -139,9 +144,13 @@ def _check_spectra(root: Path, manifest: pd.DataFrame, grid: np.ndarray, name: s
             f"{name} row {i + 1}: {rel[i]}: reflectance spans {values[i].min():.3g}…{values[i].max():.3g}, "
             f"far outside [0, 1] (a percent scale?); export reflectance as a fraction"
         )
+    readable = np.flatnonzero(ok)[~far]  # a spectrum already refused for its scale is not reported twice
+    found = degenerate(good[~far], [rel[i] for i in readable], name, grid, rows=readable.tolist(), unclipped=True)
+    out.extend(found.errors)
     return {
         "value_range": (float(good.min()), float(good.max())) if good.size else None,
         "n_values_clipped": int(np.count_nonzero((good < lo) | (good > hi))),
+        "warnings": found.warnings,
     }
 
 
@@ -257,7 +266,7 @@ def check_dataset(
     found: dict = {
         "n_rows": 0, "treatments": (), "value_range": None, "n_values_clipped": 0, "dose_rows_matched": None,
         "undefined_ratio_rows": 0, "sampling_weights_matched": None, "dose_stats_ok": False,
-        "lambda_weights_range": None, "cv_treatments": (), "excluded_treatments": {},
+        "lambda_weights_range": None, "cv_treatments": (), "excluded_treatments": {}, "warnings": [],
     }
     grid = None
     if not root.is_dir():
@@ -384,6 +393,11 @@ def format_report(report: DatasetReport) -> str:
     lines.append(f"CV treatments {' '.join(r.cv_treatments) or 'none'}")
     for name, why in r.excluded_treatments.items():
         lines.append(f"  left out of CV: {name}: {why}")
+    if r.warnings:
+        lines.append(f"{len(r.warnings)} warning(s) (the data are usable; check these spectra):")
+        lines.extend(f"  - {w}" for w in r.warnings[:MAX_WARNINGS_SHOWN])
+        if len(r.warnings) > MAX_WARNINGS_SHOWN:
+            lines.append(f"  … and {len(r.warnings) - MAX_WARNINGS_SHOWN} more")
     if r.ok:
         lines.append("OK: no problems found")
     else:

@@ -13,6 +13,11 @@ import numpy as np
 import pandas as pd
 
 from spectra_cv.data import contract, loaders, rows
+from spectra_cv.data.degenerate import degenerate
+from spectra_cv.errors import DataContractError
+from spectra_cv.log import get_logger
+
+log = get_logger("splits")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,15 +31,27 @@ class Split:
     """(N,) ``treatment/sample/angle`` of each row."""
     cos_theta: np.ndarray
     """(N,) float32 cos θ from the angle label."""
+    warnings: tuple[str, ...] = ()
+    """Spectra a user may mean but should know about (``data.degenerate``: saturated ones), one line each."""
 
 
 def split_of(root: str | Path, frame: pd.DataFrame, grid: np.ndarray, label: str) -> Split:
-    """The spectra of manifest rows ``frame`` under ``root`` (``label`` names them in errors), row contract checked."""
+    """The spectra of manifest rows ``frame`` under ``root`` (``label`` names them in errors), row contract
+    checked; all-zero or constant spectra are refused (``data.degenerate``), the warnings kept and logged."""
     rows.check_manifest(frame, root, label)
     rel = tuple(frame["relative_path"].astype(str))
     cos = np.array([contract.angle_to_cos(a) for a in frame["angle"].astype(str)], dtype=np.float32)
-    return Split(relative_paths=rel, noisy=loaders.load_spectra(root, list(rel), grid, clip=True),
-                 groups=tuple(loaders.group_ids_of(frame, label)), cos_theta=cos)
+    noisy = loaders.load_spectra(root, list(rel), grid, clip=True)
+    found = degenerate(noisy, rel, label, grid)
+    if found.errors:
+        shown = found.errors[:rows.MAX_LISTED]
+        more = f"\n  … and {len(found.errors) - len(shown)} more" if len(found.errors) > len(shown) else ""
+        raise DataContractError(f"{len(found.errors)} spectra cannot be used:\n  " + "\n  ".join(shown) + more,
+                                found.errors)
+    for warning in found.warnings:
+        log.warning("%s", warning)
+    return Split(relative_paths=rel, noisy=noisy, groups=tuple(loaders.group_ids_of(frame, label)), cos_theta=cos,
+                 warnings=tuple(found.warnings))
 
 
 def read_split(root: str | Path, manifest: Path, grid: np.ndarray) -> Split:

@@ -516,10 +516,12 @@ class _Pipeline:
             baselines = self._baselines()  # fitted once per fold: the prior's, reused for val, test and controls
             clean_manifest = self._clean_manifest()
             tables: dict[str, Any] = {}
+            warnings = list(train.warnings)
             for split in ("val", "test"):
                 log.info("%s: scoring the model and the baselines on %s", self.tag, split)
                 with stages.timed(f"score {split}"):
                     data = read_split(self.s.data_root, self.out.manifest(split), grid)
+                    warnings += data.warnings
                     pred = read_denoised(self.out.denoised(split), data.relative_paths, grid.shape[0])
                     clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
                     tables[split] = score_table(pred, data, train, grid, clean, baselines)
@@ -529,7 +531,8 @@ class _Pipeline:
                 tables["control"] = control
             sio.atomic_write_json(self.out.metrics_json,
                                   _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha,
-                                           "wavelength_nm": [round(float(x), 4) for x in grid], "splits": tables}))
+                                           "wavelength_nm": [round(float(x), 4) for x in grid], "splits": tables,
+                                           "data_warnings": warnings}))
         headline = {split: {method: _finite({k: row["loo"].get(k) for k in TEST_METRICS})
                             for method, row in table.items()} for split, table in tables.items()}
         test = headline["test"]

@@ -412,6 +412,21 @@ def data_changes(paths: RunPaths, folds: tuple[int, ...]) -> tuple[list[str], li
     return warnings, notes
 
 
+MAX_SPECTRA_WARNINGS = 20
+"""Spectra warnings the report lists (the count says how many more)."""
+
+
+def spectra_warnings(records: dict[int, dict]) -> list[str]:
+    """What each fold warned about its spectra when it read them (``data.degenerate``: saturated ones),
+    as the report's warnings (``fold 2: test_manifest.csv row 7: …``)."""
+    found = [f"fold {fold}: {w}" for fold, record in sorted(records.items())
+             for w in record.get("data_warnings") or [] if isinstance(w, str)]
+    if len(found) > MAX_SPECTRA_WARNINGS:
+        found = found[:MAX_SPECTRA_WARNINGS] + [f"… and {len(found) - MAX_SPECTRA_WARNINGS} more spectra warnings "
+                                                 "in the folds' metrics JSON (data_warnings)"]
+    return found
+
+
 def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict],
           all_folds: tuple[int, ...], examples_per_fold: int,
           notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
@@ -499,6 +514,7 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
     records = read_fold_metrics(paths, folds)
     frame = metrics_frame(records)
     changed, notes = data_changes(paths, folds)
+    changed += spectra_warnings(records)
     pngs: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     left_out: dict[str, str] = {}

@@ -46,6 +46,7 @@ def with_conditioning(split: Split, cond: np.ndarray, label: str = "manifest") -
         noisy=split.noisy,
         groups=split.groups,
         cos_theta=split.cos_theta,
+        warnings=split.warnings,
         cond=np.asarray(cond, dtype=np.float32),
         fingerprint=fingerprint(split.relative_paths, split.noisy),
     )
