@@ -50,3 +50,12 @@ class ConfigError(SpectraCVError):
 
 class ModelOutputError(SpectraCVError):
     """A model produced unusable output (NaN/inf); names the row and the checkpoint."""
+
+
+class StorageError(SpectraCVError):
+    """A file could not be written or read for a reason of the file system (full, read-only, no
+    permission); names the file and the fix. ``errno`` is the operating system's code."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno

@@ -5,6 +5,7 @@ A reader (or a crash) never sees a half-written file: either the old content or 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from spectra_cv import faults
+from spectra_cv.errors import StorageError
 from spectra_cv.log import get_logger
 
 log = get_logger("io")
@@ -59,7 +61,36 @@ def _umask() -> int:
     return mask
 
 
+_FIXES = {
+    errno.ENOSPC: "the file system is full: free space there, or put the run root (--run-root) on a larger disk",
+    errno.EDQUOT: "your disk quota is used up: free space, or put the run root (--run-root) elsewhere",
+    errno.EROFS: "the file system is mounted read-only: mount it writable, or choose another --run-root",
+    errno.EACCES: "permission denied: make the folder writable for this user, or choose another --run-root",
+    errno.EPERM: "the operation is not permitted there: make the folder writable for this user, or choose "
+                 "another --run-root",
+    errno.EEXIST: "a file stands where a folder is needed (or a folder where a file is): fix the path",
+    errno.ENOTDIR: "a file stands where a folder is needed: fix the path",
+}
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str], doing: str = "write") -> StorageError:
+    """``exc`` as a ``StorageError``: what failed, which file, what to do (one paragraph)."""
+    fix = _FIXES.get(exc.errno or 0, "check the path and the file system")
+    where = exc.filename if exc.filename else path
+    return StorageError(f"could not {doing} {where}: {exc.strerror or exc}. {fix.capitalize()}; then rerun the "
+                        "same command (finished work is kept and resumed)", exc.errno)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], durable: bool = True) -> Path:
+    """``_atomic_write``; a file-system failure (full, read-only, no permission) is a ``StorageError``
+    naming the file and the fix, the target untouched."""
+    try:
+        return _atomic_write(path, write, durable)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], durable: bool = True) -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename over ``path``.
 
     Parent directories are created. On any error the temp file is removed and ``path`` is untouched.
@@ -220,6 +251,13 @@ def append_durably(path: str | os.PathLike[str], data: bytes) -> None:
     A write that fails (a full disk) is undone: the file is cut back to its old size and the
     error raised, so a later append never lands glued to half a line.
     """
+    try:
+        _append(path, data)
+    except OSError as exc:
+        raise storage_error(exc, path, "append to") from exc
+
+
+def _append(path: str | os.PathLike[str], data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         start = os.fstat(fd).st_size

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spectra_cv.errors import StorageError
+
 from spectra_cv import io
 
 
@@ -86,9 +88,44 @@ def test_append_durably_undoes_a_failed_write(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")  # …then the disk is full
 
     monkeypatch.setattr(os, "write", short_then_full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageError, match=rf"could not append to {path}: No space left on device. The file system is full"):
         sio.append_durably(path, b"two\n")
     monkeypatch.setattr(os, "write", real_write)
     assert path.read_bytes() == b"one\n"  # no half line left for the next append to glue onto
     sio.append_durably(path, b"three\n")
     assert path.read_bytes() == b"one\nthree\n"
+
+
+def test_a_file_system_fault_is_a_storage_error_naming_the_file_and_the_fix(tmp_path, monkeypatch):
+    """Read-only, full or forbidden: the error names the file and what to do; the target is untouched
+    and no temp file is left behind."""
+    import errno
+    import os
+
+    from spectra_cv import io as sio
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old\n")
+    real_replace = os.replace
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(StorageError, match=rf"could not write {target}: Read-only file system. The file system is "
+                                           "mounted read-only: mount it writable, or choose another --run-root"):
+        sio.atomic_write_text(target, "new\n")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_the_cli_turns_any_file_system_fault_into_one_paragraph(tmp_path):
+    from click.testing import CliRunner
+
+    from spectra_cv.cli import main
+
+    (tmp_path / "a_file").write_text("x")
+    out = CliRunner().invoke(main, ["data", "synth", str(tmp_path / "a_file" / "ds"), "--preset", "tiny"])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert out.output.startswith("Error: could not use ") and "a_file: File exists" in out.output
+    assert "A file stands where a folder is needed" in out.output

@@ -482,3 +482,17 @@ def test_a_second_cv_on_a_held_run_root_is_refused_or_waits(data, tmp_path):
     out, err = waiting.communicate(timeout=240)
     assert waiting.returncode == 0, err[-2000:]
     assert "waiting for it to end (--wait)" in err and ev.fold_status(ev.read_events(paths.events(1))) == "completed"
+
+
+def test_a_mistyped_run_root_is_not_created(data, tmp_path):
+    from spectra_cv.cli import main
+
+    typo = tmp_path / "runs_typo" / "experiment"
+    for command in (["fold", "--fold", "1"], ["cv"]):
+        out = CliRunner().invoke(main, [*command, *fold_args(data, tmp_path)[:-2], "--run-root", str(typo)])
+        assert out.exit_code == 2 and "neither it nor its parent" in out.output and "a typo?" in out.output
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "runs").mkdir()  # one new folder under an existing one is a new run root: accepted
+    out = CliRunner().invoke(main, ["fold", "--fold", "1", *fold_args(data, tmp_path)[:-2],
+                                    "--run-root", str(tmp_path / "runs" / "new"), "--device", "tpu"])
+    assert "neither it nor its parent" not in out.output and "'tpu' is not a device" in out.output

@@ -59,6 +59,10 @@ class LazyGroup(click.Group):
             raise _Refused(str(exc)) from exc
         except SpectraCVError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # a file-system fault no layer below named: still one paragraph, no traceback
+            from spectra_cv.io import storage_error
+
+            raise click.ClickException(str(storage_error(exc, exc.filename or "a file", "use"))) from exc
 
 
 @click.group(

@@ -77,6 +77,17 @@ class RunOptions:
         return args
 
 
+def _check_run_root(root: Path) -> None:
+    """A run root that does not exist is created only when its parent does: one new folder is a new
+    run, a missing chain of them a mistyped path (nothing is created then)."""
+    if root.exists() and not root.is_dir():
+        raise click.BadParameter(f"{root} is a file, not a folder", param_hint="--run-root")
+    parent = root.absolute().parent
+    if not root.exists() and not parent.is_dir():
+        raise click.BadParameter(f"{root}: neither it nor its parent {parent} exists (a typo?); nothing was created. "
+                                 f"Fix the path, or create the folder first (mkdir -p {root})", param_hint="--run-root")
+
+
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the shared options; the command receives one ``opts: RunOptions`` argument."""
     options = [
@@ -131,6 +142,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         given["data_root"] = given["data_root"] or run_paths.data_root()
         given["metadata_dir"] = given["metadata_dir"] or run_paths.metadata_dir()
         given["run_root"] = given["run_root"] or Path(os.environ.get(run_paths.ENV_RUN_ROOT, "."))
+        _check_run_root(given["run_root"])
         given["sets"] = tuple(given["sets"])
         return func(opts=RunOptions(**given), **kwargs)
 
