@@ -460,28 +460,32 @@ def test_bad_options_are_refused_before_any_work(data, tmp_path, command, bad, s
     assert "Traceback" not in out.output and list(tmp_path.iterdir()) == []
 
 
-def test_a_second_cv_on_a_held_run_root_is_refused_or_waits(data, tmp_path):
+def test_a_second_cv_on_a_held_run_root_is_refused_or_waits(data, uninterrupted, tmp_path):
     """While a cv run holds the run root, another cv says who holds it and since when, exits 3 and
-    writes nothing; with --wait it starts once the first has ended."""
+    writes nothing; with --wait it starts once the first has ended (here: finds fold 1 done)."""
     from spectra_cv.runs.cv import _hold_run_root
 
-    paths = RunPaths(root=tmp_path)
-    args = ["cv", "--folds", "1", "--no-live", *fold_args(data, tmp_path, epochs=1)]
+    root = tmp_path / "run"
+    shutil.copytree(uninterrupted, root, ignore=shutil.ignore_patterns("*.lock"))
+    paths = RunPaths(root=root)
+    args = ["cv", "--folds", "1", "--no-live", *fold_args(data, root)]
     with _hold_run_root(paths, wait=False):
-        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-        refused = spectra_cv(*args, cwd=tmp_path, check=False)
+        before = {p.relative_to(root): p.stat().st_mtime_ns for p in root.rglob("*")}
+        refused = spectra_cv(*args, cwd=root, check=False)
         assert refused.returncode == 3, refused.stderr[-2000:]
         assert "another cross-validation run holds this run root (pid " in refused.stderr
         assert f"pid {os.getpid()} on " in refused.stderr and "--wait" in refused.stderr
-        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+        assert {p.relative_to(root): p.stat().st_mtime_ns for p in root.rglob("*")} == before
+        events_before = paths.events(1).read_bytes()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(APP)}
-        waiting = subprocess.Popen([sys.executable, "-m", "spectra_cv", *args, "--wait"], cwd=tmp_path, env=env,
+        waiting = subprocess.Popen([sys.executable, "-m", "spectra_cv", *args, "--wait"], cwd=root, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
-        assert waiting.poll() is None and not paths.events(1).exists()  # still waiting, nothing started
+        assert waiting.poll() is None and paths.events(1).read_bytes() == events_before  # still waiting
     out, err = waiting.communicate(timeout=240)
     assert waiting.returncode == 0, err[-2000:]
-    assert "waiting for it to end (--wait)" in err and ev.fold_status(ev.read_events(paths.events(1))) == "completed"
+    assert "waiting for it to end (--wait)" in err and "Skipping fold_01: already completed" in \
+        paths.audit_log(1).read_text()
 
 
 def test_a_mistyped_run_root_is_not_created(data, tmp_path):
