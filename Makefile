@@ -83,7 +83,7 @@ test-fast: $(STAMP) ## The tests that run no fold, training or report (under a m
 test-slow: $(STAMP) ## The slow end-to-end checks (the GPU check's CPU dry run), run by CI after the unit tests
 	cd app && ../$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
-demo: $(STAMP) ## Main job on synthetic data, CPU (~9 min): data, all five folds, report
+demo: $(STAMP) ## Main job on synthetic data, CPU (~8 min): data, all five folds, report
 	rm -rf $(DEMO_DIR)
 	$(CLI) data synth $(DEMO_DIR)/data --preset demo --seed 0
 	$(CLI) data check --data-root $(DEMO_DIR)/data/spectra_for_fold --metadata-dir $(DEMO_DIR)/data/metadata
