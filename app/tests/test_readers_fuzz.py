@@ -143,3 +143,29 @@ def test_the_valid_files_read_as_written(tmp_path):
     assert list(read_summary(tmp_path / "summary")["fold"]) == [1]
     with pytest.raises(SpectraCVError):
         loaders.load_spectrum(tmp_path / "npy", np.linspace(300, 600, L))  # no .npy suffix: refused by name
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_model_checkpoint_loads_or_is_refused(tmp_path, data):
+    """`denoise`, `report` and a fold read best checkpoints through ``load_model``: a damaged one, a
+    text file or an LFS pointer is a ConfigError naming it, never another exception."""
+    from spectra_cv.model.checkpoint import LFS_POINTER, load_model, model_state_for_save
+    from spectra_cv.model.mamba_uv import MambaUV
+    from spectra_cv.train.presets import cpu_quick
+
+    import dataclasses
+
+    cfg = dataclasses.replace(cpu_quick().model, d_model=4, n_layers=1, prior="none", film=False, cond_dim=1)
+    buffer = io.BytesIO()
+    torch.save(model_state_for_save(MambaUV(cfg)), buffer)
+    blob = data.draw(st.one_of(damaged(buffer.getvalue()),
+                               st.just(LFS_POINTER + b" spec/v1\noid sha256:abc\nsize 12\n")))
+    path = tmp_path / "model_best.pt"
+    path.write_bytes(blob)
+    loaded = _either(load_model, path)
+    if loaded is not None:
+        assert isinstance(loaded[0], MambaUV)
+    if blob.startswith(LFS_POINTER):
+        with pytest.raises(SpectraCVError, match="Git LFS pointer"):
+            load_model(path)

@@ -335,6 +335,24 @@ def test_a_plot_that_fails_to_draw_is_left_out_and_the_report_still_builds(run, 
            "(RuntimeError: no font)" in text
 
 
+def test_a_damaged_metrics_file_costs_its_fold_not_the_report(run, tmp_path):
+    """One fold's metrics JSON garbled: the report is written from the others and lists that fold
+    among those not completed, naming the file and the fix."""
+    from spectra_cv.runs.report import build_report
+
+    paths, _ = run
+    root = tmp_path / "copy"
+    for part in ("artifacts", "logs", "manifests", "denoised", "data"):
+        shutil.copytree(paths.root / part, root / part)
+    damaged = RunPaths(root=root)
+    damaged.metrics_json(COMPLETED[0]).write_bytes(b'{"splits": {"test": \x00 torn')
+    result = build_report(damaged, plots=False)
+    assert result.completed_folds == COMPLETED[1:]
+    text = result.markdown.read_text()
+    assert f"| {COMPLETED[0]} | metrics unreadable | {damaged.metrics_json(COMPLETED[0])}: not a fold metrics file" in text
+    assert f"rerun fold {COMPLETED[0]}" in text
+
+
 def test_pick_examples_is_one_per_treatment_first():
     from spectra_cv.runs.report_data import pick_examples
 

@@ -18,7 +18,6 @@ them. ``load_model`` prefers ``ema_state`` when present and loads strictly.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -151,6 +150,10 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Mapping[str, Any]) -> Pa
     return atomic_write(path, lambda handle: torch.save(dict(ckpt), handle))
 
 
+LFS_POINTER = b"version https://git-lfs"
+"""How a Git LFS pointer file (what a clone without LFS holds in a weight's place) begins."""
+
+
 def read_checkpoint(path: str | os.PathLike[str],
                     map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``; clear errors for missing/foreign files."""
@@ -158,9 +161,19 @@ def read_checkpoint(path: str | os.PathLike[str],
     if not p.is_file():
         raise ConfigError(f"checkpoint {p} does not exist; check --checkpoint (or train the fold first)")
     try:
+        with open(p, "rb") as handle:
+            head = handle.read(len(LFS_POINTER))
+    except OSError as exc:
+        raise ConfigError(f"checkpoint {p} cannot be read ({exc.strerror or exc}); check its permissions") from exc
+    if head == LFS_POINTER:
+        raise ConfigError(f"checkpoint {p} is a Git LFS pointer, not the checkpoint: fetch it (`git lfs pull`) "
+                          "or point --checkpoint at the real file")
+    try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"checkpoint {p} cannot be read as a spectra-cv checkpoint: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, zip and decoding errors of a file that is not one
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"checkpoint {p} cannot be read as a spectra-cv checkpoint ({type(exc).__name__}: "
+                          f"{first}); it is corrupt, truncated or another kind of file") from exc
     if not isinstance(ckpt, dict):
         raise ConfigError(f"checkpoint {p} holds a {type(ckpt).__name__}, not a checkpoint dict")
     return ckpt
@@ -204,6 +217,9 @@ def load_model(path_or_dict: str | os.PathLike[str] | Mapping[str, Any],
             f"{source} has no 'model_config'/'model_state' (keys: {sorted(ckpt)[:8]}): it was not "
             "written by spectra-cv, so the model cannot be rebuilt from it"
         )
+    if not isinstance(ckpt["model_config"], Mapping) or not isinstance(ckpt["model_state"], Mapping):
+        raise ConfigError(f"{source}: its 'model_config'/'model_state' are not tables; the file was not written "
+                          "by spectra-cv or is damaged")
     values = dict(ckpt["model_config"])
     if scan_backend is not None:
         values["scan_backend"] = scan_backend

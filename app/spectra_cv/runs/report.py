@@ -103,25 +103,28 @@ def _fmt(value: float, spec: str) -> str:
     return format_metric(value, spec, "—")
 
 
-def read_fold_metrics(paths: RunPaths, folds: tuple[int, ...]) -> dict[int, dict]:
-    """``fold_NN_metrics.json`` of each completed fold; a missing or malformed one is an error naming it."""
+def read_fold_metrics(paths: RunPaths, folds: tuple[int, ...]) -> tuple[dict[int, dict], dict[int, str]]:
+    """``fold_NN_metrics.json`` of each completed fold, and for each one missing or damaged why (naming
+    the file and the fix): a damaged file costs its fold, not the report."""
     records: dict[int, dict] = {}
+    unreadable: dict[int, str] = {}
     for fold in folds:
         path = paths.metrics_json(fold)
         if not path.is_file():
-            raise DataContractError(
-                f"{path}: missing, yet fold_summary.csv marks fold {fold} completed; rerun the fold (it rewrites "
-                "its metrics) or rebuild the summary with `spectra-cv coordinator --rebuild`")
+            unreadable[fold] = (f"{path}: missing, yet fold_summary.csv marks fold {fold} completed; rerun the fold "
+                                "(it rewrites its metrics) or rebuild the summary with `spectra-cv coordinator "
+                                "--rebuild`")
+            continue
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             valid = isinstance(record["splits"]["test"][MODEL]["loo"], dict)
-        except (ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             valid = False
         if not valid:
-            raise DataContractError(f"{path}: not a fold metrics file (needs splits.test.{MODEL}.loo); "
-                                    f"rerun fold {fold}")
+            unreadable[fold] = f"{path}: not a fold metrics file (needs splits.test.{MODEL}.loo); rerun fold {fold}"
+            continue
         records[fold] = record
-    return records
+    return records, unreadable
 
 
 def metrics_frame(fold_metrics: dict[int, dict]) -> pd.DataFrame:
@@ -500,8 +503,9 @@ def _drawn(pngs: dict[str, bytes], left_out: dict[str, str], name: str, draw: Ca
 def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True) -> ReportResult:
     """Aggregate the completed folds into ``cv_report.md``, ``cv_metrics.csv`` and (unless not
     ``plots``) up to five PNGs under ``plots_dir``; ``examples_per_fold`` test spectra of every
-    completed fold are drawn. Zero completed folds, or a completed fold without its metrics JSON,
-    is an error and nothing is written."""
+    completed fold are drawn. A completed fold whose metrics JSON is missing or damaged is left out
+    (listed among the folds not completed, with the reason); zero readable folds is an error and
+    nothing is written."""
     summary = _live_states(paths, read_summary(paths.summary_csv))
     summary["status"] = summary["status"].map(_cell)
     done = summary[summary["status"] == "completed"]
@@ -510,8 +514,15 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
         raise DataContractError(
             f"{paths.summary_csv}: no fold has completed ({states or 'no rows'}); nothing to report. Run one with "
             "`spectra-cv cv` (or a fold and the coordinator), then rerun `spectra-cv report`")
+    records, unreadable = read_fold_metrics(paths, tuple(int(f) for f in done["fold"]))
+    if not records:
+        raise DataContractError("no completed fold's metrics can be read: " + "; ".join(unreadable.values()))
+    for fold, why in unreadable.items():  # shown among the folds not completed, with the reason
+        row = summary["fold"].astype(int) == fold
+        summary.loc[row, "status"], summary.loc[row, "error"] = "metrics unreadable", why
+        log.warning("cv report: fold %d left out: %s", fold, why)
+    done = summary[summary["status"] == "completed"]
     folds = tuple(int(f) for f in done["fold"])
-    records = read_fold_metrics(paths, folds)
     frame = metrics_frame(records)
     changed, notes = data_changes(paths, folds)
     changed += spectra_warnings(records)
