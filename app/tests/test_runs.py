@@ -471,10 +471,11 @@ def test_a_second_cv_on_a_held_run_root_is_refused_or_waits(data, uninterrupted,
     args = ["cv", "--folds", "1", "--no-live", *fold_args(data, root)]
     with _hold_run_root(paths, wait=False):
         before = {p.relative_to(root): p.stat().st_mtime_ns for p in root.rglob("*")}
-        refused = spectra_cv(*args, cwd=root, check=False)
-        assert refused.returncode == 3, refused.stderr[-2000:]
-        assert "another cross-validation run holds this run root (pid " in refused.stderr
-        assert f"pid {os.getpid()} on " in refused.stderr and "--wait" in refused.stderr
+        in_process = [*args[:-1], str(root)]  # "--run-root ." is the subprocess's cwd; flock is per open file
+        refused = CliRunner().invoke(__import__("spectra_cv.cli", fromlist=["main"]).main, in_process)
+        assert refused.exit_code == 3, refused.output
+        assert "another cross-validation run holds this run root (pid " in refused.output
+        assert f"pid {os.getpid()} on " in refused.output and "--wait" in refused.output
         assert {p.relative_to(root): p.stat().st_mtime_ns for p in root.rglob("*")} == before
         events_before = paths.events(1).read_bytes()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(APP)}

@@ -190,24 +190,24 @@ def test_a_finished_run_is_not_handed_back_after_its_inputs_changed(tiny_run, tm
     root = tmp_path / "copy"
     shutil.copytree(tiny_run, root)
     out = TrainOutputs(checkpoint_dir=tmp_path / "ck")
-    first = run_training(tiny_config(epochs=2), inputs_for(root), out)
+    first = run_training(tiny_config(epochs=1), inputs_for(root), out)
     best_before = (tmp_path / "ck" / first.best_path.name).read_bytes()
     train_rows = pd.read_csv(root / "manifests" / "fold_01" / "train_manifest.csv")
     spectrum = root / "data" / "spectra_for_fold" / train_rows["relative_path"].iloc[3]
     np.save(spectrum, np.load(spectrum) * 1.01)
     with pytest.raises(ResumeRefused, match="trained on other inputs: the train spectra changed"):
-        run_training(tiny_config(epochs=2), inputs_for(root), out)
+        run_training(tiny_config(epochs=1), inputs_for(root), out)
     assert (tmp_path / "ck" / first.best_path.name).read_bytes() == best_before  # nothing replaced
     weights = root / "data" / "spectra_for_fold" / "lambda_stats.npz"
     with np.load(weights) as stats:
         changed = {k: stats[k] * (1.5 if k == "weights" else 1.0) for k in stats.files}
     np.savez(weights, **changed)
     with pytest.raises(ResumeRefused, match="other inputs: the train spectra, the λ-weights changed"):
-        run_training(tiny_config(epochs=2), inputs_for(root), out)
+        run_training(tiny_config(epochs=1), inputs_for(root), out)
     with caplog.at_level("INFO", logger="spectra_cv"):
-        again = run_training(tiny_config(epochs=2), inputs_for(root), out, force=True)
-    assert "discarded the resumable state" in caplog.text and again.epochs_run == 2
-    run_training(tiny_config(epochs=2), inputs_for(root), out)  # the new state is this run's: it resumes
+        again = run_training(tiny_config(epochs=1), inputs_for(root), out, force=True)
+    assert "discarded the resumable state" in caplog.text and again.epochs_run == 1
+    run_training(tiny_config(epochs=1), inputs_for(root), out)  # the new state is this run's: it resumes
 
 
 def test_train_cli_refusal_exits_3_and_force_retrains(tiny_run, tmp_path):
