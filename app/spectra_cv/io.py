@@ -205,19 +205,23 @@ def settle_replacement(final: str | os.PathLike[str]) -> bool:
     parent = target.parent
     if not parent.is_dir():
         return False
-    prefix = f".{target.name}."
-    aside = sorted((p for p in parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(OLD_SUFFIX)
-                    and (p / target.name).is_dir()), key=lambda p: p.stat().st_mtime)
+    aside = sorted((p for p in _siblings(target, OLD_SUFFIX) if (p / target.name).is_dir()),
+                   key=lambda p: p.stat().st_mtime)
     restored = False
     if aside and not target.exists() and not target.is_symlink():
         os.replace(aside[-1] / target.name, target)
         fsync_dir(parent)
         restored = True
         log.warning("%s: restored the previous tree, moved aside by a replacement that was interrupted", target)
-    for leftover in (*aside, *(p for p in parent.iterdir() if p.name.startswith(prefix)
-                               and p.name.endswith(PARTIAL_SUFFIX) and p.is_dir())):
+    for leftover in (*aside, *(p for p in _siblings(target, PARTIAL_SUFFIX) if p.is_dir())):
         shutil.rmtree(leftover, ignore_errors=True)  # old trees after a finished swap, new ones never swapped in
     return restored
+
+
+def _siblings(target: Path, *suffixes: str) -> list[Path]:
+    """The hidden siblings writers of ``target`` name after it: ``.<name>.<random><suffix>``."""
+    prefix = f".{target.name}."
+    return [p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffixes)]
 
 
 def remove_write_leftovers(path: str | os.PathLike[str]) -> int:
@@ -231,9 +235,7 @@ def remove_write_leftovers(path: str | os.PathLike[str]) -> int:
     parent = target.parent
     if not parent.is_dir():
         return 0
-    prefix = f".{target.name}."
-    found = [p for p in parent.iterdir() if p.name.startswith(prefix)
-             and (p.name.endswith(TEMP_SUFFIX) or p.name.endswith(PARTIAL_SUFFIX))]
+    found = _siblings(target, TEMP_SUFFIX, PARTIAL_SUFFIX)
     if target.is_dir() and not target.is_symlink():
         found += [p for p in target.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
     for leftover in found:
