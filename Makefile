@@ -98,7 +98,7 @@ bench: $(STAMP) ## Benchmarks (JSON in bench/): a fold's stages (~2 min; DATA=<d
 	$(PY) app/benchmarks/bench_train.py --out bench/train.json
 	$(PY) app/benchmarks/bench_memory.py --out bench/memory.json
 
-quality: $(STAMP) ## Model vs the best linear method on the five real folds (DATA=<Track H dir>; QUALITY_PRESET, QUALITY_PARALLEL): SPEC §4 table, JSON in bench/quality.json
+quality: $(STAMP) ## Model vs the best linear method on the five real folds (DATA=<Track H dir>; QUALITY_PRESET, QUALITY_PARALLEL): table against the targets, JSON in bench/quality.json
 	@if [ -z "$(DATA)" ]; then echo "make quality needs DATA=<dir holding spectra_for_fold/ and metadata/>" >&2; exit 2; fi
 	mkdir -p bench
 	$(PY) app/benchmarks/quality_real.py "$(DATA)" --run-root "$(QUALITY_DIR)" --preset $(QUALITY_PRESET) \

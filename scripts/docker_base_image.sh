@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A Debian bookworm base image with python3, built without a registry (SPEC §7):
+# A Debian bookworm base image with python3, built without a registry (see the README's container section):
 # debootstrap a minimal root filesystem from the mirror apt already uses, then `docker import` it.
 # Usage: docker_base_image.sh [NAME]   (skips the work if NAME exists)
 set -euo pipefail

@@ -1,9 +1,9 @@
-"""Classical baselines on one fold of a real dataset, beside the figures of SPEC §4.
+"""Classical baselines on one fold of a real dataset, beside the original specification's figures.
 
 Usage:  python app/benchmarks/baselines_real.py DATA_DIR [--folds 1 2 3 4 5] [--output result.json]
 
 DATA_DIR holds manifest.csv and wavelength_grid.npy (or has them under spectra_for_fold/).
-The fold's splits follow SPEC §2 (per treatment with 5 samples: sort, rotate; train 3 / val 1 /
+The fold's splits follow the built-in rotation (per treatment with 5 samples: sort, rotate; train 3 / val 1 /
 test 1); references are LOO means within each split; each baseline's parameter is chosen on
 held-out samples of the train split (three inner folds, one sample of every treatment each), the
 baseline refitted on the whole train split, and scored on test. Prints JSON with every fold and
@@ -24,7 +24,7 @@ from spectra_cv.data import contract, loaders
 from spectra_cv.io import atomic_write_json
 from spectra_cv.metrics import fit_baselines, loo_means, score
 
-SPEC_TABLE = {  # SPEC §4: mean over the 5 folds' test sets (ridge: α on held-out samples)
+SPEC_TABLE = {  # the specification's figures: mean over the 5 folds' test sets (ridge: α on held-out samples)
     "identity": {"psnr": 46.33, "sam_deg": 1.044},
     "savgol": {"psnr": 49.29, "sam_deg": 0.747},
     "gaussian": {"psnr": 49.64, "sam_deg": 0.711},

@@ -8,7 +8,7 @@ torch.set_num_threads(2). Reports the median fwd+bwd time of each scan, their ra
 max abs differences of the output and of every gradient (bar: <= 1e-5, also given relative to
 the largest reference value, and both fp32 scans' errors against float64), the fast scan's
 median at B=32 on each CPU core (the fused kernel of ``scan_cpu`` where it builds, and the eager
-one, interleaved; SPEC §4's bar: 150 spectra/s), and peak RSS (after the fast runs, and overall: the reference's autograd graph
+one, interleaved; the project's bar: 150 spectra/s), and peak RSS (after the fast runs, and overall: the reference's autograd graph
 dominates the latter). JSON goes to stdout and atomically to --out.
 
 OMP_WAIT_POLICY defaults to PASSIVE (see below), and the 1-minute load average is recorded:

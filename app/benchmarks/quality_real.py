@@ -1,4 +1,4 @@
-"""The model against the best linear method on the five real folds: SPEC §4's quality table.
+"""The model against the best linear method on the five real folds: the quality table against the project's targets.
 
 Usage:  python app/benchmarks/quality_real.py DATA_DIR --run-root RUN [--preset cpu_quick] [--parallel 2]
             [--folds 1 2 3 4 5] [--set FLAG=VALUE ...] [--output quality.json]
@@ -8,7 +8,7 @@ preset into RUN (a rerun resumes or skips what is done, like any ``cv``), then `
 and prints one table from the folds' metrics files: per fold the model's test PSNR and SAM, the best
 linear method of that fold (every baseline is a linear map; each fitted on the fold's train split,
 its parameters chosen on held-out samples of it) and model − best, then the mean ± std across folds
-beside SPEC §4's targets. Exit 0 when it ran, whatever the figures say; the JSON says whether each
+beside the project's targets. Exit 0 when it ran, whatever the figures say; the JSON says whether each
 target is met. Minutes per fold (the preset's budget), so not part of ``make bench``.
 """
 
@@ -27,7 +27,7 @@ from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths
 
 TARGETS = {"psnr_mean_db": 55.5, "sam_deg_max": 0.29}
-"""SPEC §4: five-fold test PSNR ≥ 55.5 dB and SAM ≤ 0.29°, above the best linear method in every fold."""
+"""The project's targets (README, "Models, presets and results"): five-fold test PSNR ≥ 55.5 dB and SAM ≤ 0.29°, above the best linear method in every fold."""
 
 
 def fold_rows(paths: RunPaths, folds: tuple[int, ...]) -> list[dict]:
@@ -52,7 +52,7 @@ def fold_rows(paths: RunPaths, folds: tuple[int, ...]) -> list[dict]:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean ± std (ddof=1) across folds and whether each SPEC §4 target is met."""
+    """Mean ± std (ddof=1) across folds and whether each target is met."""
     def stat(key: str) -> dict:
         values = np.array([r[key] for r in rows], dtype=np.float64)
         return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else None}
@@ -82,7 +82,7 @@ def table(rows: list[dict], summary: dict) -> str:
     lines.append(f"| mean | {pm(s['model_psnr'], '.2f')} | {pm(s['model_sam_deg'], '.3f')} | | "
                  f"{pm(s['best_linear_psnr'], '.2f')} | {pm(s['margin_db'], '+.2f')} |")
     lines.append("")
-    lines.append(f"SPEC §4 targets: PSNR ≥ {TARGETS['psnr_mean_db']} dB ({'met' if s['met']['psnr'] else 'not met'}), "
+    lines.append(f"Targets: PSNR ≥ {TARGETS['psnr_mean_db']} dB ({'met' if s['met']['psnr'] else 'not met'}), "
                  f"SAM ≤ {TARGETS['sam_deg_max']}° ({'met' if s['met']['sam'] else 'not met'}), above the best "
                  f"linear method in every fold ({'met' if s['met']['above_best_linear_in_every_fold'] else 'not met'}).")
     return "\n".join(lines)
@@ -98,7 +98,7 @@ def table(rows: list[dict], summary: dict) -> str:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(data_dir: Path, run_root: Path, preset: str, folds: tuple[int, ...], parallel: int,
          sets: tuple[str, ...], output: Path | None) -> None:
-    """Run the preset's five folds on DATA_DIR into RUN_ROOT and print SPEC §4's quality table."""
+    """Run the preset's five folds on DATA_DIR into RUN_ROOT and print the quality table against the project's targets."""
     for needed in ("spectra_for_fold/manifest.csv", "metadata"):
         if not (data_dir / needed).exists():
             raise click.ClickException(f"{data_dir / needed}: missing; DATA_DIR must be in the Track H layout")

@@ -76,7 +76,7 @@ def test_quality_table_compares_the_model_with_the_best_linear_method_of_each_fo
     assert summary["model_psnr"]["std"] is None and summary["met"]["above_best_linear_in_every_fold"] == (
         rows[0]["margin_db"] > 0)
     text = table(rows, summary)
-    assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "SPEC §4 targets" in text
+    assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "Targets: PSNR" in text
 
 
 @pytest.mark.slow  # ~10 s, a benchmark's own check: run after the unit tests (make test-slow, in .ci/run)

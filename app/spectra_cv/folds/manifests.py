@@ -35,7 +35,7 @@ log = get_logger("folds")
 ROLES = ("train", "val", "test")
 N_FOLDS = contract.FOLD_SAMPLES_PER_TREATMENT
 RECORD_FILE = "fold.json"
-ROTATION_SOURCE = "rotation (SPEC §2)"
+ROTATION_SOURCE = "the built-in rotation"
 _MAX_LISTED = 10
 
 
@@ -55,7 +55,7 @@ class FoldAssignment:
     excluded: dict[str, str]
     """treatment → why it is not in CV (it joins the final all-data model)."""
     source: str
-    """``rotation (SPEC §2)`` or the folds.json path the assignment came from."""
+    """``the built-in rotation`` or the folds.json path the assignment came from."""
 
     def role_of(self) -> dict[tuple[str, str], str]:
         """(treatment, sample) → role, for every sample in the fold."""
