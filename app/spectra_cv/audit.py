@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from spectra_cv.io import append_durably
+from spectra_cv.io import append_durably, encode_text
 from spectra_cv.log import get_logger
 
 log = get_logger("audit")
@@ -45,5 +45,5 @@ class AuditLog:
         self.write(message)
 
     def write(self, message: str, when: datetime | None = None) -> None:
-        append_durably(self.path, audit_line(message, when).encode("utf-8"))
+        append_durably(self.path, encode_text(audit_line(message, when)))
         log.info("[audit] %s", message)

@@ -229,8 +229,11 @@ def is_complete(output_root: Path, checkpoint: Path, manifest: Path) -> bool:
     """Whether ``output_root`` holds a finished pass of this checkpoint over this manifest."""
 
     record_path = output_root / RECORD_FILE
-    if not record_path.is_file():
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, or damaged: the pass is done again
         return False
-    record = json.loads(record_path.read_text())
+    if not isinstance(record, dict):
+        return False
     return (record.get("checkpoint_sha256") == sha256_file(checkpoint)
             and record.get("manifest_sha256") == sha256_file(manifest))

@@ -45,9 +45,15 @@ HEADLINE = ("psnr_mean", "psnr_std", "sam_deg_mean", "rmse_mean", "roi_psnr_mean
             "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
 
 
+DENOISED_RANGE = (-1.0, 2.0)
+"""Bounds no denoised reflectance spectrum comes near: a value beyond them is damage, not denoising."""
+
+
 def read_denoised(denoised_root: Path, relative_paths: Sequence[str], length: int | None = None) -> np.ndarray:
-    """The ``_denoised.npy`` of every row, (N, L); a missing, mis-shaped or non-finite file is an error naming it."""
+    """The ``_denoised.npy`` of every row, (N, L); a missing, mis-shaped, non-finite or absurd file (values
+    beyond ``DENOISED_RANGE``: bytes changed inside it) is an error naming it."""
     out = []
+    lo, hi = DENOISED_RANGE
     for rel in relative_paths:
         path = output_path(denoised_root, rel)
         if not path.is_file():
@@ -56,6 +62,10 @@ def read_denoised(denoised_root: Path, relative_paths: Sequence[str], length: in
         if not np.isfinite(values).all():
             raise DataContractError(
                 f"{path}: denoised output for {rel} holds NaN/inf values; rerun `spectra-cv denoise`")
+        if values.min() < lo or values.max() > hi:
+            raise DataContractError(
+                f"{path}: denoised output for {rel} spans {values.min():.3g}…{values.max():.3g}, which no denoised "
+                "reflectance does (the file is damaged, or not a denoised spectrum); rerun `spectra-cv denoise`")
         out.append(values)
     return np.stack(out)
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,9 +125,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool 
     return atomic_write(path, lambda handle: handle.write(data), durable=durable)
 
 
+TEXT_ERRORS = "surrogateescape"
+"""How text files are encoded and decoded: a file name that is not valid UTF-8 (Python decodes its
+bytes as lone surrogates) is written back as its own bytes, so names pass through unchanged."""
+
+
+def encode_text(text: str) -> bytes:
+    """``text`` as UTF-8, names that are not valid UTF-8 as their own bytes (``TEXT_ERRORS``)."""
+    return text.encode("utf-8", TEXT_ERRORS)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = True) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+    return atomic_write_bytes(path, encode_text(text), durable=durable)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2, durable: bool = True) -> Path:
@@ -290,3 +301,18 @@ def cut_torn_tail(path: str | os.PathLike[str]) -> int:
         handle.flush()
         os.fsync(handle.fileno())
     return len(blob) - keep
+
+
+def zip_damage(path: str | os.PathLike[str]) -> str | None:
+    """What is damaged in the zip archive at ``path`` (``torch.save``'s format): the first member whose
+    bytes fail their CRC-32, or None when every member is whole, or the file is no zip at all (its
+    reader says so). ``torch.load`` does not check the CRCs, so bytes changed inside a tensor would
+    load, silently, as other weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return None
+    except Exception as exc:  # noqa: BLE001 - zlib errors of a member whose compressed bytes are broken
+        return f"its archive cannot be read ({type(exc).__name__})"
+    return f"member {bad} fails its CRC-32 check" if bad is not None else None

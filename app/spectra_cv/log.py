@@ -33,8 +33,10 @@ def configure(verbosity: int = 0) -> None:
 def log_to_file(path: Path) -> Iterator[None]:
     """Copy the package's log records into ``path`` (appended) for the ``with`` block
     (a fold's train.log / inference logs)."""
+    from spectra_cv.io import TEXT_ERRORS  # (io logs through this module)
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8", errors=TEXT_ERRORS)
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", "%Y-%m-%dT%H:%M:%S"))
     logger = logging.getLogger(LOGGER_NAME)
     logger.addHandler(handler)

@@ -112,6 +112,14 @@ def test_foreign_or_broken_checkpoints_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         read_checkpoint(garbage)
     ckpt = model_state_for_save(_trained_like())
+    changed = tmp_path / "changed.pt"  # bytes changed inside a tensor: torch.load would read other weights
+    save_checkpoint(changed, ckpt)
+    blob = bytearray(changed.read_bytes())
+    at = blob.index(b"archive/data/0") + 200
+    blob[at:at + 8] = bytes(8)
+    changed.write_bytes(bytes(blob))
+    with pytest.raises(ConfigError, match=r"changed.pt is damaged \(member .* fails its CRC-32 check\)"):
+        read_checkpoint(changed)
     with pytest.raises(ConfigError, match="unknown model config keys"):
         load_model(dict(ckpt, model_config={**ckpt["model_config"], "heads": 4}))
 

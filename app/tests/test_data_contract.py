@@ -465,3 +465,18 @@ def test_a_fold_refuses_unusable_spectra_and_keeps_the_warnings(dataset):
     np.save(root / rel, np.zeros(L, dtype=np.float32))
     with pytest.raises(DataContractError, match=rf"1 spectra cannot be used:\n  .*row {row_of(root, rel)}: {rel}: all zero"):
         read_split(root, root / contract.MANIFEST_FILE, grid)
+
+
+def test_spectra_that_no_manifest_row_lists_are_a_warning(dataset):
+    """A manifest cut short (or not updated) loses spectra without any row being wrong: `data check`
+    warns, naming the manifest, how many files and the first, and still passes."""
+    root, meta = dataset
+    manifest = root / "manifest.csv"
+    lines = manifest.read_text().splitlines(keepends=True)
+    dropped = lines[-1].split(",")[0]
+    manifest.write_text("".join(lines[:-1]))
+    report = check.check_dataset(root, meta)
+    assert report.ok, report.problems
+    assert report.warnings == [f"{manifest}: 1 spectrum file(s) under the data root are in no row (first: {dropped}): "
+                               "if the manifest was cut short or not updated, add their rows; if they were left out "
+                               "on purpose, nothing to do"]

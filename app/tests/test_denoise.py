@@ -95,6 +95,9 @@ def test_record_marks_complete_output(trained, tmp_path):
     assert record["rows"] == len(pd.read_csv(manifest))
     assert is_complete(out, ckpt, manifest)
     assert not is_complete(out, ckpt, root / "manifests" / "fold_01" / "test_manifest.csv")
+    for damaged in (b'{"checkpoint_sha256": "ab', b"\xff\xfe", b"[1, 2]"):  # torn, not UTF-8, not a record
+        (out / RECORD_FILE).write_bytes(damaged)
+        assert not is_complete(out, ckpt, manifest)  # the pass is simply done again
 
 
 def test_conditioning_mismatches_are_refused(trained, tmp_path):
@@ -175,3 +178,20 @@ def test_non_finite_model_output_fails_naming_the_row_and_writes_nothing(trained
     with pytest.raises(ModelOutputError, match=rf"val_manifest.csv row 1: {first}: the model's output has"):
         denoise_manifest(**_kwargs(root, broken, manifest, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_denoised_file_is_named_not_scored(tmp_path):
+    """Scoring reads each denoised file whole: non-finite values, or values no reflectance takes (bytes
+    changed inside the file), are an error naming the file, not a PSNR."""
+    from spectra_cv.evaluation import read_denoised
+
+    rel = ["treatment_1/sample_A/6Oclock/rep_000.npy"]
+    path = output_path(tmp_path, rel[0])
+    path.parent.mkdir(parents=True)
+    good = np.linspace(0.2, 0.6, 601, dtype=np.float32)
+    np.save(path, good)
+    assert np.array_equal(read_denoised(tmp_path, rel, 601)[0], good)
+    for bad, words in ((np.inf, "NaN/inf"), (3.4e30, "which no denoised reflectance does")):
+        np.save(path, np.where(np.arange(601) == 300, bad, good).astype(np.float32))
+        with pytest.raises(DataContractError, match=f"{path}: denoised output for {rel[0]} .*{words}"):
+            read_denoised(tmp_path, rel, 601)

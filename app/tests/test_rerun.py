@@ -290,6 +290,7 @@ def test_a_filesystem_without_flock_is_a_clear_error(tmp_path, monkeypatch):
 
 
 # --- kill -9 at random moments ---------------------------------------------------------------------------
+@pytest.mark.slow  # real processes, 12-22 s: with the slow checks (make test-slow, in .ci/run)
 def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_result(data, uninterrupted, tmp_path):
     seed = int(os.environ.get("SPECTRA_CV_KILL_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
@@ -406,3 +407,39 @@ def test_cv_reports_a_refused_fold_and_final_applies_the_row_rules(data, uninter
                      "--run-root", ".", cwd=root, check=False)
     assert out.returncode == 1 and "/etc/passwd: an absolute path" in out.stderr
     assert not (root / "logs" / "final").exists() and not (root / "checkpoints" / "final").exists()
+
+
+@pytest.mark.parametrize("crash_at", [*range(0, 30, 3), 1, 29])  # 15 items, two renames each
+def test_a_retrain_swap_interrupted_at_any_rename_is_finished_by_the_next_one(tmp_path, monkeypatch, crash_at):
+    """Every staged item, killed before or after either of its renames (simulated: the rename raises),
+    ends live with the new content once ``swap_in`` runs again, and nothing is left beside it."""
+    from spectra_cv.runs import outputs
+
+    paths, model = RunPaths(root=tmp_path), "mamba_tiny_uv"
+    live, staged = outputs.FoldOutputs(paths, 1), outputs.FoldOutputs(paths, 1, staged=True)
+    for which, version in ((live, "old"), (staged, "new")):
+        for item in which.items(model):
+            if item in (which.manifests_dir, which.denoised_root):  # folders
+                (item / "inside").mkdir(parents=True, exist_ok=True)
+                (item / "inside" / "f.txt").write_text(version)
+            else:
+                item.parent.mkdir(parents=True, exist_ok=True)
+                item.write_text(version)
+    renames, real = [0], os.rename
+
+    def rename(src, dst):
+        renames[0] += 1
+        if renames[0] > crash_at:
+            raise OSError("killed")  # stands for a SIGKILL between two renames
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", rename)
+    with pytest.raises(OSError):
+        outputs.swap_in(staged, model)
+    monkeypatch.setattr(outputs.os, "rename", real)
+    outputs.swap_in(staged, model)
+    for item in live.items(model):
+        folder = item in (live.manifests_dir, live.denoised_root)
+        content = (item / "inside" / "f.txt").read_text() if folder else item.read_text()
+        assert content == "new", item
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".retrain", ".replaced"))]

@@ -332,6 +332,7 @@ def test_fold_number_from_the_environment(monkeypatch):
 
 
 # --- concurrency and the cv runner -----------------------------------------------------------------
+@pytest.mark.slow  # real processes, 12-22 s: with the slow checks (make test-slow, in .ci/run)
 def test_three_folds_at_once_with_one_coordinator(data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(APP)}
     env.pop("SPECTRA_CV_FAULT", None)
@@ -364,6 +365,7 @@ def test_three_folds_at_once_with_one_coordinator(data, tmp_path):
         assert paths.audit_log(fold).read_bytes() == render_audit(ev.read_events(paths.events(fold)))
 
 
+@pytest.mark.slow  # real processes, 12-22 s: with the slow checks (make test-slow, in .ci/run)
 def test_cv_records_a_killed_fold_goes_on_and_a_rerun_resumes_it(data, tmp_path):
     args = fold_args(data, tmp_path, epochs=2)
     out = spectra_cv("cv", "--folds", "1", "2", *args, cwd=tmp_path, fault="fold_01_training", check=False)
@@ -501,3 +503,33 @@ def test_a_mistyped_run_root_is_not_created(data, tmp_path):
     out = CliRunner().invoke(main, ["fold", "--fold", "1", *fold_args(data, tmp_path)[:-2],
                                     "--run-root", str(tmp_path / "runs" / "new"), "--device", "tpu"])
     assert "neither it nor its parent" not in out.output and "'tpu' is not a device" in out.output
+
+
+def test_events_that_lost_their_end_are_named_and_the_audit_log_kept(tmp_path):
+    """An event file cut short (or restored from an older copy) behind its audit log: the coordinator
+    names the event file and what it lacks instead of calling the audit log edited, and leaves the log."""
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 1)
+    _fake_fold(paths, 2)
+    Coordinator(paths).sync()
+    audit = paths.audit_log(2).read_bytes()
+    lines = paths.events(2).read_bytes().splitlines(keepends=True)
+    paths.events(2).write_bytes(b"".join(lines[:3]))
+    result = Coordinator(paths).sync()
+    assert len(result.errors) == 1 and f"{paths.events(2)}: holds 3 audited record(s)" in result.errors[0]
+    assert "lost its end" in result.errors[0] and "edited by hand" not in result.errors[0]
+    assert paths.audit_log(2).read_bytes() == audit
+    assert read_summary(paths.summary_csv)["fold"].tolist() == [1, 2]
+
+
+def test_names_that_are_not_utf8_pass_through_the_summary_and_audit_log_as_their_bytes(tmp_path):
+    """A data root whose name is not valid UTF-8 (Python reads it as surrogates): the summary and the
+    audit log hold the name's own bytes, and the summary reads back to the same string."""
+    paths = RunPaths(root=tmp_path)
+    odd = os.fsdecode(b"/data/d\xe9ta")
+    writer = ev.EventWriter(paths.events(1), 1)
+    writer.emit(ev.START, f"Starting fold_01 on {odd}", config_hash="a" * 64, data_root=odd, data_digest="d")
+    Coordinator(paths).sync()
+    assert b"/data/d\xe9ta" in paths.audit_log(1).read_bytes()
+    assert b"/data/d\xe9ta" in paths.summary_csv.read_bytes()
+    assert odd in set(read_summary(paths.summary_csv).astype(str).to_numpy().ravel())

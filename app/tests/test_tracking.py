@@ -232,6 +232,12 @@ def test_mlflow_one_run_per_fold_through_a_kill_and_a_resume_and_again_on_every_
                                             r"remove .*moved/tracking/mlflow"):
         export_fold(moved, 1, "mlflow")
 
+    store = moved.root / "tracking" / "mlflow" / "mlflow.db"  # a damaged database: named, with the repair
+    store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])
+    with pytest.raises(TrackingError, match=r"mlflow.db: the MLflow store cannot be read \(database disk image is "
+                                            r"malformed\): it is damaged. Move it aside"):
+        export_fold(moved, 1, "mlflow")
+
 
 # --- TensorBoard ------------------------------------------------------------------------------------
 def _tensorboard_state(paths: RunPaths) -> dict[str, dict]:

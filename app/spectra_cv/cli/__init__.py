@@ -63,6 +63,15 @@ class LazyGroup(click.Group):
             from spectra_cv.io import storage_error
 
             raise click.ClickException(str(storage_error(exc, exc.filename or "a file", "use"))) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a defect of spectra-cv itself: one paragraph, the traceback on request
+            if ctx.find_root().params.get("verbose"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc}. This is a defect of spectra-cv, not of your input or "
+                "settings: rerun the same command with -v (spectra-cv -v …) for the traceback and report it; "
+                "whatever the command finished before is kept") from exc
 
 
 @click.group(

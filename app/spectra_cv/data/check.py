@@ -154,6 +154,19 @@ def _check_spectra(root: Path, manifest: pd.DataFrame, grid: np.ndarray, name: s
     }
 
 
+def _unlisted_spectra(root: Path, manifest: pd.DataFrame) -> list[str]:
+    """A warning when spectrum files lie under ``root`` that no manifest row lists: a manifest cut short
+    (or not updated) loses them without an error, while leaving spectra out on purpose is allowed."""
+    listed = set(manifest["relative_path"].astype(str))
+    unlisted = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.npy")
+                      if p.parent != root and p.relative_to(root).as_posix() not in listed)
+    if not unlisted:
+        return []
+    return [f"{root / MANIFEST_FILE}: {len(unlisted)} spectrum file(s) under the data root are in no row "
+            f"(first: {unlisted[0]}): if the manifest was cut short or not updated, add their rows; "
+            "if they were left out on purpose, nothing to do"]
+
+
 def _check_groups(manifest: pd.DataFrame, name: str, out: _Problems) -> tuple[TreatmentSummary, ...]:
     """Identity columns filled and consistent, ≥ 2 replicates per group; the per-treatment summary."""
     frame = manifest.reset_index(drop=True)
@@ -295,6 +308,7 @@ def check_dataset(
             out.extend(rows.manifest_problems(manifest, root, mname, check_files=False))
             check_grid = grid if grid is not None else np.linspace(GRID_START_NM, GRID_STOP_NM, sequence_length)
             found.update(_check_spectra(root, manifest, check_grid, mname, out))
+            found["warnings"] = [*found["warnings"], *_unlisted_spectra(root, manifest)]
         if all(c in manifest.columns for c in ("relative_path", "treatment", "sample", "angle")):
             found["treatments"] = _check_groups(manifest, mname, out)
             found["cv_treatments"], found["excluded_treatments"] = _cv_membership(found["treatments"], out)

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from spectra_cv.errors import ConfigError
-from spectra_cv.io import atomic_write
+from spectra_cv.io import atomic_write, zip_damage
 from spectra_cv.log import get_logger
 from spectra_cv.model.mamba_uv import MambaUV, ModelConfig
 from spectra_cv.model.zoo import count_parameters
@@ -168,10 +168,14 @@ def read_checkpoint(path: str | os.PathLike[str],
     if head == LFS_POINTER:
         raise ConfigError(f"checkpoint {p} is a Git LFS pointer, not the checkpoint: fetch it (`git lfs pull`) "
                           "or point --checkpoint at the real file")
+    damage = zip_damage(p)
+    if damage is not None:
+        raise ConfigError(f"checkpoint {p} is damaged ({damage}): its bytes changed since it was written. "
+                          "Restore it from a copy, or retrain it")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, zip and decoding errors of a file that is not one
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:160]
         raise ConfigError(f"checkpoint {p} cannot be read as a spectra-cv checkpoint ({type(exc).__name__}: "
                           f"{first}); it is corrupt, truncated or another kind of file") from exc
     if not isinstance(ckpt, dict):

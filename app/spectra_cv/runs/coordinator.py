@@ -59,7 +59,7 @@ def _matched(have: list[bytes], want: list[bytes], spare: int) -> int | None:
 
 def render_audit(events: list[ev.Event]) -> bytes:
     """The audit log the events describe."""
-    return b"".join(format_line(e.time, e.message).encode() for e in events if e.message is not None)
+    return b"".join(sio.encode_text(format_line(e.time, e.message)) for e in events if e.message is not None)
 
 
 def fold_alive(paths: RunPaths, fold: int) -> bool:
@@ -106,6 +106,14 @@ class Coordinator:
             log.warning("%s: cut a torn last line left by an interrupted append", path)
         whole = path.read_bytes().splitlines(keepends=True) if path.exists() else []
         done = _matched(whole, want, damaged)
+        if done is None and whole[:len(want)] == want:
+            raise CoordinatorError(
+                f"{self.paths.events(fold)}: holds {len(want)} audited record(s) but {path.name} has "
+                f"{len(whole) - len(want)} line(s) after them: the event file lost its end (cut short, or "
+                "restored from an older copy). The audit log is left as it is. Restore events.jsonl from a "
+                "backup; or run `spectra-cv coordinator --rebuild` (it keeps this audit log beside the new one) "
+                "and rerun the fold, which resumes from what its events still record"
+            )
         if done is None:
             raise CoordinatorError(
                 f"{path}: its lines are not the ones fold {fold}'s events describe (edited by hand, or "
@@ -195,8 +203,9 @@ class Coordinator:
     def _pass(self) -> None:
         try:
             self.sync()
-        except Exception:  # noqa: BLE001 - keep following; the error is in the log
-            log.exception("coordinator pass failed; the next pass retries")
+        except Exception as exc:  # noqa: BLE001 - keep following; the error is in the log
+            log.error("coordinator pass failed (%s: %s); the next pass retries", type(exc).__name__, exc)
+            log.debug("coordinator pass failed", exc_info=True)
 
 
 def write_lock(paths: RunPaths):  # noqa: ANN201 - a context manager

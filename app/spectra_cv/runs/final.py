@@ -1,6 +1,6 @@
 """The production model: the cross-validated config, trained on every sample, then the corpus denoised.
 
-The runbook §7: once the folds have validated the settings, train one model on all the data
+Once the folds have validated the settings, train one model on all the data
 (shipping the best fold's model would waste a fifth of it). There is no held-out split left to
 stop on, so the model trains for a fixed number of epochs — the median of the folds' best epochs
 — and its one validation pass (on the training data, logged as such) only writes the checkpoint.
@@ -8,7 +8,8 @@ The control treatment, left out of the folds, is included.
 
 Outputs: ``checkpoints/final/mamba_tiny_uv_final.pt``, ``denoised/final/…``, ``logs/final/``
 (train.log, auditing_manifest.log — this process is their only writer) and
-``artifacts/cross_validation/final_model.json``. A killed run resumes from ``last_state.pt``.
+``artifacts/cross_validation/final_model.json``. A killed run resumes from ``last_state.pt``; the
+corpus denoised before stays in place until the new one is whole.
 """
 
 from __future__ import annotations
@@ -125,9 +126,10 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
             audit(f"Final checkpoint ready: {final} (sha256 {sha[:12]})")
             out = paths.final_denoised
             audit(f"Starting inference for all -> {out}")
-            with log_to_file(log_dir / "inference_all.log"):
-                denoised = denoise_manifest(checkpoint=final, manifest=manifest, root_dir=data_root, output_root=out,
-                                            batch_size=infer_batch_size, device=device,
+            # built beside the corpus denoised before and swapped in whole: a kill leaves the old one in place
+            with log_to_file(log_dir / "inference_all.log"), sio.staged_directory(out, replace=True) as stage:
+                denoised = denoise_manifest(checkpoint=final, manifest=manifest, root_dir=data_root,
+                                            output_root=stage, batch_size=infer_batch_size, device=device,
                                             dose_features_csv=meta / contract.DOSE_FEATURES_FILE if film else None)
             audit(f"Completed inference for all ({len(denoised.relative_paths)} spectra)")
             record = paths.artifacts / "final_model.json"

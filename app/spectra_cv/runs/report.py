@@ -517,6 +517,7 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
     records, unreadable = read_fold_metrics(paths, tuple(int(f) for f in done["fold"]))
     if not records:
         raise DataContractError("no completed fold's metrics can be read: " + "; ".join(unreadable.values()))
+    summary = summary.astype({"status": object, "error": object})  # an all-empty column reads as float
     for fold, why in unreadable.items():  # shown among the folds not completed, with the reason
         row = summary["fold"].astype(int) == fold
         summary.loc[row, "status"], summary.loc[row, "error"] = "metrics unreadable", why

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from spectra_cv.errors import DataContractError
+from spectra_cv.io import TEXT_ERRORS, encode_text
 from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths
 from spectra_cv.runs import events as ev
@@ -55,7 +56,8 @@ def read_summary(path: str | Path) -> pd.DataFrame:
         raise DataContractError(f"{p}: no fold summary yet; run `spectra-cv cv` (or a fold and the coordinator)")
     fix = "it is written only by the coordinator: `spectra-cv coordinator --rebuild` rewrites it from the events"
     try:
-        frame = pd.read_csv(p, dtype={"fold": int}, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(p, dtype={"fold": int}, keep_default_na=False, na_values=[""],
+                            encoding_errors=TEXT_ERRORS)
     except Exception as exc:  # noqa: BLE001 - pandas' parser, decoding and conversion errors alike
         raise DataContractError(f"{p}: unreadable fold summary ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); {fix}") from exc
@@ -157,4 +159,4 @@ def summary_row(fold: int, events: list[ev.Event], alive: bool = True) -> dict[s
 
 def render_summary(rows: list[dict[str, Any]]) -> bytes:
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6g").encode()
+    return encode_text(frame.to_csv(index=False, lineterminator="\n", float_format="%.6g"))

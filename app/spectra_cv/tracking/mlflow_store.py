@@ -15,6 +15,7 @@ logged afresh: the store still holds one (active) run per fold run, with each st
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,12 @@ class _Api:
             from mlflow.entities import Metric, Param, RunTag, ViewType
             from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient
+            from sqlalchemy.exc import SQLAlchemyError
         except ImportError as exc:
             raise missing_library("mlflow", exc) from exc
         self.Client, self.Metric, self.Param, self.RunTag = MlflowClient, Metric, Param, RunTag
         self.ViewType, self.Error = ViewType, MlflowException
+        self.StoreError = (SQLAlchemyError, sqlite3.Error)
 
 
 def require() -> None:
@@ -81,10 +84,30 @@ def export(paths: RunPaths, runs: list[TrackedRun]) -> Path:
         experiment = _experiment(client, folder)
         for run in runs:
             _sync(api, client, experiment, run)
-    except api.Error as exc:
+    except (api.Error, *api.StoreError) as exc:
+        damage = _database_damage(exc)
+        if damage is not None:
+            raise TrackingError(f"{folder / DB_FILE}: the MLflow store cannot be read ({damage}): it is damaged. Move "
+                                f"it aside (mv {folder} {folder}.damaged) and export again: every run is rebuilt from "
+                                "the events, which the store only mirrors") from exc
         raise TrackingError(f"{folder / DB_FILE}: MLflow refused the export ({exc}); if the store is damaged, "
                             f"remove {folder} and export again (it is rebuilt from the events)") from exc
     return folder
+
+
+def _database_damage(exc: BaseException) -> str | None:
+    """SQLite's own words when ``exc`` (or what it wraps: MLflow wraps SQLAlchemy, which wraps sqlite3)
+    says the database file is damaged or is not one; None for any other refusal."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlite3.DatabaseError) and not isinstance(seen, sqlite3.OperationalError):
+            return str(seen).splitlines()[0][:160]
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "orig", None)
+    text = str(exc)
+    for words in ("database disk image is malformed", "file is not a database"):
+        if words in text:
+            return words
+    return None
 
 
 def _experiment(client: Any, folder: Path) -> str:

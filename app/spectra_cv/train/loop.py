@@ -222,11 +222,14 @@ def load_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]
     would run code when unpickled is refused, not executed); anything else is a named error."""
     fix = (f"it was not written by this trainer (corrupt, or tampered with). Delete {path} (for `train` and "
            "`final`: or rerun with --force) to train from the first epoch, or restore the file")
+    damage = sio.zip_damage(path)
+    if damage is not None:
+        raise SpectraCVError(f"{path}: refused to load the resumable state (damaged: {damage}); {fix}")
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors …
         raise SpectraCVError(f"{path}: refused to load the resumable state ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {fix}") from exc
+                             f"{(str(exc).splitlines()[0] if str(exc) else 'unreadable')[:160]}); {fix}") from exc
     if not isinstance(saved, dict) or any(k not in saved for k in STATE_KEYS):
         found = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
         raise SpectraCVError(f"{path}: not a resumable training state (keys {found}); {fix}")
