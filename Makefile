@@ -57,11 +57,11 @@ GPUS ?= 0
 # finished result and replaces it only when it completes.
 export FORCE ?=
 
-.PHONY: help setup test test-fast test-slow demo bench quality gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
+.PHONY: help setup test test-fast test-slow fault-drill demo bench quality gpu-check lint clean build base-image wheelhouse env volumes cv fold report final \
         ci-container slurm-cv k8s ci-cluster
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,8 +80,11 @@ test: $(STAMP) ## Run the tests (CPU, ~5 minutes on 2 cores; what CI runs first;
 test-fast: $(STAMP) ## The tests that run no fold, training or report (under a minute: the edit-test loop)
 	cd app && ../$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
-test-slow: $(STAMP) ## The slow end-to-end checks (the GPU check's CPU dry run), run by CI after the unit tests
+test-slow: $(STAMP) ## The slow end-to-end checks (the GPU check's CPU dry run, multi-process fold runs, a few fault-drill cases), run by CI after the unit tests
 	cd app && ../$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+fault-drill: $(STAMP) ## Every command against damaged files, a read-only or full disk and kills, on tiny data (~5 min; one line per case; some cases need root)
+	$(PY) scripts/fault_drill.py $(if $(DRILL_JSON),--json $(DRILL_JSON))
 
 demo: $(STAMP) ## Main job on synthetic data, CPU (~8 min): data, all five folds, report
 	rm -rf $(DEMO_DIR)

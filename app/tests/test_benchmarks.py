@@ -104,3 +104,24 @@ def test_fold_stages_times_every_stage_of_a_tiny_fold(tmp_path):
     assert case["report_s"] > 0 and case["test_psnr_mean"] > 30
     refused = CliRunner().invoke(fold_stages, ["--cases", "tiny,huge", "--work", str(tmp_path / "w2")])
     assert refused.exit_code != 0 and "unknown case(s) huge" in refused.output
+
+
+@pytest.mark.slow  # ~40 s: run after the unit tests (make test-slow, in .ci/run)
+def test_the_fault_drill_runs_and_judges_its_cases(tmp_path):
+    """scripts/fault_drill.py (`make fault-drill`) on a few of its cases: it builds its state, runs each
+    case, and its JSON says what each command did and what it printed."""
+    import json
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(repo / "scripts" / "fault_drill.py"), "-k", "*/garbage/report",
+                          "--json", str(tmp_path / "drill.json")], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(repo / "app")})
+    assert out.returncode == 0, out.stdout + out.stderr
+    cases = json.loads((tmp_path / "drill.json").read_text())
+    assert {c["case"] for c in cases} == {"events/garbage/report", "summary/garbage/report",
+                                          "metrics-json/garbage/report"}
+    assert all(c["outcome"] == "ok" for c in cases)
+    said = {c["case"]: c["said"] for c in cases}
+    assert "fold_summary.csv" in said["summary/garbage/report"] and said["summary/garbage/report"].startswith("Error")
