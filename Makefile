@@ -6,8 +6,8 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
-# torch==2.13.0: on these machines pip takes the CPU wheel lying on disk; on a Linux host with
-# PyPI it is the CUDA build. Set TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) to choose.
+# torch==2.13.0: whichever build pip's index offers (from PyPI on Linux, the CUDA build; a local
+# wheel where pip is configured with one). Set TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) to choose.
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
@@ -107,7 +107,7 @@ quality: $(STAMP) ## Model vs the best linear method on the five real folds (DAT
 	$(PY) app/benchmarks/quality_real.py "$(DATA)" --run-root "$(QUALITY_DIR)" --preset $(QUALITY_PRESET) \
 	  --parallel $(QUALITY_PARALLEL) --output bench/quality.json
 
-gpu-check: ## On an NVIDIA host with torch: scan parity on CUDA, recipe throughput (~5 min)
+gpu-check: ## On an NVIDIA host with torch: scan parity on CUDA, recipe throughput (≤ 8 min)
 	OUT=bench/gpu scripts/gpu_check.sh
 
 lint: $(STAMP) ## ruff and mypy on the package (config: app/pyproject.toml), byte-compile it and scripts/, check the compose files

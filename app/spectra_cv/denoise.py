@@ -42,7 +42,7 @@ log = get_logger("denoise")
 RECORD_FILE = "denoise_record.json"
 
 
-output_path = denoised_output  # ``<output_root>/<relative parent>/<stem>_denoised.npy`` (runbook §9)
+output_path = denoised_output  # ``<output_root>/<relative parent>/<stem>_denoised.npy`` (the original denoising script's layout)
 
 
 @dataclass(frozen=True, kw_only=True)

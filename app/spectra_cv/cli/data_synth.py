@@ -19,7 +19,7 @@ PRESET_NAMES = ("tiny", "demo", "full")
     "--preset",
     type=click.Choice(PRESET_NAMES),
     required=True,
-    help="tiny: 4 replicates per group (216 spectra, unit tests); demo: 20 (1,080, a CPU CV in "
+    help="tiny: 4 replicates per group (216 spectra, unit tests); demo: 60 (3,240, a CPU CV in "
     "minutes); full: 150 (8,100, the real dimensions).",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same bytes.")

@@ -1,4 +1,4 @@
-"""``spectra-cv denoise``: the runbook §9 command (``scripts/run_denoise_from_manifest.py``), verbatim."""
+"""``spectra-cv denoise``: the original denoising command (``scripts/run_denoise_from_manifest.py``), verbatim."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _names(flag: str) -> list[str]:
 @click.option(*_names("output-root"), "output_root", type=DIR, required=True,
               help="Outputs go to <output-root>/<relative parent>/<stem>_denoised.npy.")
 @click.option(*_names("sequence-length"), "sequence_length", type=int, default=None,
-              help="Checked against the model's (601 in the runbook).")
+              help="Checked against the model's (601 for the 300-600 nm grid).")
 @click.option(*_names("batch-size"), "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(*_names("dose-features-csv"), "dose_features_csv", type=FILE,
               default=None, help="Per-spectrum dose features (needed by FiLM checkpoints).")

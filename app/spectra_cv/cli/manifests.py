@@ -1,4 +1,4 @@
-"""``spectra-cv manifests --fold N``: write one fold's train/val/test manifests (runbook §3).
+"""``spectra-cv manifests --fold N``: write one fold's train/val/test manifests (docs/folds-and-metrics.md).
 
 Same flags as the original ``scripts/generate_fold_manifests.py`` (which now wraps this command):
 ``--fold``, ``--config``, ``--input-manifest``, ``--output-root``; prints the counts the runbook

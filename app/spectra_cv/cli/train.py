@@ -1,4 +1,4 @@
-"""``spectra-cv train``: the runbook §8 command, verbatim (``python3 -m src.train`` → ``spectra-cv train``).
+"""``spectra-cv train``: the original training command's flags, verbatim (``python3 -m src.train`` → ``spectra-cv train``).
 
 A preset (``--preset recipe`` by default) gives every setting; each flag that is given overrides
 its field. The config flags are generated from the config fields (``train.flags``: one per field,
@@ -67,7 +67,7 @@ def config_options(func: Any) -> Any:
 @_path_option("log_dir", help="Where metrics.csv (per-epoch learning curve) goes.")
 @_path_option("checkpoint_dir", required=True, help="Where <model>_best.pt and last_state.pt go.")
 @_path_option("speed_log_json", help="Per-epoch speed log, rewritten after every epoch.")
-@_path_option("audit_log", help="Audit log (mandatory, as in the runbook).")
+@_path_option("audit_log", help="Audit log (mandatory: every training run keeps an audit trail).")
 @click.option("--force", is_flag=True,
               help="Discard <checkpoint_dir>/last_state.pt and train from the first epoch. Without it a killed "
                    "run resumes, and a state left by other settings or other spectra is refused (exit 3).")

@@ -1,4 +1,4 @@
-"""``spectra-cv data check``: a data root and a metadata directory against the contract (SPEC §1).
+"""``spectra-cv data check``: a data root and a metadata directory against the contract (docs/data-format.md).
 
 ``check_dataset`` reads everything a fold would read and reports *every* problem it finds, each
 naming the file or row and the fix, instead of stopping at the first; ``format_report`` prints it.

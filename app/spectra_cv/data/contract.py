@@ -1,4 +1,4 @@
-"""The data contract: the user's on-disk layout, its names and invariants (SPEC §1).
+"""The data contract: the user's on-disk layout, its names and invariants (docs/data-format.md).
 
 One module says what a valid dataset is: its names, shapes and constants. ``data.check`` walks a
 data root and a metadata directory against them and reports *every* problem it finds; the readers

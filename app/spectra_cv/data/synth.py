@@ -1,4 +1,4 @@
-"""Synthetic Track H data in the user's exact layout, with clean ground truth beside it (SPEC §1).
+"""Synthetic Track H data in the user's exact layout, with clean ground truth beside it (docs/data-format.md).
 
 ``write_synthetic(OUT, config)`` writes::
 

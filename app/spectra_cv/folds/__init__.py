@@ -1,4 +1,4 @@
-"""Folds: the SPEC §2 sample rotation (or a folds.json), leakage proof and fold manifests."""
+"""Folds: the sample rotation (docs/folds-and-metrics.md) (or a folds.json), leakage proof and fold manifests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fold manifests (SPEC §2, runbook §3): who trains, validates and tests in fold k, and the CSVs.
+"""Fold manifests (docs/folds-and-metrics.md): who trains, validates and tests in fold k, and the CSVs.
 
 The default rule is the rotation: per treatment with exactly ``FOLD_SAMPLES_PER_TREATMENT`` (5)
 samples, sort the sample names into ``order`` and, for fold k (1..5) with indices mod 5, take
@@ -104,7 +104,7 @@ def _samples_by_treatment(manifest_df: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def rotation_assignment(manifest_df: pd.DataFrame, fold: int) -> FoldAssignment:
-    """SPEC §2 rotation for ``fold`` over the treatments of ``manifest_df`` (columns treatment, sample)."""
+    """The sample rotation (docs/folds-and-metrics.md) for ``fold`` over the treatments of ``manifest_df`` (columns treatment, sample)."""
     check_fold(fold)
     roles: dict[str, dict[str, tuple[str, ...]]] = {role: {} for role in ROLES}
     excluded: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""The training objective: its config (the runbook §8 loss flags) and the composed loss.
+"""The training objective: its config (the original trainer's loss flags) and the composed loss.
 
 ``Objective(config, grid, lambda_weights)`` precomputes weights, masks and kernels once as
 buffers (``.to(device)`` moves them); calling it on (B, L) prediction and target returns
@@ -26,7 +26,7 @@ from spectra_cv.objective.dips import DipTerm
 
 @dataclass(frozen=True, kw_only=True)
 class ObjectiveConfig(Config):
-    """Loss settings; defaults are the CV recipe (runbook §8) unless a field says otherwise."""
+    """Loss settings; defaults are the CV recipe unless a field says otherwise."""
 
     LABEL: ClassVar[str] = "objective config"
 
@@ -118,7 +118,7 @@ class ObjectiveConfig(Config):
 
 
 def original_config() -> ObjectiveConfig:
-    """The runbook §8 recipe with the original's semantics where they are selectable."""
+    """The CV recipe with the original's semantics where they are selectable."""
     return ObjectiveConfig(normalise_lambda_weights=False, curvature_mode="underfill")
 
 

@@ -90,7 +90,7 @@ class FoldSettings:
     metadata_dir: Path
     paths: RunPaths = field(default_factory=RunPaths)
     fold_config: Path | None = None
-    """A folds.json; None: the SPEC §2 rotation."""
+    """A folds.json; None: the built-in sample rotation."""
     device: str = "auto"
     infer_batch_size: int = 64
     amp: bool = True
@@ -364,7 +364,7 @@ class _Pipeline:
             listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(completed.items()))
             raise FoldRefused(
                 f"{self.tag}: this config (hash {self.config_hash[:12]}) differs from completed {listed}; "
-                "cross-validation needs one config for every fold (the runbook: keep hyperparameters fixed). "
+                "cross-validation needs one config for every fold (hyperparameters stay fixed across folds). "
                 "Rerun with the same settings, retrain every fold with these (`spectra-cv cv --force`, or "
                 "`make cv FORCE=1`), or pass --allow-mixed-config")
 

@@ -67,7 +67,8 @@ HEADLINE = (("psnr_mean", "PSNR dB", ".2f"), ("sam_deg_mean", "SAM °", ".3f"), 
 CONSISTENT = ("config_hash", "preset", "model", "parameters", "code_version", "image", "data_root")
 """Summary columns that must agree across completed folds for their figures to be comparable."""
 COMPARED = ("gaussian", "ridge", "ridge_wiener")
-LEAD_BASELINE = "ridge"
+FOLDS_IN_CV = 5
+"""How many folds a whole cross-validation has (the sample rotation's): fewer completed is a partial run."""
 """The baseline the report's first paragraph measures the model against."""
 PLOT_TITLES = {"fold_metrics.png": "Per-fold test PSNR and SAM, model beside the baselines",
                "error_curves.png": "Per-wavelength test RMSE of the model, ridge and Gaussian smoothing, "
@@ -244,16 +245,34 @@ def _margin(lookup: dict, folds: tuple[int, ...], baseline: str | dict[int, str]
     return diffs, f"{diffs.mean():+.2f} ± {diffs.std(ddof=1):.2f} dB" if diffs.size else ""
 
 
+def best_baseline(lookup: dict, methods: list[str]) -> str:
+    """The run's best baseline: the highest mean test PSNR across the completed folds (against the
+    leave-one-out means). The verdict and every figure compare the model with this one."""
+    scored = [(_test(lookup, "mean", m, "psnr_mean"), m) for m in methods if m != MODEL]
+    best = max([s for s in scored if math.isfinite(s[0])], default=(float("nan"), "ridge_wiener"))[1]
+    return str(best)
+
+
+def _partial(folds: tuple[int, ...]) -> str:
+    """The report's first words when the cross-validation is not whole."""
+    if len(folds) >= FOLDS_IN_CV:
+        return ""
+    missing = [f for f in range(1, FOLDS_IN_CV + 1) if f not in folds]
+    return (f"**Partial cross-validation: {len(folds)} of {FOLDS_IN_CV} folds completed** (missing: "
+            f"{', '.join(map(str, missing))}); every figure below covers the completed folds only. ")
+
+
 def _lead(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> str:
-    """The first paragraph's verdict: does the model beat ridge, by how much, in how many folds; then
-    the same against each fold's best baseline."""
-    name = NAMES[LEAD_BASELINE]
-    diffs, margin = _margin(lookup, folds, LEAD_BASELINE)
+    """The first paragraph's verdict: does the model beat the run's best baseline, by how much, in how
+    many folds; then the same against each fold's own best baseline."""
+    lead = best_baseline(lookup, methods)
+    name = f"{NAMES.get(lead, lead)}, the best baseline"
+    diffs, margin = _margin(lookup, folds, lead)
     if not diffs.size:
         return f"The model cannot be compared with {name}: no completed fold scored both on test."
     wins, n = int((diffs > 0).sum()), diffs.size
     if diffs.mean() > 0:
-        text = f"The model beats {name} in {wins} of {n} folds, by {margin} test PSNR on average"
+        text = f"The model beats {name}, in {wins} of {n} folds, by {margin} test PSNR on average"
     else:
         text = f"The model does not beat {name}: it is ahead in {wins} of {n} folds, by {margin} test PSNR on average"
     text += (" (per-fold mean test PSNR against the leave-one-out means, model minus baseline; mean ± sample "
@@ -306,7 +325,7 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
     for warning in warnings:
         log.warning("cv report: completed folds are not comparable: %s", warning)
     pending = ", ".join(str(int(f)) for f in others["fold"]) or "none"
-    out = ["# Cross-validation report", "", f"{_lead(lookup, folds, methods)} Run root `{paths.root}`. Folds "
+    out = ["# Cross-validation report", "", f"{_partial(folds)}{_lead(lookup, folds, methods)} Run root `{paths.root}`. Folds "
            f"completed: {len(folds)} ({', '.join(map(str, folds))}); not completed: {len(others)} ({pending}).", ""]
     if warnings:
         out += ["> **WARNING: the completed folds were not run alike, so their figures are not comparable.** "
@@ -456,19 +475,20 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
     dips = np.unique(np.concatenate([e.dip_wavelengths() for e in examples])) if examples else np.empty(0)
 
     roi = DipMetricConfig().roi
+    lead = best_baseline(lookup, methods)
     curves, why = error_curves(paths, records)
     if curves is None:
         left_out["error_curves.png"] = why
     else:
         _drawn(pngs, left_out, "error_curves.png",
-               lambda: plot.plot_error_curves(curves, NAMES, roi, dips, LEAD_BASELINE))
+               lambda: plot.plot_error_curves(curves, NAMES, roi, dips, lead))
         captions["error_curves.png"] = (
             f"Mean over {folds_text(list(curves.folds))} of each fold's per-wavelength RMSE on its test split against "
-            f"the leave-one-out means (below: the model's over {NAMES[LEAD_BASELINE]}'s, under 1 where the model "
+            f"the leave-one-out means (below: the model's over {NAMES[lead]}'s, the best baseline, under 1 where the model "
             f"errs less). Shaded: {roi[0]:g}–{roi[1]:g} nm, where the dip metrics and ROI PSNR look for dips and "
             "the objective's dip term does by default (dip_roi_min/max); red ticks: the dips found on the example "
             "references below." + (f" Not drawn from every fold: {why}." if why else ""))
-    spreads, why = psnr_percentiles(paths, records)
+    spreads, why = psnr_percentiles(paths, records, (MODEL, lead))
     if MODEL not in spreads:
         left_out["psnr_distributions.png"] = why
     else:

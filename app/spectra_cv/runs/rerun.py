@@ -18,7 +18,7 @@ run fold``, the runbook script):
   what is asked now: then that result stands (**skip**) and the retrain is left for later;
 * a swap of a retrain that began and did not end → finish it first.
 
-To retrain a fold whose config and data are unchanged, remove its folders (runbook §6).
+To retrain a fold whose config and data are unchanged, remove its folders.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from spectra_cv.runs.rerun import finished_run, is_staged
 #: Headline metrics of the model on the test split (against leave-one-out means).
 TEST_METRICS = ("psnr_mean", "psnr_std", "sam_deg_mean", "sam_deg_std", "rmse_mean", "roi_psnr_mean",
                 "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
-#: Baselines of SPEC §4, fitted on the fold's train split and scored on its test split.
+#: The baselines (docs/baselines.md), fitted on the fold's train split and scored on its test split.
 BASELINES = BASELINE_NAMES
 
 #: Control-sample figures: the model's PSNR and SAM, and the PSNR of ridge and of the best linear method.

@@ -30,7 +30,7 @@ def device_name_problem(name: str) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(Config):
-    """Optimisation, Noise2Noise, evaluation and numerics (runbook §8 flags in brackets)."""
+    """Optimisation, Noise2Noise, evaluation and numerics (the original trainer's flags in brackets)."""
 
     LABEL: ClassVar[str] = "train config"
 

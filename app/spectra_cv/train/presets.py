@@ -2,7 +2,7 @@
 
 Presets are Python functions returning a ``RunConfig``; CLI flags override their fields.
 
-* ``recipe()`` — the runbook §8 command: D384×8 d_state 16, FiLM 8→64, bs 600, 200 epochs,
+* ``recipe()`` — the cross-validation recipe: D384×8 d_state 16, FiLM 8→64, bs 600, 200 epochs,
   patience 21, the full objective, EMA 0.999, bf16 autocast on CUDA.
 * ``cpu_quick()`` — the same pipeline sized for 2 CPU cores (minutes per fold).
 
@@ -105,7 +105,7 @@ class RunConfig:
 
 
 def recipe() -> RunConfig:
-    """The runbook §8 settings (residual head by default; see the module docstring)."""
+    """The cross-validation recipe's settings (residual head by default; see the module docstring)."""
     features = contract.CV_FILM_FEATURES
     return RunConfig(
         model=cv_recipe_config(residual=True, out_activation="clamp", bidirectional=True, prior=PRIOR,

@@ -1,6 +1,6 @@
 """Fitting a model's linear prior on the train split (``ModelConfig.prior``).
 
-The prior is one of the baselines of SPEC §4 — PCA projection, ridge regression onto the
+The prior is one of the baselines (docs/baselines.md) — PCA projection, ridge regression onto the
 leave-one-out means, the Wiener filter, or the mean of ridge and Wiener — fitted exactly as the
 baseline is (same code, its parameter chosen on held-out samples of the train split), then handed
 to the model as an affine map ``x @ M + c``. The Mamba network learns only what the linear prior

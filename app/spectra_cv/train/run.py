@@ -51,7 +51,7 @@ log = get_logger("train")
 
 @dataclass(frozen=True, kw_only=True)
 class TrainInputs:
-    """Input files of a run (runbook §8 flags)."""
+    """Input files of a run (the original trainer's flags)."""
 
     train_dir: Path
     val_dir: Path
