@@ -42,7 +42,8 @@ log = get_logger("denoise")
 RECORD_FILE = "denoise_record.json"
 
 
-output_path = denoised_output  # ``<output_root>/<relative parent>/<stem>_denoised.npy`` (the original denoising script's layout)
+# ``<output_root>/<relative parent>/<stem>_denoised.npy``: the original denoising script's layout
+output_path = denoised_output
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,7 +24,8 @@ from spectra_cv.cli.run_options import RunOptions, run_options
 @click.option("--force", is_flag=True, envvar="SPECTRA_CV_FORCE", show_envvar=True,
               help="Retrain completed folds (each beside its finished result, swapped in when it completes).")
 @click.option("--skip-existing", is_flag=True,
-              help="Accepted for the original scripts' command line: a rerun skips folds that completed with this config and data anyway.")
+              help="Accepted for the original scripts' command line: a rerun skips folds that completed with "
+              "this config and data anyway.")
 @click.option("--fail-fast", is_flag=True, help="Stop every fold when one fails.")
 @click.option("--wait", is_flag=True,
               help="If another cv run holds this run root, wait for it to end instead of refusing (exit 3).")

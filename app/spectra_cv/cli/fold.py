@@ -49,8 +49,8 @@ def parse_folds(raw: str | None) -> tuple[int, ...]:
               help="Retrain a completed fold (beside its finished result, swapped in when the new run "
               "completes), or restart an unfinished one whose config or data changed.")
 @click.option("--skip-existing", is_flag=True,
-              help="Accepted for the original scripts' command line; skipping a fold that completed with this config and data is "
-              "what a rerun does anyway.")
+              help="Accepted for the original scripts' command line; skipping a fold that completed with this "
+              "config and data is what a rerun does anyway.")
 @click.option("--allow-mixed-config", is_flag=True,
               help="Run even if other folds completed (or are running) with another config (the CV estimate "
               "then mixes settings).")

@@ -93,7 +93,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--preset", type=click.Choice(["recipe", "cpu_quick"]), default="recipe", show_default=True,
                      envvar="SPECTRA_CV_PRESET", show_envvar=True,
-                     help="Starting settings (recipe: the cross-validation recipe, for a GPU; cpu_quick: 2 CPU cores)."),
+                     help="Starting settings (recipe: the cross-validation recipe, for a GPU; cpu_quick: 2 CPU "
+                          "cores)."),
         click.option("--batch-size", type=int, default=None, envvar="SPECTRA_CV_BATCH_SIZE", show_envvar=True,
                      help="Training batch size."),
         click.option("--epochs", type=int, default=None, envvar="SPECTRA_CV_EPOCHS", show_envvar=True,

@@ -1,4 +1,5 @@
-"""``spectra-cv train``: the original training command's flags, verbatim (``python3 -m src.train`` → ``spectra-cv train``).
+"""``spectra-cv train``: the original training command's flags, verbatim (``python3 -m src.train`` →
+``spectra-cv train``).
 
 A preset (``--preset recipe`` by default) gives every setting; each flag that is given overrides
 its field. The config flags are generated from the config fields (``train.flags``: one per field,

@@ -104,7 +104,8 @@ def _samples_by_treatment(manifest_df: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def rotation_assignment(manifest_df: pd.DataFrame, fold: int) -> FoldAssignment:
-    """The sample rotation (docs/folds-and-metrics.md) for ``fold`` over the treatments of ``manifest_df`` (columns treatment, sample)."""
+    """The sample rotation (docs/folds-and-metrics.md) for ``fold`` over the treatments of ``manifest_df``
+    (columns treatment, sample)."""
     check_fold(fold)
     roles: dict[str, dict[str, tuple[str, ...]]] = {role: {} for role in ROLES}
     excluded: dict[str, str] = {}

@@ -325,8 +325,9 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
     for warning in warnings:
         log.warning("cv report: completed folds are not comparable: %s", warning)
     pending = ", ".join(str(int(f)) for f in others["fold"]) or "none"
-    out = ["# Cross-validation report", "", f"{_partial(folds)}{_lead(lookup, folds, methods)} Run root `{paths.root}`. Folds "
-           f"completed: {len(folds)} ({', '.join(map(str, folds))}); not completed: {len(others)} ({pending}).", ""]
+    lead = f"{_partial(folds)}{_lead(lookup, folds, methods)}"
+    out = ["# Cross-validation report", "", f"{lead} Run root `{paths.root}`. Folds completed: {len(folds)} "
+           f"({', '.join(map(str, folds))}); not completed: {len(others)} ({pending}).", ""]
     if warnings:
         out += ["> **WARNING: the completed folds were not run alike, so their figures are not comparable.** "
                 "Rerun the odd folds with the same config, code and data before trusting the aggregates.", ">"]
@@ -484,9 +485,9 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
                lambda: plot.plot_error_curves(curves, NAMES, roi, dips, lead))
         captions["error_curves.png"] = (
             f"Mean over {folds_text(list(curves.folds))} of each fold's per-wavelength RMSE on its test split against "
-            f"the leave-one-out means (below: the model's over {NAMES[lead]}'s, the best baseline, under 1 where the model "
-            f"errs less). Shaded: {roi[0]:g}–{roi[1]:g} nm, where the dip metrics and ROI PSNR look for dips and "
-            "the objective's dip term does by default (dip_roi_min/max); red ticks: the dips found on the example "
+            f"the leave-one-out means (below: the model's over {NAMES[lead]}'s, the best baseline, under 1 where "
+            f"the model errs less). Shaded: {roi[0]:g}–{roi[1]:g} nm, where the dip metrics and ROI PSNR look for dips "
+            "and the objective's dip term does by default (dip_roi_min/max); red ticks: the dips found on the example "
             "references below." + (f" Not drawn from every fold: {why}." if why else ""))
     spreads, why = psnr_percentiles(paths, records, (MODEL, lead))
     if MODEL not in spreads:
