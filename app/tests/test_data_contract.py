@@ -480,3 +480,36 @@ def test_spectra_that_no_manifest_row_lists_are_a_warning(dataset):
     assert report.warnings == [f"{manifest}: 1 spectrum file(s) under the data root are in no row (first: {dropped}): "
                                "if the manifest was cut short or not updated, add their rows; if they were left out "
                                "on purpose, nothing to do"]
+
+
+def test_the_conversion_script_in_the_data_format_document_runs_as_written(tmp_path):
+    """docs/data-format.md's script, taken from the document, converts a folder of two-column CSV spectra;
+    `data stats --in-place` derives the rest and `data check` passes: a newcomer's path, kept working."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "data-format.md").read_text()
+    script = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    rng = np.random.default_rng(0)
+    wl = np.arange(295.0, 605.5, 1.0)
+    index, doses = [], []
+    samples = {t: [f"{chr(65 + 5 * (t - 1) + i)}" for i in range(5 if t < 6 else 2)] for t in range(1, 7)}
+    for t, names in samples.items():
+        dosed = t != 6  # treatment 6: the zero-dose control
+        doses.append({"treatment": t, "P_UVA_mW_cm2": (1.0 + t) * dosed, "P_UVB_mW_cm2": 0.1 * t * dosed,
+                      "UVA_hours_h": 10.0 * t * dosed, "UVB_hours_h": 5.0 * dosed})
+        for s in names:
+            for hour in (6, 12):
+                shape = 0.3 + 0.2 * np.sin(wl / (40.0 + t)) + 0.01 * (hour / 6)
+                for r in range(3):
+                    src = tmp_path / "raw" / f"t{t}_{s}_{hour}_{r}.csv"
+                    src.parent.mkdir(exist_ok=True)
+                    pd.DataFrame({"wavelength_nm": wl, "reflectance": shape + rng.normal(0, 0.003, wl.size)}).to_csv(
+                        src, index=False)
+                    index.append({"file": str(src), "treatment": t, "sample": s, "clock_hour": hour})
+    pd.DataFrame(index).to_csv(tmp_path / "my_index.csv", index=False)
+    pd.DataFrame(doses).to_csv(tmp_path / "my_doses.csv", index=False)
+    exec(compile(script, "docs/data-format.md", "exec"), {})  # the tests run in tmp_path (conftest)
+    root, meta = tmp_path / "my_dataset" / "spectra_for_fold", tmp_path / "my_dataset" / "metadata"
+    stats = CliRunner().invoke(main, ["data", "stats", "--data-root", str(root), "--metadata-dir", str(meta),
+                                      "--in-place"])
+    assert stats.exit_code == 0, stats.output
+    out = run_cli(root, meta)
+    assert out.exit_code == 0 and "OK: no problems found" in out.output, out.output

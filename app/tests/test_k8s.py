@@ -335,3 +335,15 @@ def test_unsupported_kustomization_is_refused_by_name(tmp_path: Path) -> None:
         "resources: [job.yaml]\npatches:\n- target: {kind: Job, name: j}\n  patch: '{spec: {}}'\n")
     with pytest.raises(ConfigError, match="not strategic merge"):
         k8s.load_kustomization(tmp_path)
+
+
+def test_render_works_anywhere_from_the_manifests_shipped_in_the_package(tmp_path):
+    """No --source, run from a folder without k8s/ (as from an installed wheel): the package's own
+    manifests are rendered; the repository's k8s/ is the same folder."""
+    from spectra_cv.cluster import k8s as k8s_mod
+
+    assert Path.cwd() == tmp_path and not (tmp_path / "k8s").exists()
+    result = CliRunner().invoke(main, ["k8s", "render", "--overlay", "cpu", "--image", "reg.example/spectra-cv:cpu"])
+    assert result.exit_code == 0, result.output
+    assert "kind: Job" in result.output and "reg.example/spectra-cv:cpu" in result.output
+    assert SOURCE.resolve() == k8s_mod.SOURCE and k8s_mod.SOURCE.is_relative_to(Path(k8s_mod.__file__).parent)

@@ -42,13 +42,14 @@ def k8s() -> None:
               "spectra-cv-run].")
 @click.option("--namespace", default=None, help="Namespace of every object [default: kubectl's].")
 @click.option("--name-prefix", default="", help="Prepended to the Jobs' and rendered claims' names, e.g. run2-.")
-@click.option("--source", type=DIR, default=Path("k8s"), show_default=True,
-              help="The manifests folder (base/ and overlays/), relative to the current directory.")
+@click.option("--source", type=DIR, default=None,
+              help="A manifests folder (base/ and overlays/) of your own [default: the manifests shipped with "
+                   "spectra-cv, the repository's k8s/].")
 @click.option("--output", "-o", type=FILE, default=None, help="Write the YAML here [default: stdout].")
 def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: int | None, preset: str | None,
            sets: tuple[str, ...], epochs: int | None, batch_size: int | None, device: str | None, force: bool,
            data_claim: str | None, run_root_claim: str | None, namespace: str | None, name_prefix: str,
-           source: Path, output: Path | None) -> None:
+           source: Path | None, output: Path | None) -> None:
     """Render the Jobs and claims as YAML for kubectl apply.
 
     The output's header gives the two-step kubectl commands (the folds, then the report).
@@ -63,7 +64,7 @@ def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: in
         run_root_claim=run_root_claim, namespace=namespace, name_prefix=name_prefix)
     values = parse_sets(sets)  # a bad --set fails here, not in five pods
     build_run_config(preset or "recipe", {**values, "epochs": epochs, "batch_size": batch_size})
-    rendered = k8s_mod.render(source, settings)
+    rendered = k8s_mod.render(source or k8s_mod.SOURCE, settings)
     text = k8s_mod.to_yaml(rendered, settings, output.name if output is not None else "THIS_FILE")
     if output is None:
         click.echo(text, nl=False)

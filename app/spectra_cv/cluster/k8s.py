@@ -27,6 +27,9 @@ from spectra_cv.log import get_logger
 
 log = get_logger("k8s")
 
+SOURCE = Path(__file__).resolve().parent / "kubernetes"
+"""The kustomize manifests shipped with the package (the repository's ``k8s/`` links here), so that
+``k8s render`` works from an installed wheel as from a checkout."""
 OVERLAYS = {"base": Path("base"), "cpu": Path("overlays/cpu")}
 """``--overlay`` name → kustomization directory under the ``k8s/`` source folder."""
 FOLDS_JOB = "spectra-cv-folds"
