@@ -72,7 +72,7 @@ def test_the_cli_surface_is_pinned():
 def test_the_runbook_train_command_parses_to_its_settings():
     ctx = train.make_context("train", shlex.split(RUNBOOK_TRAIN))
     values = {k: v for k, v in ctx.params.items() if k in flags()}
-    cfg = build_run_config(ctx.params["preset_name"], values, model_name=ctx.params["model_name"],
+    cfg = build_run_config(ctx.params["preset_name"] or "recipe", values, model_name=ctx.params["model_name"],
                            film_features=ctx.params["film_features"], lambda_scale=ctx.params["lambda_scale"])
     assert (cfg.model.d_model, cfg.model.n_layers, cfg.model.d_state, cfg.model.film_hidden_dim) == (384, 8, 16, 64)
     assert cfg.model.film and cfg.model.cond_dim == 8 and len(cfg.film_features) == 8

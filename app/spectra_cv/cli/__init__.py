@@ -85,6 +85,7 @@ class LazyGroup(click.Group):
         "evaluate": "spectra_cv.cli.evaluate:evaluate",
         "fold": "spectra_cv.cli.fold:fold",
         "coordinator": "spectra_cv.cli.coordinator:coordinator",
+        "config": "spectra_cv.cli.config:config",
         "cv": "spectra_cv.cli.cv:cv",
         "report": "spectra_cv.cli.report:report",
         "final": "spectra_cv.cli.final:final",

@@ -27,7 +27,8 @@ from spectra_cv.train.config import device_name_problem
 class RunOptions:
     """The parsed shared options (``forward()`` gives them back as arguments for a child ``fold``)."""
 
-    preset: str
+    preset: str | None
+    """``--preset`` as given (None: the config file's, else recipe)."""
     batch_size: int | None
     epochs: int | None
     patience: int | None
@@ -44,27 +45,49 @@ class RunOptions:
     infer_batch_size: int
     clean_manifest: Path | None
     tracking: str | None = None
+    config_file: Path | None = None
 
     def config(self) -> Any:
-        """The RunConfig these options describe (ConfigError on a bad ``--set``)."""
-        from spectra_cv.train.flags import build_run_config, parse_sets  # torch: not for `--help`
+        """The RunConfig these options describe: the preset, then the config file's settings, then
+        ``--set``, then the run options given (ConfigError on a bad file or ``--set``)."""
+        from spectra_cv.train.flags import build_run_config  # torch: not for `--help`
 
-        values: dict[str, Any] = parse_sets(self.sets)
-        for flag, value in (("batch_size", self.batch_size), ("epochs", self.epochs),
-                            ("early_stop_patience", self.patience), ("lr", self.lr), ("lr_min", self.lr_min),
-                            ("seed", self.seed), ("time_budget_s", self.time_budget_s)):
+        preset, values, features = self.resolved()
+        return build_run_config(preset, {k: v for k, (v, _) in values.items()}, film_features=features)
+
+    def resolved(self) -> tuple[str, dict[str, tuple[Any, str]], tuple[str, ...]]:
+        """(preset, flag name → (value, where it came from), film features) before building the config."""
+        from spectra_cv.config_files import read_config_file
+        from spectra_cv.train.flags import parse_sets
+
+        file = read_config_file(self.config_file) if self.config_file is not None else None
+        preset = self.preset or (file.preset if file is not None else None) or DEFAULT_PRESET
+        values: dict[str, tuple[Any, str]] = {}
+        if file is not None:
+            values.update({k: (v, str(file.path)) for k, v in file.settings.items()})
+        values.update({k: (v, "--set") for k, v in parse_sets(self.sets).items()})
+        for flag, option, value in (("batch_size", "--batch-size", self.batch_size),
+                                    ("epochs", "--epochs", self.epochs),
+                                    ("early_stop_patience", "--patience", self.patience), ("lr", "--lr", self.lr),
+                                    ("lr_min", "--lr-min", self.lr_min), ("seed", "--seed", self.seed),
+                                    ("time_budget_s", "--time-budget-s", self.time_budget_s)):
             if value is not None:
-                values[flag] = value
-        return build_run_config(self.preset, values)
+                values[flag] = (value, option)
+        features = file.film_features if file is not None and file.film_features is not None else ()
+        return preset, values, tuple(features)
 
     def paths(self) -> run_paths.RunPaths:
         return run_paths.RunPaths(root=self.run_root)
 
     def forward(self) -> list[str]:
         """Arguments that make a child ``spectra-cv fold`` use the same data and config."""
-        args = ["--preset", self.preset, "--data-root", str(self.data_root), "--metadata-dir", str(self.metadata_dir),
+        args = ["--data-root", str(self.data_root), "--metadata-dir", str(self.metadata_dir),
                 "--run-root", str(self.run_root), "--device", self.device,
                 "--infer-batch-size", str(self.infer_batch_size)]
+        if self.preset is not None:
+            args += ["--preset", self.preset]
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file.absolute())]
         for flag, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs),
                             ("--patience", self.patience), ("--lr", self.lr), ("--lr-min", self.lr_min),
                             ("--seed", self.seed), ("--time-budget-s", self.time_budget_s),
@@ -88,13 +111,43 @@ def _check_run_root(root: Path) -> None:
                                  f"Fix the path, or create the folder first (mkdir -p {root})", param_hint="--run-root")
 
 
+DEFAULT_PRESET = "recipe"
+
+
+def _apply_run_table(given: dict[str, Any]) -> None:
+    """Fill the options left at their defaults from the config file's ``[run]`` table (the command line
+    and the options' environment variables win; a bad file is a usage error naming it)."""
+    if given["config_file"] is None:
+        return
+    from spectra_cv.config_files import read_config_file
+    from spectra_cv.errors import ConfigError
+
+    try:
+        table = read_config_file(given["config_file"]).run
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from exc
+    source = click.get_current_context().get_parameter_source
+    env = {"data_root": run_paths.ENV_DATA_ROOT, "metadata_dir": run_paths.ENV_METADATA_DIR,
+           "run_root": run_paths.ENV_RUN_ROOT}
+    for key, value in table.items():
+        if key in env:
+            if given[key] is None and not os.environ.get(env[key]):
+                given[key] = value
+        elif source(key) in (click.core.ParameterSource.DEFAULT, None):
+            given[key] = value
+
+
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the shared options; the command receives one ``opts: RunOptions`` argument."""
     options = [
-        click.option("--preset", type=click.Choice(["recipe", "cpu_quick"]), default="recipe", show_default=True,
+        click.option("--preset", type=click.Choice(["recipe", "cpu_quick"]), default=None,
                      envvar="SPECTRA_CV_PRESET", show_envvar=True,
                      help="Starting settings (recipe: the cross-validation recipe, for a GPU; cpu_quick: 2 CPU "
-                          "cores)."),
+                          "cores) [default: the config file's, else recipe]."),
+        click.option("--config", "config_file", type=FILE, default=None, envvar="SPECTRA_CV_CONFIG", show_envvar=True,
+                     help="A run config file (TOML: preset, [model], [objective], [train], [run]); the options "
+                          "and --set given here override it. `spectra-cv config show --preset cpu_quick` prints "
+                          "one to start from."),
         click.option("--batch-size", type=int, default=None, envvar="SPECTRA_CV_BATCH_SIZE", show_envvar=True,
                      help="Training batch size."),
         click.option("--epochs", type=int, default=None, envvar="SPECTRA_CV_EPOCHS", show_envvar=True,
@@ -131,10 +184,11 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     names = ("preset", "batch_size", "epochs", "patience", "lr", "lr_min", "seed", "time_budget_s", "sets",
              "data_root", "metadata_dir", "run_root", "fold_config", "device", "infer_batch_size", "clean_manifest",
-             "tracking")
+             "tracking", "config_file")
 
     def wrapper(**kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in names}
+        _apply_run_table(given)
         problem = device_name_problem(given["device"])
         if problem is not None:
             raise click.BadParameter(problem.removeprefix("--device "), param_hint="--device")

@@ -43,8 +43,11 @@ def config_options(func: Any) -> Any:
 
 
 @click.command(cls=GreedyCommand, greedy=("film_features",), context_settings=CONTEXT_SETTINGS)
-@click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)), default="recipe",
-              show_default=True, help="Starting settings; the flags below override them.")
+@click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)), default=None,
+              help="Starting settings; the flags below override them [default: the config file's, else recipe].")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A run config file (TOML: preset, [model], [objective], [train]); the flags given here "
+                   "override it. `spectra-cv config show --preset cpu_quick` prints one to start from.")
 @click.option("--model", "model_name", default=None, help="Zoo model (mamba_tiny_uv, mamba_small_uv).")
 @_path_option("train_dir", required=True, help="Data root of the training spectra.")
 @_path_option("val_dir", required=True, help="Data root of the validation spectra.")
@@ -73,7 +76,8 @@ def config_options(func: Any) -> Any:
               help="Discard <checkpoint_dir>/last_state.pt and train from the first epoch. Without it a killed "
                    "run resumes, and a state left by other settings or other spectra is refused (exit 3).")
 @config_options
-def train(preset_name: str, model_name: str | None, train_dir: Path, val_dir: Path, train_manifest: Path | None,
+def train(preset_name: str | None, config_file: Path | None, model_name: str | None, train_dir: Path, val_dir: Path,
+          train_manifest: Path | None,
           val_manifest: Path | None, dose_features_csv: Path | None, dose_sampling_weights_csv: Path | None,
           dose_stats_json: Path | None, lambda_weights: Path | None, lambda_scale: str | None,
           film_features: tuple[str, ...], val_noise2noise: bool, grad_accum: int,
@@ -89,7 +93,14 @@ def train(preset_name: str, model_name: str | None, train_dir: Path, val_dir: Pa
                           "e.g. --audit_log logs/Track_H_fold_03/auditing_manifest.log")
     if grad_accum != 1:
         raise ConfigError("--grad_accum other than 1 is not supported; lower --bs instead")
-    cfg = build_run_config(preset_name, values, model_name=model_name, film_features=film_features,
+    if config_file is not None:  # the file's settings, then the flags given (None: not given)
+        from spectra_cv.config_files import read_config_file
+
+        file = read_config_file(config_file)
+        values = {**file.settings, **{k: v for k, v in values.items() if v is not None}}
+        preset_name = preset_name or file.preset
+        film_features = film_features or file.film_features or ()
+    cfg = build_run_config(preset_name or "recipe", values, model_name=model_name, film_features=film_features,
                            lambda_scale=lambda_scale)
     audit = AuditLog(audit_log)
     audit(f"Audit log path: {audit_log}")
