@@ -177,5 +177,26 @@ def preset_text(name: str) -> str:
         "to this file), device, infer_batch_size, tracking."))
 
 
+DEFAULT_PRESET = "recipe"
+
+
+def resolve_settings(preset: str | None, config_file: str | Path | None, sets: Mapping[str, Any] | None = None,
+                     options: Mapping[str, tuple[Any, str]] | None = None,
+                     ) -> tuple[str, dict[str, tuple[Any, str]], tuple[str, ...]]:
+    """The one precedence rule, for the CLI and the Python API: the preset (given, else the file's, else
+    ``DEFAULT_PRESET``), then the file's settings, then ``sets`` (``--set``: flag name → value), then
+    ``options`` (flag name → (value, the option that gave it); None values are not given). Returns
+    (preset, flag name → (value, where it came from), film features); ``build_run_config`` takes them."""
+    file = read_config_file(config_file) if config_file is not None else None
+    name = preset or (file.preset if file is not None else None) or DEFAULT_PRESET
+    values: dict[str, tuple[Any, str]] = {}
+    if file is not None:
+        values.update({k: (v, str(file.path)) for k, v in file.settings.items()})
+    values.update({k: (v, "--set") for k, v in (sets or {}).items()})
+    values.update({k: (v, where) for k, (v, where) in (options or {}).items() if v is not None})
+    features = file.film_features if file is not None and file.film_features is not None else ()
+    return name, values, tuple(features)
+
+
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """The shipped preset files (package data)."""

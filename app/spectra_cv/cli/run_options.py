@@ -57,24 +57,14 @@ class RunOptions:
 
     def resolved(self) -> tuple[str, dict[str, tuple[Any, str]], tuple[str, ...]]:
         """(preset, flag name → (value, where it came from), film features) before building the config."""
-        from spectra_cv.config_files import read_config_file
+        from spectra_cv.config_files import resolve_settings
         from spectra_cv.train.flags import parse_sets
 
-        file = read_config_file(self.config_file) if self.config_file is not None else None
-        preset = self.preset or (file.preset if file is not None else None) or DEFAULT_PRESET
-        values: dict[str, tuple[Any, str]] = {}
-        if file is not None:
-            values.update({k: (v, str(file.path)) for k, v in file.settings.items()})
-        values.update({k: (v, "--set") for k, v in parse_sets(self.sets).items()})
-        for flag, option, value in (("batch_size", "--batch-size", self.batch_size),
-                                    ("epochs", "--epochs", self.epochs),
-                                    ("early_stop_patience", "--patience", self.patience), ("lr", "--lr", self.lr),
-                                    ("lr_min", "--lr-min", self.lr_min), ("seed", "--seed", self.seed),
-                                    ("time_budget_s", "--time-budget-s", self.time_budget_s)):
-            if value is not None:
-                values[flag] = (value, option)
-        features = file.film_features if file is not None and file.film_features is not None else ()
-        return preset, values, tuple(features)
+        options = {"batch_size": (self.batch_size, "--batch-size"), "epochs": (self.epochs, "--epochs"),
+                   "early_stop_patience": (self.patience, "--patience"), "lr": (self.lr, "--lr"),
+                   "lr_min": (self.lr_min, "--lr-min"), "seed": (self.seed, "--seed"),
+                   "time_budget_s": (self.time_budget_s, "--time-budget-s")}
+        return resolve_settings(self.preset, self.config_file, parse_sets(self.sets), options)
 
     def paths(self) -> run_paths.RunPaths:
         return run_paths.RunPaths(root=self.run_root)
@@ -109,9 +99,6 @@ def _check_run_root(root: Path) -> None:
     if not root.exists() and not parent.is_dir():
         raise click.BadParameter(f"{root}: neither it nor its parent {parent} exists (a typo?); nothing was created. "
                                  f"Fix the path, or create the folder first (mkdir -p {root})", param_hint="--run-root")
-
-
-DEFAULT_PRESET = "recipe"
 
 
 def _apply_run_table(given: dict[str, Any]) -> None:

@@ -93,15 +93,12 @@ def train(preset_name: str | None, config_file: Path | None, model_name: str | N
                           "e.g. --audit_log logs/Track_H_fold_03/auditing_manifest.log")
     if grad_accum != 1:
         raise ConfigError("--grad_accum other than 1 is not supported; lower --bs instead")
-    if config_file is not None:  # the file's settings, then the flags given (None: not given)
-        from spectra_cv.config_files import read_config_file
+    from spectra_cv.config_files import resolve_settings
 
-        file = read_config_file(config_file)
-        values = {**file.settings, **{k: v for k, v in values.items() if v is not None}}
-        preset_name = preset_name or file.preset
-        film_features = film_features or file.film_features or ()
-    cfg = build_run_config(preset_name or "recipe", values, model_name=model_name, film_features=film_features,
-                           lambda_scale=lambda_scale)
+    preset, resolved, file_features = resolve_settings(  # the preset, the file's settings, the flags given
+        preset_name, config_file, options={k: (v, f"--{k}") for k, v in values.items()})
+    cfg = build_run_config(preset, {k: v for k, (v, _) in resolved.items()}, model_name=model_name,
+                           film_features=film_features or file_features, lambda_scale=lambda_scale)
     audit = AuditLog(audit_log)
     audit(f"Audit log path: {audit_log}")
     result = run_training(
