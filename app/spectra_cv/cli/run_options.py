@@ -71,11 +71,10 @@ class RunOptions:
 
     def forward(self) -> list[str]:
         """Arguments that make a child ``spectra-cv fold`` use the same data and config."""
-        args = ["--data-root", str(self.data_root), "--metadata-dir", str(self.metadata_dir),
-                "--run-root", str(self.run_root), "--device", self.device,
-                "--infer-batch-size", str(self.infer_batch_size)]
-        if self.preset is not None:
-            args += ["--preset", self.preset]
+        args = ["--preset", self.preset] if self.preset is not None else []
+        args += ["--data-root", str(self.data_root), "--metadata-dir", str(self.metadata_dir),
+                 "--run-root", str(self.run_root), "--device", self.device,
+                 "--infer-batch-size", str(self.infer_batch_size)]
         if self.config_file is not None:
             args += ["--config", str(self.config_file.absolute())]
         for flag, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs),
