@@ -28,6 +28,7 @@ from spectra_cv.metrics import (
     loo_means,
     psnr,
     rmse_per_wavelength,
+    sam_deg,
     score,
 )
 from spectra_cv.metrics.dips import dip_reference
@@ -95,7 +96,8 @@ def score_table(
     baselines: dict[str, FittedBaseline] | None = None,
 ) -> dict[str, dict]:
     """``{method: {"params": …, "loo": metrics, "clean": metrics | absent, "rmse_per_wavelength":
-    {reference: (L,) list}, "psnr_percentiles": {reference: (101,) list}}}`` for the model and baselines.
+    {reference: (L,) list}, "psnr_percentiles": {reference: (101,) list}, "per_group": {"psnr": {group:
+    mean}, "sam_deg": {group: mean}}}}`` for the model and baselines (per group: against the LOO means).
 
     ``baselines`` already fitted on ``train`` (``train_baselines``) are reused; otherwise they are fitted here.
     """
@@ -118,8 +120,17 @@ def score_table(
         profiles = {label: profiles_of(out, target) for label, target in references.items()}
         for key in ("rmse_per_wavelength", "psnr_percentiles"):
             row[key] = {label: profile[key] for label, profile in profiles.items()}
+        row["per_group"] = {"psnr": group_means(psnr(out, ref), split.groups),
+                            "sam_deg": group_means(sam_deg(out, ref), split.groups)}
         table[name] = row
     return table
+
+
+def group_means(values: np.ndarray, groups: Sequence[str]) -> dict[str, float]:
+    """The mean of per-spectrum ``values`` in each group (group id → mean, 6 decimals): what the report's
+    paired comparison over groups reads."""
+    means = pd.Series(np.asarray(values, dtype=np.float64)).groupby(np.asarray(groups, dtype=str)).mean()
+    return {str(group): round(float(value), 6) for group, value in means.items()}
 
 
 def profiles_of(pred: np.ndarray, ref: np.ndarray) -> dict[str, list[float]]:

@@ -152,13 +152,16 @@ def test_metrics_csv_is_tidy_with_mean_and_std_rows(run):
     assert std == pytest.approx(np.std(_test_psnr(paths, "model"), ddof=1), rel=1e-12)
 
 
-def test_plots_are_real_pngs(run):
+def test_plots_are_real_pngs_and_svgs(run):
     paths, result = run
-    assert {p.name for p in result.plots} == set(PLOTS)
+    assert {p.name for p in result.plots} == set(PLOTS) | {p.replace(".png", ".svg") for p in PLOTS}
     for plot in result.plots:
         assert plot.parent == paths.plots_dir
         data = plot.read_bytes()
-        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+        if plot.suffix == ".png":
+            assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+        else:
+            assert b"<svg" in data[:2000] and len(data) > 10_000
 
 
 def _stand_in(paths: RunPaths, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -239,7 +242,7 @@ def test_scoring_keeps_the_hand_computed_per_wavelength_rmse_and_psnr_percentile
                                    rtol=1e-3)  # kept to 4 significant digits
         np.testing.assert_allclose(model["psnr_percentiles"]["loo"], np.percentile(psnr(pred, ref), range(101)),
                                    atol=1e-3)
-        assert set(model) == {"params", "loo", "clean", *PROFILES}  # the clean reference gets its profiles too
+        assert set(model) == {"params", "loo", "clean", "per_group", *PROFILES}  # the clean reference gets its profiles too
         assert len(model["rmse_per_wavelength"]["clean"]) == len(record["wavelength_nm"]) == 601
 
 
@@ -319,12 +322,14 @@ def test_old_format_metrics_json_still_builds_a_report_without_the_new_plots(run
                     del row[key]
         atomic_write_json(old.metrics_json(fold), record, durable=False)
     result = build_report(old, examples_per_fold=1)
-    assert {p.name for p in result.plots} == {"fold_metrics.png", "spectra_examples.png", "learning_curves.png"}
+    assert {p.name for p in result.plots} == {f"{n}.{fmt}" for n in ("fold_metrics", "spectra_examples",
+                                                                     "learning_curves") for fmt in ("png", "svg")}
     assert sorted(p.name for p in old.plots_dir.iterdir()) == sorted(p.name for p in result.plots)
     text = result.markdown.read_text()
-    assert ("*Per-wavelength test RMSE of the model, ridge and Gaussian smoothing, dip ROI shaded*: left out, the "
+    assert ("*Per-wavelength test RMSE of the model, the best baseline and Gaussian smoothing, dip ROI shaded*: "
+            "left out, the "
             "metrics JSON of folds 1, 2, 3 predates per-wavelength errors") in text
-    assert "*Per-spectrum test PSNR per fold, model beside ridge+Wiener*: left out, the metrics JSON of folds 1, 2, 3 "\
+    assert "*Per-spectrum test PSNR per fold, model beside the best baseline*: left out, the metrics JSON of folds 1, 2, 3 "\
            "predates per-spectrum PSNR percentiles" in text
     assert "(plots/error_curves.png)" not in text and "(plots/spectra_examples.png)" in text
     assert text.split("\n\n")[1].replace(str(root), "") == \
@@ -347,9 +352,9 @@ def test_a_plot_that_fails_to_draw_is_left_out_and_the_report_still_builds(run, 
 
     monkeypatch.setattr(report_plots, "plot_psnr_distributions", broken)
     result = build_report(RunPaths(root=root), examples_per_fold=1)
-    assert "psnr_distributions.png" not in {p.name for p in result.plots} and len(result.plots) == 4
+    assert "psnr_distributions.png" not in {p.name for p in result.plots} and len(result.plots) == 8
     text = result.markdown.read_text()
-    assert "*Per-spectrum test PSNR per fold, model beside ridge+Wiener*: left out, drawing it failed " \
+    assert "*Per-spectrum test PSNR per fold, model beside the best baseline*: left out, drawing it failed " \
            "(RuntimeError: no font)" in text
 
 
@@ -435,3 +440,47 @@ def test_cli_zero_completed_folds_exits_nonzero(tmp_path):
 def test_report_module_imports_no_torch():
     code = "import sys, spectra_cv.runs.report, spectra_cv.cli.report; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_the_paired_comparison_over_test_groups_is_recomputable_from_the_fold_records(run, report_text):
+    """Per test group (tested in exactly one fold), model − the run's best baseline: the share of groups
+    won, the worst group, the bootstrap interval and the per-treatment rows follow from the per-group
+    means the folds wrote, which are the means of the per-spectrum PSNR of each group."""
+    from spectra_cv.runs.report_paired import bootstrap_interval
+
+    paths, _ = run
+    records = _records(paths)
+    test = {f: r["splits"]["test"] for f, r in records.items()}
+    methods = [m for m in test[COMPLETED[0]] if m != "model"]
+    lead = max(methods, key=lambda m: np.mean([test[f][m]["loo"]["psnr_mean"] for f in COMPLETED]))
+    d, names = [], []
+    for f in COMPLETED:
+        mine, theirs = test[f]["model"]["per_group"]["psnr"], test[f][lead]["per_group"]["psnr"]
+        assert set(mine) == set(theirs) and len(mine) >= 2
+        assert np.mean(list(mine.values())) == pytest.approx(  # equal-sized groups: the mean of means
+            test[f]["model"]["loo"]["psnr_mean"], abs=1e-4)
+        for group in sorted(mine):
+            d.append(mine[group] - theirs[group])
+            names.append((f, group))
+    d = np.array(d)
+    won = int((d > 0).sum())
+    section = report_text.split(f"## Paired comparison over test groups: model − {NAMES[lead]}")[1].split("\n## ")[0]
+    assert f"the model is ahead in **{won} of {len(d)} groups ({won / len(d):.0%})**" in section
+    low, high = bootstrap_interval(d)
+    assert f"mean difference {d.mean():+.2f} dB (95 % bootstrap interval over groups {low:+.2f} … {high:+.2f} dB)" \
+        in section
+    fold, group = names[int(np.argmin(d))]
+    assert f"worst group `{group}` (fold {fold}) {d.min():+.2f} dB" in section
+    assert "Wilcoxon signed-rank test of the 3 folds' mean test PSNR differences" in section
+    assert "| treatment | groups | won |" in section and "| treatment_1 |" in section
+
+
+def test_the_interval_and_the_signed_rank_test():
+    from spectra_cv.runs.report_paired import bootstrap_interval, signed_rank
+
+    values = np.array([0.1, 0.3, -0.2, 0.5, 0.4, 0.2, 0.0, 0.6])
+    low, high = bootstrap_interval(values)
+    assert low < values.mean() < high and (low, high) == bootstrap_interval(values)  # seeded: repeatable
+    assert high - low < values.max() - values.min()
+    assert signed_rank(np.array([0.2, 0.1, 0.3, 0.25, 0.05])) == (0.0, 0.0625)  # five wins: the smallest p
+    assert signed_rank(np.array([0.2])) is None and signed_rank(np.zeros(3)) is None

@@ -43,6 +43,7 @@ from spectra_cv.runs.report_data import (
     psnr_percentiles,
     read_learning_curves,
 )
+from spectra_cv.runs.report_paired import paired_groups, paired_lines
 from spectra_cv.runs.report_plots import Examples
 from spectra_cv.runs.rerun import finished_run
 from spectra_cv.runs.summary import read_summary
@@ -61,7 +62,8 @@ REFERENCES = ("loo", "clean")
 KEYS = ("fold", "split", "reference", "method")
 CSV_METRICS = ("n_spectra", "psnr_mean", "psnr_std", "psnr_dataset", "sam_deg_mean", "sam_deg_std", "rmse_mean",
                "roi_psnr_mean", "dip_centroid_error_nm_mean", "dip_area_error_pct_mean", "dip_depth_mae_mean")
-HEADLINE = (("psnr_mean", "PSNR dB", ".2f"), ("sam_deg_mean", "SAM °", ".3f"), ("roi_psnr_mean", "ROI PSNR dB", ".2f"),
+HEADLINE = (("psnr_mean", "PSNR dB", ".2f"), ("sam_deg_mean", "SAM °", ".3f"), ("rmse_mean", "RMSE", ".5f"),
+            ("roi_psnr_mean", "ROI PSNR dB", ".2f"),
             ("dip_centroid_error_nm_mean", "dip centroid error nm", ".2f"),
             ("dip_area_error_pct_mean", "dip area error %", ".1f"))
 CONSISTENT = ("config_hash", "preset", "model", "parameters", "code_version", "image", "data_root")
@@ -69,11 +71,10 @@ CONSISTENT = ("config_hash", "preset", "model", "parameters", "code_version", "i
 COMPARED = ("gaussian", "ridge", "ridge_wiener")
 FOLDS_IN_CV = 5
 """How many folds a whole cross-validation has (the sample rotation's): fewer completed is a partial run."""
-"""The baseline the report's first paragraph measures the model against."""
 PLOT_TITLES = {"fold_metrics.png": "Per-fold test PSNR and SAM, model beside the baselines",
-               "error_curves.png": "Per-wavelength test RMSE of the model, ridge and Gaussian smoothing, "
-                                   "dip ROI shaded",
-               "psnr_distributions.png": "Per-spectrum test PSNR per fold, model beside ridge+Wiener",
+               "error_curves.png": "Per-wavelength test RMSE of the model, the best baseline and Gaussian "
+                                   "smoothing, dip ROI shaded",
+               "psnr_distributions.png": "Per-spectrum test PSNR per fold, model beside the best baseline",
                "spectra_examples.png": "Example test spectra of every fold: noisy, denoised, reference (LOO mean) "
                                        "with its dips",
                "learning_curves.png": "Learning curves: train loss and validation PSNR per fold"}
@@ -305,9 +306,19 @@ def _per_fold(lookup: dict, folds: tuple[int, ...], methods: list[str]) -> list[
     return lines
 
 
+def _paired_section(records: dict[int, dict], frame: pd.DataFrame) -> list[str]:
+    """The paired comparison over test groups with the run's best baseline (``runs.report_paired``)."""
+    lookup = _lookup(frame)
+    lead = best_baseline(lookup, _ordered({m: None for m in frame["method"]}))
+    differences = {f: _test(lookup, f, MODEL, "psnr_mean") - _test(lookup, f, lead, "psnr_mean") for f in records}
+    return paired_lines(paired_groups(records, lead, MODEL),
+                        {f: d for f, d in differences.items() if math.isfinite(d)}, NAMES.get(lead, lead))
+
+
 def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame, plots: list[str],
                     notes: list[str], data_warnings: list[str] | None = None,
-                    captions: dict[str, str] | None = None, left_out: dict[str, str] | None = None) -> str:
+                    captions: dict[str, str] | None = None, left_out: dict[str, str] | None = None,
+                    paired: list[str] | None = None) -> str:
     """The whole ``cv_report.md`` text (plots: PNG file names under ``plots_dir`` to link;
     data_warnings: completed folds whose data changed since they ran; captions: a sentence under a
     plot; left_out: plot name → why it was not drawn, said where it would have been)."""
@@ -340,7 +351,7 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
             *_comparison(lookup, methods, folds, "loo"), "",
             "## Per fold: the model against the best baseline (test PSNR)", "",
             "Model PSNR is mean ± std over the fold's test spectra; the best baseline is the one with the highest "
-            "mean test PSNR in that fold.", "", *_per_fold(lookup, folds, methods), "",
+            "mean test PSNR in that fold.", "", *_per_fold(lookup, folds, methods), "", *(paired or []),
             *_controls(lookup, folds)]
     if all(math.isfinite(_test(lookup, f, MODEL, "psnr_mean", "clean")) for f in folds):
         out += ["## Against the clean truth (synthetic data)", "",
@@ -348,7 +359,7 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
                 "known. They measure the denoisers against that truth and say nothing about real spectra.", "",
                 *_comparison(lookup, methods, folds, "clean"), ""]
     if plots or left_out:
-        out += ["## Plots", ""]
+        out += ["## Plots", "", "Each plot is also written as SVG beside its PNG (same name), for print.", ""]
         order = [n for n in PLOT_TITLES if n in plots or n in left_out]
         for name in order + [n for n in plots if n not in PLOT_TITLES]:
             if name not in plots:
@@ -452,12 +463,12 @@ def spectra_warnings(records: dict[int, dict]) -> list[str]:
 
 def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dict[int, dict],
           all_folds: tuple[int, ...], examples_per_fold: int,
-          notes: list[str]) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
+          notes: list[str]) -> tuple[dict[str, dict[str, bytes]], dict[str, str], dict[str, str]]:
     """Every plot as PNG bytes, in memory: (pngs, captions, left_out: plot name → why it is not drawn)."""
     folds = tuple(int(f) for f in done["fold"])
     lookup = _lookup(frame)
     methods = _ordered({m: None for m in frame["method"]})
-    pngs: dict[str, bytes] = {}
+    pngs: dict[str, dict[str, bytes]] = {}
     captions: dict[str, str] = {}
     left_out: dict[str, str] = {}
     _drawn(pngs, left_out, "fold_metrics.png", lambda: plot.plot_fold_metrics(folds, {m: {k: [
@@ -477,7 +488,7 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
 
     roi = DipMetricConfig().roi
     lead = best_baseline(lookup, methods)
-    curves, why = error_curves(paths, records)
+    curves, why = error_curves(paths, records, tuple(dict.fromkeys((MODEL, lead, "gaussian"))))
     if curves is None:
         left_out["error_curves.png"] = why
     else:
@@ -511,7 +522,8 @@ def _draw(paths: RunPaths, done: pd.DataFrame, frame: pd.DataFrame, records: dic
     return pngs, captions, left_out
 
 
-def _drawn(pngs: dict[str, bytes], left_out: dict[str, str], name: str, draw: Callable[[], bytes]) -> None:
+def _drawn(pngs: dict[str, dict[str, bytes]], left_out: dict[str, str], name: str,
+           draw: Callable[[], dict[str, bytes]]) -> None:
     """``pngs[name] = draw()``; a plot that fails is left out with the reason (the report says where it
     would have been) and a warning: a plot illustrates the results, it never fails the report."""
     try:
@@ -548,7 +560,7 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
     frame = metrics_frame(records)
     changed, notes = data_changes(paths, folds)
     changed += spectra_warnings(records)
-    pngs: dict[str, bytes] = {}
+    pngs: dict[str, dict[str, bytes]] = {}
     captions: dict[str, str] = {}
     left_out: dict[str, str] = {}
     if plots:
@@ -558,8 +570,10 @@ def build_report(paths: RunPaths, examples_per_fold: int = 4, plots: bool = True
         log.warning("cv report: %s", note)
     for name, why in left_out.items():
         log.warning("cv report: %s left out: %s", name, why)
-    text = render_markdown(paths, summary, frame, list(pngs), notes, changed, captions, left_out)
-    written = tuple(sio.atomic_write_bytes(paths.plots_dir / name, data) for name, data in pngs.items())
+    text = render_markdown(paths, summary, frame, list(pngs), notes, changed, captions, left_out,
+                           paired=_paired_section(records, frame))
+    written = tuple(sio.atomic_write_bytes(paths.plots_dir / Path(name).with_suffix(f".{fmt}").name, data)
+                    for name, rendered in pngs.items() for fmt, data in rendered.items())
     sio.atomic_write_csv(paths.report_metrics_csv, frame)
     sio.atomic_write_text(paths.report_md, text)
     log.info("cv report: %d completed fold(s) -> %s", len(folds), paths.report_md)

@@ -67,14 +67,22 @@ def _figure(nrows: int, ncols: int, width: float, height: float, **subplots: Any
     return fig, fig.subplots(nrows, ncols, squeeze=False, **subplots)
 
 
-def _png(fig: Any) -> bytes:
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+FORMATS = ("png", "svg")
+"""Every plot is written in each: PNG (150 dpi) for the report's links, SVG for print."""
+
+
+def _png(fig: Any) -> dict[str, bytes]:
+    """The figure rendered in every format of ``FORMATS`` (format → bytes)."""
+    out = {}
+    for fmt in FORMATS:
+        buffer = BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=150)
+        out[fmt] = buffer.getvalue()
+    return out
 
 
 def plot_fold_metrics(folds: tuple[int, ...], figures: dict[str, dict[str, list[float]]],
-                      names: dict[str, str]) -> bytes:
+                      names: dict[str, str]) -> dict[str, bytes]:
     """PNG: per-fold test PSNR and SAM (± std over spectra) of every method.
 
     figures[method][key]: one value per fold for psnr_mean, psnr_std, sam_deg_mean, sam_deg_std.
@@ -96,7 +104,7 @@ def plot_fold_metrics(folds: tuple[int, ...], figures: dict[str, dict[str, list[
     return _png(fig)
 
 
-def plot_spectra_examples(examples: list[Examples]) -> bytes:
+def plot_spectra_examples(examples: list[Examples]) -> dict[str, bytes]:
     """PNG: one row per fold, one panel per example: noisy, denoised and reference vs wavelength,
     the reference's dips marked."""
     ncols = max(len(e.labels) for e in examples)
@@ -125,7 +133,7 @@ def plot_spectra_examples(examples: list[Examples]) -> bytes:
 
 
 def plot_error_curves(curves: ErrorCurves, names: dict[str, str], roi_nm: tuple[float, float],
-                      dips_nm: np.ndarray, baseline: str = "ridge") -> bytes:
+                      dips_nm: np.ndarray, baseline: str = "ridge") -> dict[str, bytes]:
     """PNG: mean over folds of the per-wavelength test RMSE of each method (top) and the model's
     RMSE over ``baseline``'s (bottom); the dip ROI shaded, dip wavelengths ticked along the bottom."""
     fig, axes = _figure(2, 1, 11, 6.5, sharex=True, height_ratios=(2, 1))
@@ -165,7 +173,7 @@ def _box(percentiles: np.ndarray, label: str) -> dict[str, Any]:
             "fliers": [float(p[0]), float(p[-1])]}
 
 
-def plot_psnr_distributions(percentiles: dict[str, dict[int, np.ndarray]], names: dict[str, str]) -> bytes:
+def plot_psnr_distributions(percentiles: dict[str, dict[int, np.ndarray]], names: dict[str, str]) -> dict[str, bytes]:
     """PNG: per fold, a box plot of the per-spectrum test PSNR of each method, side by side.
 
     percentiles[method][fold]: (101,) percentiles 0–100 of the fold's per-spectrum test PSNR.
@@ -191,7 +199,7 @@ def plot_psnr_distributions(percentiles: dict[str, dict[int, np.ndarray]], names
     return _png(fig)
 
 
-def plot_learning_curves(curves: dict[int, pd.DataFrame]) -> bytes:
+def plot_learning_curves(curves: dict[int, pd.DataFrame]) -> dict[str, bytes]:
     """PNG: train loss (log scale when positive) and validation PSNR vs epoch, one line per fold."""
     fig, axes = _figure(1, 2, 11, 4)
     loss_ax, psnr_ax = axes[0]
