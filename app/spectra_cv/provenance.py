@@ -64,3 +64,23 @@ def image() -> str | None:
 
 def host() -> dict[str, str]:
     return {"hostname": platform.node(), "platform": platform.platform()}
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> dict[str, str | int | None]:
+    """What a run computed on: the torch device (``cpu``, ``cuda:0``), its name (the GPU's, or the
+    CPU model), the host's CPU count and torch's thread count (imports torch: call it from training)."""
+    import torch  # noqa: PLC0415 - imported by the caller already
+
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else _cpu_name()
+    return {"device": device, "name": name, "cpus": os.cpu_count(), "threads": torch.get_num_threads()}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from spectra_cv import api
 from spectra_cv.errors import Refused, SpectraCVError
+from spectra_cv.paths import RunPaths
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -58,3 +59,15 @@ def test_the_readme_example_runs_as_written(data, tmp_path, monkeypatch):
     exec(compile(fast, "README.md", "exec"), scope)
     assert scope["folds"]["status"].tolist() == ["completed", "completed"]  # folds=[1, 2]
     assert (tmp_path / "runs" / "cv1" / "artifacts" / "cross_validation" / "cv_report.md").is_file()
+
+
+def test_the_run_facts_say_what_each_fold_trained_with_and_on(uninterrupted):
+    """The report's run facts: epochs, learning rate, batch, seed, times, the device and the CPU model
+    the fold computed on, and the library versions, from the fold's own events."""
+    from spectra_cv.provenance import _cpu_name
+    from spectra_cv.runs.report_facts import run_fact_lines
+
+    lines = run_fact_lines(RunPaths(root=uninterrupted), (1,))
+    row = next(line for line in lines if line.startswith("| 1 |"))
+    assert "| 4 | 0.001 | 64 | 0 |" in row and f"| cpu ({_cpu_name()}; 1 thread(s)" in row
+    assert lines[-1].startswith("Versions: python ") and " torch " in lines[-1]

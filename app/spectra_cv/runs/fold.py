@@ -37,6 +37,7 @@ from spectra_cv import io as sio
 from spectra_cv.data import contract, loaders
 from spectra_cv.data.splits import Split, read_split, split_of
 from spectra_cv.denoise import RECORD_FILE, denoise_frame, denoise_manifest, is_complete
+from spectra_cv.device import resolve_device
 from spectra_cv.errors import DataContractError, FoldError, FoldRefused
 from spectra_cv.evaluation import (
     format_metric,
@@ -420,6 +421,7 @@ class _Pipeline:
             stopped_because=result.stopped_because, val_psnr=_finite(result.best_val.get("psnr")),
             val_sam=_finite(result.best_val.get("sam")), parameters=int(ckpt.get("n_parameters", 0)),
             train_fingerprint=str(fingerprint.get("train", "")), seconds=round(seconds, 3),
+            hardware=provenance.hardware(str(resolve_device(self.s.device))),
         )
         self.w.emit(ev.CHECKPOINT, f"Checkpoint ready: {self._rel(self.checkpoint)}", checkpoint_sha256=sha)
         return sha

@@ -43,6 +43,7 @@ from spectra_cv.runs.report_data import (
     psnr_percentiles,
     read_learning_curves,
 )
+from spectra_cv.runs.report_facts import run_fact_lines
 from spectra_cv.runs.report_paired import paired_groups, paired_lines
 from spectra_cv.runs.report_plots import Examples
 from spectra_cv.runs.rerun import finished_run
@@ -343,7 +344,7 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
         out += ["> **WARNING: the completed folds were not run alike, so their figures are not comparable.** "
                 "Rerun the odd folds with the same config, code and data before trusting the aggregates.", ">"]
         out += [f"> - {w}" for w in warnings] + [""]
-    out += ["## Run facts", "", *facts, "",
+    out += ["## Run facts", "", *facts, "", *run_fact_lines(paths, folds), "",
             "## Test metrics across folds (against leave-one-out means)", "",
             f"Mean ± sample std (ddof=1) of the per-fold means over the {len(folds)} completed fold(s); the "
             "reference of each spectrum is the leave-one-out mean of its (treatment, sample, angle) group in "
