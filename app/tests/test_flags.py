@@ -95,7 +95,7 @@ def test_flags_on_the_command_line_and_with_set_give_the_same_config():
 
 @pytest.mark.parametrize("item, message", [
     ("d_model=3.5", "d_model takes a int"), ("residual=maybe", "residual is on/off"),
-    ("prior=lasso", "prior must be one of none, pca, ridge"), ("d_modle=3", "unknown flag 'd_modle'"),
+    ("prior=lasso", "prior must be one of none, pca, ridge"), ("d_modle=3", "unknown flag 'd_modle'; did you mean d_model?"),
     ("d_model", "expected FLAG=VALUE"),
 ])
 def test_a_bad_set_names_the_item_and_the_fix(item, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS as CONTEXT
+from spectra_cv.cli.options import GreedyCommand
 from spectra_cv.cli.run_options import RunOptions, run_options
 
 
@@ -13,7 +14,7 @@ def config() -> None:
     """Run config files (TOML): print the settings a command would run with, or a preset to copy."""
 
 
-@config.command("show", context_settings=CONTEXT)
+@config.command("show", cls=GreedyCommand, context_settings=CONTEXT)
 @run_options
 def show(opts: RunOptions) -> None:
     """Print the resolved run config as a config file, each value not the preset's marked with where it

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR
+from spectra_cv.cli.options import DIR, GreedyCommand
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option("--follow", "mode", flag_value="follow", default=True,
               help="Keep syncing until stopped (SIGTERM/SIGINT) [default].")
 @click.option("--once", "mode", flag_value="once", help="Sync once and exit.")

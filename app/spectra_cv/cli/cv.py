@@ -8,6 +8,7 @@ side by side. A failed fold is recorded and the others go on, unless ``--fail-fa
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -77,3 +78,7 @@ def cv(opts: RunOptions, folds: tuple[int, ...], parallel: int | None, gpus: str
                         + "; ".join(outcome.reasons[f] for f in refused))
     if problems:
         raise SpectraCVError(". ".join(problems))
+    root = "" if opts.run_root == Path(".") else f" --run-root {opts.run_root}"
+    after = (f"then `spectra-cv final{root}` trains the production model on every sample"
+             if set(planned) >= {1, 2, 3, 4, 5} else f"`spectra-cv cv{root}` runs the other folds")
+    click.echo(f"next: `spectra-cv report{root}` writes the cross-validation report; {after}")

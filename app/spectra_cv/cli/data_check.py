@@ -9,11 +9,12 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import GreedyCommand
 from spectra_cv.data import check as dataset_check
 from spectra_cv.data import contract
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--data-root",
     type=click.Path(path_type=Path),

@@ -9,11 +9,11 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR, FILE
+from spectra_cv.cli.options import DIR, FILE, GreedyCommand
 from spectra_cv.data import contract
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--data-root",
     type=DIR,

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR
+from spectra_cv.cli.options import DIR, GreedyCommand
 
 PRESET_NAMES = ("tiny", "demo", "full")
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.argument("out", type=DIR)
 @click.option(
     "--preset",

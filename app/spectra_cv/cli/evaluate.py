@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR, FILE
+from spectra_cv.cli.options import DIR, FILE, GreedyCommand
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option("--manifest", type=FILE, required=True,
               help="Manifest to score (e.g. manifests/fold_01/test_manifest.csv).")
 @click.option("--train-manifest", type=FILE, required=True,

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR
+from spectra_cv.cli.options import DIR, GreedyCommand
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option("--data-root", "--train-dir", "data_root", type=DIR,
               default=None, help="Spectra, manifest.csv, lambda_stats.npz [env SPECTRA_CV_DATA_ROOT].")
 @click.option("--metadata-dir", type=DIR, default=None,

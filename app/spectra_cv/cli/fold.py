@@ -11,6 +11,7 @@ import os
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import GreedyCommand
 from spectra_cv.cli.run_options import RunOptions, run_options
 
 
@@ -42,7 +43,7 @@ def parse_folds(raw: str | None) -> tuple[int, ...]:
         raise ConfigError(f"--retraining-folds {raw!r}: expected fold numbers, e.g. 1,2,3") from None
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option("--fold", "fold_number", type=int, default=None,
               help="Fold 1..5 (default from FOLD, JOB_COMPLETION_INDEX+1 or SLURM_ARRAY_TASK_ID).")
 @click.option("--force", is_flag=True, envvar="SPECTRA_CV_FORCE", show_envvar=True,

@@ -13,6 +13,7 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import GreedyCommand
 from spectra_cv.data import contract
 from spectra_cv.errors import SpectraCVError
 from spectra_cv.folds import N_FOLDS, ROLES, FoldResult, generate
@@ -32,7 +33,7 @@ def summary_lines(result: FoldResult) -> list[str]:
     return lines
 
 
-@click.command("manifests", context_settings=CONTEXT_SETTINGS)
+@click.command("manifests", cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option("--fold", required=True, type=click.IntRange(1, N_FOLDS), help=f"Fold to generate (1..{N_FOLDS}).")
 @click.option(
     "--config",

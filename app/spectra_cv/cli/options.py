@@ -1,8 +1,9 @@
 """Click helpers shared by the command modules.
 
 ``GreedyCommand`` accepts argparse-style multi-value options (``--film_features a b c`` or
-``--folds 3 4 5``) so that the runbook's commands work verbatim: before click parses, the values
-after a greedy option are rewritten into repeated options (``--folds 3 --folds 4 --folds 5``).
+``--folds 3 4 5``) so that the original scripts' commands work verbatim: before click parses, the
+values after a greedy option are rewritten into repeated options (``--folds 3 --folds 4 --folds 5``),
+and a long option may be spelled with dashes or underscores (``--no-ema``, ``--no_ema``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,24 @@ class GreedyCommand(click.Command):
         return names
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_greedy(args, self._greedy_names()))
+        known = {name for param in self.params if isinstance(param, click.Option)
+                 for name in (*param.opts, *param.secondary_opts)}
+        return super().parse_args(ctx, expand_greedy(respell(args, known), self._greedy_names()))
+
+
+def respell(args: Sequence[str], known: set[str]) -> list[str]:
+    """Dashes and underscores alike in every long option: ``--no-ema`` is ``--no_ema`` when only that
+    spelling is declared, and the other way round (``--opt=value`` too)."""
+    out = []
+    for token in args:
+        head, sep, value = token.partition("=")
+        if token.startswith("--") and head not in known:
+            for other in ("--" + head[2:].replace("-", "_"), "--" + head[2:].replace("_", "-")):
+                if other in known:
+                    token = other + sep + value
+                    break
+        out.append(token)
+    return out
 
 
 def expand_greedy(args: Sequence[str], greedy_names: set[str]) -> list[str]:

@@ -8,10 +8,10 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR
+from spectra_cv.cli.options import DIR, GreedyCommand
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, context_settings=CONTEXT_SETTINGS)
 @click.option("--run-root", type=DIR, default=Path("."),
               envvar=paths.ENV_RUN_ROOT, show_default=True,
               help=f"Run root holding artifacts/cross_validation/fold_summary.csv [env {paths.ENV_RUN_ROOT}].")

@@ -15,9 +15,10 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
+from spectra_cv.cli.options import GreedyCommand
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=GreedyCommand, greedy=("folds",), context_settings=CONTEXT_SETTINGS)
 @click.option("--run-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("."),
               envvar=paths.ENV_RUN_ROOT, show_default=True,
               help=f"Run root holding logs/Track_H_fold_##/events.jsonl [env {paths.ENV_RUN_ROOT}].")

@@ -12,6 +12,7 @@ reports every problem of the three configs at once.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import re
 from collections.abc import Iterable, Mapping
@@ -112,7 +113,9 @@ def lookup(key: str) -> Flag:
         if wanted in flag.names:
             return flag
     known = sorted(n for f in flags().values() for n in (f.name, *f.aliases))
-    raise ConfigError(f"unknown flag {wanted!r}; known: {', '.join(known)}")
+    close = difflib.get_close_matches(wanted.replace("-", "_"), known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "`spectra-cv train --help` lists them"
+    raise ConfigError(f"unknown flag {wanted!r}; {hint}")
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, Any]:
