@@ -91,9 +91,10 @@ def test_lost_and_repeated_event_lines_are_named(tmp_path):
 
 
 # --- coordinator ---------------------------------------------------------------------------------
-def _fake_fold(paths: RunPaths, fold: int, n_notes: int = 3, complete: bool = True) -> ev.EventWriter:
+def _fake_fold(paths: RunPaths, fold: int, n_notes: int = 3, complete: bool = True,
+               config: dict | None = None) -> ev.EventWriter:
     writer = ev.EventWriter(paths.events(fold), fold)
-    writer.emit(ev.START, f"Starting fold_{fold:02d}", config_hash="h1", config={}, preset="cpu_quick",
+    writer.emit(ev.START, f"Starting fold_{fold:02d}", config_hash="h1", config=config or {}, preset="cpu_quick",
                 model="mamba_tiny_uv", seed=0, data_root="data/spectra_for_fold", code_version="v", image=None,
                 library_versions={"torch": "x"})
     for i in range(n_notes):
@@ -292,13 +293,15 @@ def test_a_fold_with_another_config_than_completed_folds_is_refused(data, tmp_pa
     from spectra_cv.train.flags import parse_sets
     from spectra_cv.runs.fold import FoldSettings, run_fold
 
-    paths = RunPaths(root=tmp_path)
-    _fake_fold(paths, 2)  # completed with config hash "h1"
+    from spectra_cv.train.flags import build_run_config
     from spectra_cv.train.presets import cpu_quick
 
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 2, config=build_run_config("cpu_quick", {"d_model": 48, "lr": 0.002}).to_dict())
     settings = FoldSettings(fold=1, config=cpu_quick(), data_root=data / "spectra_for_fold",
                             metadata_dir=data / "metadata", paths=paths)
-    with pytest.raises(FoldRefused, match=r"differs from completed fold 2 \(h1\).*--allow-mixed-config"):
+    with pytest.raises(FoldRefused, match=r"differs from completed fold 2 \(model.d_model 48 → 32, train.lr 0.002 → "
+                                          r"0.001\).*--allow-mixed-config"):  # the settings that differ, by name
         run_fold(settings)
     assert not paths.events(1).exists() or ev.read_events(paths.events(1)) == []
     assert parse_sets(("d_model=32", "residual=false", "prior=ridge")) == {

@@ -34,6 +34,7 @@ from typing import Any
 
 from spectra_cv import faults, provenance, stages
 from spectra_cv import io as sio
+from spectra_cv.configs import difference
 from spectra_cv.data import contract, loaders
 from spectra_cv.data.splits import Split, read_split, split_of
 from spectra_cv.denoise import RECORD_FILE, denoise_frame, denoise_manifest, is_complete
@@ -353,7 +354,7 @@ class _Pipeline:
             if runs and ev.run_status(runs[-1]) == "running" and fold_alive(self.paths, other):
                 if runs[-1][0].data.get("config_hash") != self.config_hash:
                     running[other] = str(runs[-1][0].data.get("config_hash"))
-        completed = {f: done.config_hash for f, done in rerun.finished_folds(self.paths, skip_unreadable=True).items()
+        completed = {f: done for f, done in rerun.finished_folds(self.paths, skip_unreadable=True).items()
                      if f != self.fold and f not in self.s.retraining_folds and done.config_hash != self.config_hash}
         if running:
             listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(running.items()))
@@ -362,7 +363,8 @@ class _Pipeline:
                 "run root; cross-validation needs one config for every fold. Wait for it (or stop it) and rerun with "
                 "its settings, or pass --allow-mixed-config")
         if completed:
-            listed = ", ".join(f"fold {f} ({h[:12]})" for f, h in sorted(completed.items()))
+            mine = self.s.config.to_dict()
+            listed = ", ".join(f"fold {f} ({difference(done.config, mine)})" for f, done in sorted(completed.items()))
             raise FoldRefused(
                 f"{self.tag}: this config (hash {self.config_hash[:12]}) differs from completed {listed}; "
                 "cross-validation needs one config for every fold (hyperparameters stay fixed across folds). "
