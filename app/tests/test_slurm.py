@@ -65,7 +65,9 @@ def fake_slurm(tmp_path) -> Path:
         f'#!/bin/bash\necho "$*" >> {bin_dir}/squeue.calls\ncat {bin_dir}/queue.txt 2>/dev/null\n'
         f'if [ -f {bin_dir}/queue.once ]; then cat {bin_dir}/queue.once; rm {bin_dir}/queue.once; fi\n')
     (bin_dir / "scancel").write_text(f'#!/bin/bash\necho "$*" >> {bin_dir}/scancel.calls\n')
-    for tool in ("sbatch", "squeue", "scancel"):
+    (bin_dir / "sinfo.txt").write_text("gpu*|64|512000|gpu:a100:4(S:0-1)|up\ncpu|2|7900|(null)|up\n")
+    (bin_dir / "sinfo").write_text(f"#!/bin/bash\ncat {bin_dir}/sinfo.txt\n")  # what the partitions offer
+    for tool in ("sbatch", "squeue", "scancel", "sinfo"):
         os.chmod(bin_dir / tool, 0o755)
     return bin_dir
 
@@ -301,3 +303,43 @@ def test_a_requeued_task_waits_for_the_lock_its_dead_predecessor_left(monkeypatc
     assert fold.lock_wait_s() == fold.LOCK_WAIT_S
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # Slurm's requeue: the node may have died holding it
     assert fold.lock_wait_s() == fold.REQUEUE_LOCK_WAIT_S > 90  # NFSv4's lease time; a stale lease's 60 s
+
+
+def test_a_request_no_node_of_the_partition_can_meet_is_refused_before_queueing(data, tmp_path, fake_slurm):
+    """The defaults (4 CPUs, 1 GPU per fold) on a partition of 2-CPU nodes without GPUs: refused with the
+    options to change, nothing queued; what fits is submitted."""
+    path = f"{fake_slurm}:{os.environ['PATH']}"
+    out = _cli("slurm", "submit", "--folds", "1", "--partition", "cpu", *TINY, *_inputs(data), "--run-root", ".",
+               cwd=tmp_path, path=path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    for part in ("each fold asks for 1 GPU(s) but no node of partition cpu has any: pass --gpus-per-fold 0",
+                 "each fold asks for 4 CPUs but the nodes of partition cpu have at most 2: pass --cpus-per-fold 2",
+                 "Nothing was submitted"):
+        assert part in out.stderr
+    assert not (fake_slurm / "sbatch.calls").exists()
+    assert _cli("slurm", "submit", "--folds", "1", "--partition", "cpu", "--gpus-per-fold", "0", "--cpus-per-fold",
+                "2", *TINY, *_inputs(data), "--run-root", ".", cwd=tmp_path, path=path).returncode == 0
+    assert len((fake_slurm / "sbatch.calls").read_text().splitlines()) == 2
+
+
+def test_the_partition_offer_and_the_pending_reason_are_read_from_slurm():
+    from spectra_cv.cluster.slurm_partition import mem_mb, parse_sinfo, request_problems
+
+    text = "debug*|2|7900|(null)|up\ngpu|32|256000|gpu:a100:2(S:0),gpu:h100:4|up\ngpu|64|512000|(null)|drain\n"
+    default = parse_sinfo(text, None)
+    assert (default.partition, default.cpus, default.mem_mb, default.gpus) == ("debug", 2, 7900, 0)
+    gpu = parse_sinfo(text, "gpu")
+    assert (gpu.cpus, gpu.mem_mb, gpu.gpus) == (64, 512000, 6) and parse_sinfo(text, "none") is None
+    assert request_problems(gpu, cpus=8, gpus=1, mem="64G") == []
+    assert request_problems(gpu, cpus=8, gpus=8, mem="600G")[0].endswith("pass --gpus-per-fold 6 or fewer")
+    assert mem_mb("32G") == 32768 and mem_mb("64000") == 64000
+
+
+def test_wait_says_why_a_task_is_pending(tmp_path, monkeypatch):
+    answers = iter([[sl.Task("101", "1", "PENDING", "n", "PartitionConfig")],
+                    [sl.Task("101", "1", "RUNNING", "n")], []])
+    monkeypatch.setattr(sl, "_queue_patiently", lambda name: next(answers))
+    sub = sl.Submission(run_root=tmp_path, folds=(1,), fold_args=(), config_hash="")
+    echoed: list[str] = []
+    sl.wait(sub, sl.Submitted(tmp_path, sl.Plan(submit=(1,), held_back={}), "101", None), echoed.append, 0.0)
+    assert echoed == ["fold 1: pending, PartitionConfig (job 101_1)", "fold 1: running (job 101_1)"]

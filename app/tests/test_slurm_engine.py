@@ -188,3 +188,13 @@ def test_the_container_branch_runs_a_fold_in_docker(data, reference, tmp_path_fa
     for mine, other in zip(ours, theirs):
         for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(other)):
             assert float(a) == pytest.approx(float(b), abs=0.01), (mine, other)
+
+
+def test_a_request_the_real_partition_cannot_meet_is_refused_before_queueing(data, tmp_path):
+    """The defaults (4 CPUs and 1 GPU per fold) against this single-node Slurm without GPUs: sinfo is asked,
+    the request refused with the options to change, nothing queued (no array left PENDING for ever)."""
+    args = ["slurm", "submit", "--folds", "1", *fold_args(data, tmp_path, epochs=1)]
+    args[args.index("--run-root") + 1] = str(tmp_path)
+    out = spectra_cv(*args, cwd=tmp_path, check=False, timeout=120)
+    assert out.returncode == 1 and "pass --gpus-per-fold 0" in out.stderr and "Nothing was submitted" in out.stderr
+    assert not list(tmp_path.glob("slurm/*/submission.json"))

@@ -34,6 +34,7 @@ from typing import Any
 
 from spectra_cv import configs
 from spectra_cv import io as sio
+from spectra_cv.cluster.slurm_partition import read_offer, request_problems
 from spectra_cv.errors import ConfigError, FoldRefused, SpectraCVError
 from spectra_cv.log import get_logger
 from spectra_cv.paths import RunPaths
@@ -281,18 +282,20 @@ class Task:
     index: str  # the array task id ("" for a plain job; "1,3%2" while the array is pending whole)
     state: str
     name: str = ""  # the job name (the fold tasks' or the finish job's)
+    reason: str = ""  # why it is pending (squeue's %r: Priority, Resources, PartitionConfig …)
 
 
 def queue(name: str) -> list[Task]:
     """This run root's jobs Slurm still lists (pending, running, completing, …), one row per array task."""
-    out = _slurm(["squeue", "--noheader", "--array", f"--name={name},{name}-finish", "--format=%F|%K|%T|%j"],
+    out = _slurm(["squeue", "--noheader", "--array", f"--name={name},{name}-finish", "--format=%F|%K|%T|%j|%r"],
                  "reading the queue")
     tasks = []
     for line in out.splitlines():
         parts = line.strip().split("|")
         if len(parts) >= 3:
+            reason = parts[4].strip() if len(parts) > 4 and parts[4].strip() not in ("None", "(null)") else ""
             tasks.append(Task(parts[0], "" if parts[1] in ("N/A", "") else parts[1], parts[2],
-                              parts[3] if len(parts) > 3 else name))
+                              parts[3] if len(parts) > 3 else name, reason))
     return tasks
 
 
@@ -448,6 +451,15 @@ def submit(sub: Submission, config: dict[str, Any], *, force: bool, dry_run: boo
                               allow_mixed_config=allow_mixed_config)
 
 
+def _check_partition(resources: Resources) -> None:
+    """Refuse, before anything is queued, a fold task no node of the partition could ever start."""
+    offer = read_offer(resources.partition)
+    problems = request_problems(offer, resources.cpus_per_fold, resources.gpus_per_fold, resources.mem) \
+        if offer is not None else []
+    if problems:
+        raise ConfigError("the fold tasks could never start: " + "; ".join(problems) + ". Nothing was submitted")
+
+
 def _submit_locked(sub: Submission, paths: RunPaths, config: dict[str, Any], *, force: bool, dry_run: bool,
                    echo: Callable[[str], None], allow_mixed_config: bool) -> Submitted:
     active = active_folds(queue(sub.job_name), sub.job_name) if not dry_run else {}
@@ -465,6 +477,7 @@ def _submit_locked(sub: Submission, paths: RunPaths, config: dict[str, Any], *, 
     if allow_mixed_config:
         fold_args.append("--allow-mixed-config")
     sub = Submission(**{**sub.__dict__, "fold_args": tuple(fold_args)})
+    _check_partition(sub.resources)
     array = array_spec(chosen.submit, sub.resources.parallel)
     still_running = sorted({task.split("_")[0] for task in active.values()})  # the report waits for them too
     if dry_run:
@@ -545,9 +558,10 @@ def wait(sub: Submission, done: Submitted, echo: Callable[[str], None], interval
             else:
                 label = f"fold {t.index}" if t.index.isdigit() else f"folds {t.index}"
             key = f"{t.job}_{t.index}" if t.index else t.job
-            if seen.get(key) != t.state:
-                seen[key] = t.state
-                echo(f"{label}: {t.state.lower()} (job {key})")
+            said = t.state.lower() + (f", {t.reason}" if t.reason and t.state == "PENDING" else "")
+            if seen.get(key) != said:
+                seen[key] = said
+                echo(f"{label}: {said} (job {key})")
         if not tasks:
             break
         time.sleep(interval_s)
