@@ -78,6 +78,9 @@ def storage_error(exc: OSError, path: str | os.PathLike[str], doing: str = "writ
     """``exc`` as a ``StorageError``: what failed, which file, what to do (one paragraph)."""
     fix = _FIXES.get(exc.errno or 0, "check the path and the file system")
     where = exc.filename if exc.filename else path
+    named = Path(os.fsdecode(where))
+    if named.parent == Path(path).parent and named.name.startswith(f".{Path(path).name}."):
+        where = path  # the temp file a writer makes beside its target: the user knows the target
     return StorageError(f"could not {doing} {where}: {exc.strerror or exc}. {fix.capitalize()}; then rerun the "
                         "same command (finished work is kept and resumed)", exc.errno)
 

@@ -117,6 +117,15 @@ def test_a_file_system_fault_is_a_storage_error_naming_the_file_and_the_fix(tmp_
         sio.atomic_write_text(target, "new\n")
     monkeypatch.setattr(os, "replace", real_replace)
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    real_mkstemp = sio.tempfile.mkstemp
+
+    def read_only_folder(*args, dir, prefix, **kwargs):  # the temp file beside the target cannot be made
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}abc123.tmp")
+
+    monkeypatch.setattr(sio.tempfile, "mkstemp", read_only_folder)
+    with pytest.raises(StorageError, match=rf"could not write {target}: Read-only"):  # the target, not the temp
+        sio.atomic_write_text(target, "new\n")
+    monkeypatch.setattr(sio.tempfile, "mkstemp", real_mkstemp)
 
 
 def test_the_cli_turns_any_file_system_fault_into_one_paragraph(tmp_path):
