@@ -158,6 +158,8 @@ def _mlflow_state(paths: RunPaths) -> dict[int, dict]:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     state: dict[int, dict] = {}
     for run in client.search_runs([experiment.experiment_id]):
+        if run.data.tags.get("spectra_cv.kind") == "cross-validation":
+            continue  # the CV's parent run (test_the_folds_are_children_of_one_cv_run)
         fold = int(run.data.tags["spectra_cv.fold"])
         assert fold not in state, f"two MLflow runs for fold {fold}"
         state[fold] = {
@@ -377,3 +379,37 @@ def test_a_broken_tracking_store_is_a_warning_not_the_folds_failure(uninterrupte
     assert "[fold 1] skipped" in out.stdout
     assert "not exported to tensorboard" in out.stderr and "spectra-cv track --tracking tensorboard --folds 1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_folds_are_children_of_one_cv_run_in_any_store_mlflow_supports(tmp_path):
+    """--tracking-uri: the runs go to that store (here another SQLite database, as a lab's server would
+    take them), each fold run a child of one parent CV run that carries the across-fold figures and the
+    report with its plots; the run root's own store is not written."""
+    pytest.importorskip("mlflow", reason="the tracking extra: pip install 'spectra-cv[tracking]'")
+    from mlflow.tracking import MlflowClient
+
+    from spectra_cv.runs.coordinator import Coordinator
+
+    paths = RunPaths(root=tmp_path / "run")
+    _completed(paths, 1)
+    _killed(paths, 2)
+    Coordinator(paths).sync()
+    paths.plots_dir.mkdir(parents=True)
+    (paths.plots_dir / "fold_metrics.png").write_bytes(b"\x89PNG fake")
+    paths.report_md.write_text("# Cross-validation report\n")
+    uri = f"sqlite:///{tmp_path / 'lab' / 'mlflow.db'}"
+    (tmp_path / "lab").mkdir()
+    export_run(paths, "mlflow", uri=uri)
+    export_run(paths, "mlflow", uri=uri)  # again: nothing twice
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("spectra-cv").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("spectra_cv.kind") == "cross-validation"]
+    assert len(parents) == 1 and len(runs) == 3
+    parent = parents[0]
+    assert {r.data.tags.get("mlflow.parentRunId") for r in runs if r is not parent} == {parent.info.run_id}
+    assert parent.data.metrics["folds_completed"] == 1.0 and "cv_test_psnr_mean" in parent.data.metrics
+    assert len(client.get_metric_history(parent.info.run_id, "folds_completed")) == 1
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "cv_report.md" in artifacts and "plots" in artifacts
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/fold_metrics.png"]
+    assert not (paths.root / "tracking" / "mlflow" / "mlflow.db").exists()

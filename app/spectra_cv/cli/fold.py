@@ -72,6 +72,7 @@ def fold(opts: RunOptions, fold_number: int | None, force: bool, skip_existing: 
         paths=opts.paths(), fold_config=opts.fold_config, device=opts.device,
         infer_batch_size=opts.infer_batch_size, force=force, allow_mixed_config=allow_mixed_config,
         retraining_folds=parse_folds(retraining_folds), clean_manifest=opts.clean_manifest, tracking=opts.tracking,
+        tracking_uri=opts.tracking_uri,
     ))
     extra = f" (test PSNR {outcome.test_psnr:.2f} dB)" if outcome.test_psnr is not None else ""
     click.echo(f"[fold {number}] {outcome.status}{extra}")

@@ -19,6 +19,12 @@ FILE = click.Path(path_type=Path, dir_okay=False)
 DIR = click.Path(path_type=Path, file_okay=False)
 """A directory path option (same)."""
 
+tracking_uri_option = click.option(
+    "--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+    help="MLflow: log to this tracking server or store (http://host:5000, sqlite:///…, databricks …) instead "
+         "of the run root's own store; the experiment is MLFLOW_EXPERIMENT_NAME or spectra-cv.")
+"""``--tracking-uri`` of ``fold``, ``cv`` and ``track`` (declared once)."""
+
 
 class GreedyCommand(click.Command):
     """A command whose ``multiple=True`` options listed in ``greedy`` take several values at once."""

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from spectra_cv import paths as run_paths
-from spectra_cv.cli.options import DIR, FILE
+from spectra_cv.cli.options import DIR, FILE, tracking_uri_option
 from spectra_cv.tracking import BACKENDS as TRACKING_BACKENDS
 from spectra_cv.tracking import require as require_tracking
 from spectra_cv.train.config import device_name_problem
@@ -46,6 +46,7 @@ class RunOptions:
     clean_manifest: Path | None
     tracking: str | None = None
     config_file: Path | None = None
+    tracking_uri: str | None = None
 
     def config(self) -> Any:
         """The RunConfig these options describe: the preset, then the config file's settings, then
@@ -81,7 +82,7 @@ class RunOptions:
                             ("--patience", self.patience), ("--lr", self.lr), ("--lr-min", self.lr_min),
                             ("--seed", self.seed), ("--time-budget-s", self.time_budget_s),
                             ("--fold-config", self.fold_config), ("--clean-manifest", self.clean_manifest),
-                            ("--tracking", self.tracking)):
+                            ("--tracking", self.tracking), ("--tracking-uri", self.tracking_uri)):
             if value is not None:
                 args += [flag, str(value)]
         for item in self.sets:
@@ -170,7 +171,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     names = ("preset", "batch_size", "epochs", "patience", "lr", "lr_min", "seed", "time_budget_s", "sets",
              "data_root", "metadata_dir", "run_root", "fold_config", "device", "infer_batch_size", "clean_manifest",
-             "tracking", "config_file")
+             "tracking", "config_file", "tracking_uri")
 
     def wrapper(**kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in names}
@@ -189,6 +190,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
+    options.append(tracking_uri_option)
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper

@@ -8,7 +8,7 @@ import click
 
 from spectra_cv import paths
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR, GreedyCommand
+from spectra_cv.cli.options import DIR, GreedyCommand, tracking_uri_option
 from spectra_cv.tracking import BACKENDS
 
 
@@ -19,13 +19,14 @@ from spectra_cv.tracking import BACKENDS
               help="Where to: an MLflow store (tracking/mlflow) or TensorBoard event files (tracking/tensorboard).")
 @click.option("--folds", multiple=True, type=int,
               help="Folds to export (several after one flag) [default: every fold that has started].")
-def track(run_root: Path, backend: str, folds: tuple[int, ...]) -> None:
+@tracking_uri_option
+def track(run_root: Path, backend: str, folds: tuple[int, ...], tracking_uri: str | None) -> None:
     """Export each fold run (config, per-epoch metrics, scores beside the baselines, checkpoint and
     report) as one tracking run; exporting again updates the same runs."""
     from spectra_cv.tracking import export_run, open_hint
 
     run_paths = paths.RunPaths(root=run_root)
-    written = export_run(run_paths, backend, list(folds) if folds else None)
+    written = export_run(run_paths, backend, list(folds) if folds else None, tracking_uri)
     for where in dict.fromkeys(written):
         click.echo(f"{backend}: {where}")
-    click.echo(f"open with: {open_hint(run_paths, backend)}")
+    click.echo(f"open with: {open_hint(run_paths, backend, tracking_uri)}")

@@ -106,6 +106,8 @@ class FoldSettings:
     """Synthetic data: noise-free truth to score against as well (found beside the data when None)."""
     tracking: str | None = None
     """Export the fold to this tracking backend (``spectra_cv.tracking``) when it ends; None: no tracking."""
+    tracking_uri: str | None = None
+    """MLflow: the tracking server or store to log to (None: the run root's own store)."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def _track(settings: FoldSettings) -> None:
     if not ev.runs_of(ev.read_events(settings.paths.events(settings.fold))):
         return  # refused before it started: nothing to show
     try:
-        tracking.export_fold(settings.paths, settings.fold, settings.tracking or "")
+        tracking.export_fold(settings.paths, settings.fold, settings.tracking or "", settings.tracking_uri)
     except Exception as exc:  # noqa: BLE001 - any failure of a side effect (a broken store, a full disk) is a warning
         log.warning("fold %d: not exported to %s: %s: %s. The fold's own outcome stands; fix the store (or move "
                     "it aside) and run `spectra-cv track --tracking %s --folds %d` to export it again",

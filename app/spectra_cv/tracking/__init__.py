@@ -55,9 +55,11 @@ def tracking_dir(paths: RunPaths) -> Path:
     return paths.root / "tracking"
 
 
-def open_hint(paths: RunPaths, backend: str) -> str:
+def open_hint(paths: RunPaths, backend: str, uri: str | None = None) -> str:
     """The command that shows the exported runs (``mlflow ui …`` or ``tensorboard --logdir …``)."""
     _check_backend(backend)
+    if backend == MLFLOW and uri:
+        return f"the MLflow UI of {uri}"
     if backend == MLFLOW:
         from spectra_cv.tracking.mlflow_store import tracking_uri
 
@@ -95,12 +97,12 @@ def require(backend: str) -> None:
         tensorboard_files.require()
 
 
-def _export(paths: RunPaths, fold: int, backend: str) -> Path:
+def _export(paths: RunPaths, fold: int, backend: str, uri: str | None = None) -> Path | str:
     runs = _runs(paths, fold)
     if backend == MLFLOW:
         from spectra_cv.tracking import mlflow_store
 
-        where = mlflow_store.export(paths, runs)
+        where: Path | str = mlflow_store.export(paths, runs, uri)
     else:
         from spectra_cv.tracking import tensorboard_files
 
@@ -113,21 +115,23 @@ def _lock(paths: RunPaths):  # noqa: ANN202 - a context manager
     return file_lock(tracking_dir(paths) / LOCK_FILE, "the tracking export lock", blocking=True)
 
 
-def export_fold(paths: RunPaths, fold: int, backend: str) -> Path:
+def export_fold(paths: RunPaths, fold: int, backend: str, uri: str | None = None) -> Path | str:
     """Export every run of ``fold`` (its events, checkpoint, metrics JSON, the report) to ``backend``.
 
     Returns where the runs are: the MLflow store's folder (``tracking/mlflow``) or the fold's
     TensorBoard folder (``tracking/tensorboard/fold_03``). Idempotent; safe to call while the fold
     runs (the latest run then shows as running). Raises ``ConfigError`` for an unknown backend or
     a missing library (naming ``pip install 'spectra-cv[tracking]'``), ``TrackingError`` for a
-    fold without a run or a store the library refuses.
+    fold without a run or a store the library refuses. ``uri``: MLflow's tracking server or store
+    (None: the run root's own); the runs are the CV's parent run's children there.
     """
     require(backend)
     with _lock(paths):
-        return _export(paths, fold, backend)
+        return _export(paths, fold, backend, uri)
 
 
-def export_run(paths: RunPaths, backend: str, folds: list[int] | None = None) -> list[Path]:
+def export_run(paths: RunPaths, backend: str, folds: list[int] | None = None,
+               uri: str | None = None) -> list[Path | str]:
     """``export_fold`` for each of ``folds`` (None: every fold with events under ``logs/`` that has
     started; a listed fold that has not raises). Returns the paths, in fold order."""
 
@@ -142,4 +146,4 @@ def export_run(paths: RunPaths, backend: str, folds: list[int] | None = None) ->
         if not ev.runs_of(ev.read_events(paths.events(fold))):
             raise _no_run(paths, fold)
     with _lock(paths):
-        return [_export(paths, fold, backend) for fold in chosen]
+        return [_export(paths, fold, backend, uri) for fold in chosen]

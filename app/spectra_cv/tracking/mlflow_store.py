@@ -35,6 +35,8 @@ TAG = "spectra_cv."
 KEY_TAG = f"{TAG}run_key"
 ARTIFACT_TAG = f"{TAG}artifact_sha256."
 NOTE_TAG = "mlflow.note.content"
+PARENT_TAG = "mlflow.parentRunId"
+"""MLflow's own tag: the UI nests a run under the run it names."""
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "running": "RUNNING"}
 # log_batch limits of the MLflow API (per request)
 MAX_PARAMS, MAX_TAGS, MAX_METRICS = 100, 100, 1000
@@ -74,16 +76,21 @@ def require() -> None:
     _Api()
 
 
-def export(paths: RunPaths, runs: list[TrackedRun]) -> Path:
-    """Write ``runs`` (one fold's) into the run root's MLflow store; returns the store's folder."""
+def export(paths: RunPaths, runs: list[TrackedRun], uri: str | None = None) -> Path | str:
+    """Write ``runs`` (one fold's) as children of the CV's parent run, and the parent's aggregates and
+    report: into ``uri`` (a tracking server or any store MLflow supports) or the run root's own store.
+    Returns where: the store's folder, or ``uri``."""
     api = _Api()
     folder = store_dir(paths)
-    folder.mkdir(parents=True, exist_ok=True)
+    if uri is None:
+        folder.mkdir(parents=True, exist_ok=True)
     try:
-        client = api.Client(tracking_uri=tracking_uri(paths))
-        experiment = _experiment(client, folder)
+        client = api.Client(tracking_uri=uri or tracking_uri(paths))
+        experiment = _experiment(client, folder) if uri is None else _remote_experiment(client)
+        parent = _parent(api, client, experiment, paths)
         for run in runs:
-            _sync(api, client, experiment, run)
+            _sync(api, client, experiment, run, parent)
+        sync_parent(api, client, parent, paths)
     except (api.Error, *api.StoreError) as exc:
         damage = _database_damage(exc)
         if damage is not None:
@@ -92,7 +99,19 @@ def export(paths: RunPaths, runs: list[TrackedRun]) -> Path:
                                 "the events, which the store only mirrors") from exc
         raise TrackingError(f"{folder / DB_FILE}: MLflow refused the export ({exc}); if the store is damaged, "
                             f"remove {folder} and export again (it is rebuilt from the events)") from exc
-    return folder
+    return folder if uri is None else uri
+
+
+def _remote_experiment(client: Any) -> str:
+    """The experiment on a tracking server: ``MLFLOW_EXPERIMENT_NAME``, else ``EXPERIMENT`` (created on
+    first use; the server chooses where its artifacts go)."""
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return str(client.create_experiment(name))
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return str(found.experiment_id)
 
 
 def _database_damage(exc: BaseException) -> str | None:
@@ -168,7 +187,7 @@ def _batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _sync(api: _Api, client: Any, experiment: str, run: TrackedRun) -> None:
+def _sync(api: _Api, client: Any, experiment: str, run: TrackedRun, parent: str | None = None) -> None:
     mlrun = _find(api, client, experiment, run.key)
     logged: set[tuple[str, int, float, int]] = set()
     if mlrun is not None:
@@ -186,6 +205,8 @@ def _sync(api: _Api, client: Any, experiment: str, run: TrackedRun) -> None:
 
     params = [api.Param(k, v) for k, v in run.params.items() if k not in have_params]
     tags = {f"{TAG}{k}": v for k, v in run.tags.items()}
+    if parent is not None:
+        tags[PARENT_TAG] = parent
     if run.note:
         tags[NOTE_TAG] = run.note
     new_tags = [api.RunTag(k, v) for k, v in tags.items() if have_tags.get(k) != v]
@@ -216,3 +237,70 @@ def _sync(api: _Api, client: Any, experiment: str, run: TrackedRun) -> None:
     log.debug("%s: MLflow run %s: %d param(s), %d tag(s), %d metric point(s) logged", run.name, run_id,
               len(params), len(new_tags), len(metrics))
 
+
+
+AGGREGATED = ("test_psnr_mean", "test_sam_deg_mean", "test_rmse_mean", "test_roi_psnr_mean",
+              "baseline_ridge_psnr_mean", "baseline_wiener_psnr_mean", "baseline_ridge_wiener_psnr_mean")
+"""Summary columns the CV's parent run carries as across-fold means (and sample stds)."""
+
+
+def _parent(api: _Api, client: Any, experiment: str, paths: RunPaths) -> str:
+    """The CV's parent run (one per run root, found again by its key), created on first use."""
+    root = paths.root.resolve()
+    key = f"cv:{root}"
+    found = _find(api, client, experiment, key)
+    if found is not None:
+        return str(found.info.run_id)
+    run = client.create_run(experiment, tags={KEY_TAG: key, f"{TAG}kind": "cross-validation"},
+                            run_name=f"cv {root.name}")
+    return str(run.info.run_id)
+
+
+def _aggregates(paths: RunPaths) -> tuple[dict[str, float], bool]:
+    """(across-fold means and stds of the completed folds, whether a fold is still at work)."""
+    from spectra_cv.runs.summary import read_summary
+
+    if not paths.summary_csv.is_file():
+        return {}, False
+    table = read_summary(paths.summary_csv)
+    done = table[table["status"] == "completed"]
+    out = {"folds_completed": float(len(done))}
+    for column in AGGREGATED:
+        values = [float(v) for v in done[column] if str(v) not in ("", "nan")] if column in done else []
+        if values:
+            out[f"cv_{column}"] = sum(values) / len(values)
+        if len(values) > 1:
+            mean = out[f"cv_{column}"]
+            out[f"cv_{column}_std"] = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return out, bool((table["status"] == "running").any())
+
+
+def sync_parent(api: _Api, client: Any, run_id: str, paths: RunPaths) -> None:
+    """The parent run's across-fold figures (logged when they change), the report and its plots as
+    artifacts (when their bytes change), and its status (running while a fold is at work)."""
+    import time
+
+    from spectra_cv.io import sha256_file
+
+    metrics, running = _aggregates(paths)
+    have = client.get_run(run_id).data
+    now = int(time.time() * 1000)
+    changed = [api.Metric(k, v, now, 0) for k, v in metrics.items() if have.metrics.get(k) != v]
+    if changed:
+        client.log_batch(run_id, metrics=changed)
+    files: list[tuple[Path, str | None]] = [(paths.report_md, None), (paths.report_metrics_csv, None)]
+    files += [(p, "plots") for p in sorted(paths.plots_dir.glob("*")) if p.suffix in (".png", ".svg")] \
+        if paths.plots_dir.is_dir() else []
+    for path, folder in files:
+        if not path.is_file():
+            continue
+        tag, sha = f"{ARTIFACT_TAG}{folder + '/' if folder else ''}{path.name}", sha256_file(path)
+        if have.tags.get(tag) != sha:
+            client.log_artifact(run_id, str(path), folder)
+            client.set_tag(run_id, tag, sha)
+    status = "RUNNING" if running else "FINISHED"
+    if client.get_run(run_id).info.status != status:
+        if running:
+            client.update_run(run_id, status=status)
+        else:
+            client.set_terminated(run_id, status=status)
