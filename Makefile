@@ -74,7 +74,7 @@ $(STAMP): app/pyproject.toml
 
 setup: $(STAMP) ## Create .venv, install the app (CPU torch here, CUDA torch on a GPU host), build the CPU scan kernel
 
-test: $(STAMP) ## Run the tests (CPU, ~5 minutes on 2 cores; what CI runs first; container checks: make test-slow)
+test: $(STAMP) ## Run the tests (CPU, ~4 minutes on 2 cores; what CI runs first; container checks: make test-slow)
 	cd app && ../$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## The tests that run no fold, training or report (under a minute: the edit-test loop)
