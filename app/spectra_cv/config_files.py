@@ -133,7 +133,7 @@ def _run_values(values: Any, where: Path, problems: list[str]) -> dict[str, Any]
     return out
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
@@ -151,7 +151,7 @@ def config_text(config: Any, sources: Mapping[str, str] | None = None, header: s
 
     sources = sources or {}
     lines = [*(f"# {line}".rstrip() for line in header.splitlines()), f'preset = "{config.preset}"',
-             f"film_features = {_toml_value(config.film_features)}"]
+             f"film_features = {toml_value(config.film_features)}"]
     by_section: dict[str, list[str]] = {s: [] for s in SETTING_SECTIONS}
     for name, flag in flags().items():
         value = getattr(getattr(config, flag.section), name)
@@ -159,7 +159,7 @@ def config_text(config: Any, sources: Mapping[str, str] | None = None, header: s
             continue  # not set (TOML has no null): the preset's None stays
         note = f"  # {sources[name]}" if name in sources else ""
         by_section[flag.section] += [f"# {flag.help.splitlines()[0][:110]}" if flag.help else "",
-                                     f"{name} = {_toml_value(value)}{note}"]
+                                     f"{name} = {toml_value(value)}{note}"]
     for section, body in by_section.items():
         lines += ["", f"[{section}]", *(line for line in body if line)]
     return "\n".join(lines) + "\n"

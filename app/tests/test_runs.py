@@ -109,17 +109,21 @@ def _fake_fold(paths: RunPaths, fold: int, n_notes: int = 3, complete: bool = Tr
     return writer
 
 
+def _two_synced_folds(tmp_path: Path) -> tuple[RunPaths, bytes, list[bytes]]:
+    """Folds 1 and 2 faked and synced: (paths, fold 2's audit log, fold 2's event lines)."""
+    paths = RunPaths(root=tmp_path)
+    _fake_fold(paths, 1)
+    _fake_fold(paths, 2)
+    Coordinator(paths).sync()
+    return paths, paths.audit_log(2).read_bytes(), paths.events(2).read_bytes().splitlines(keepends=True)
+
+
 def test_a_damaged_event_line_costs_only_that_record(tmp_path):
     """One garbage line in fold 2's events: status and the summary still show both folds, the audit
     log keeps the damaged event's line and gets the later ones, and a rebuild keeps the old log."""
     from spectra_cv.cli import main
 
-    paths = RunPaths(root=tmp_path)
-    _fake_fold(paths, 1)
-    _fake_fold(paths, 2)
-    Coordinator(paths).sync()
-    audit_before = paths.audit_log(2).read_bytes()
-    lines = paths.events(2).read_bytes().splitlines(keepends=True)
+    paths, audit_before, lines = _two_synced_folds(tmp_path)
     assert b'"note 1"' in lines[2]
     paths.events(2).write_bytes(b"".join(lines[:2]) + b"\x00 not an event \xff\n" + b"".join(lines[3:]))
     ev.EventWriter(paths.events(2), 2).emit(ev.NOTE, "after the damage")
@@ -511,12 +515,7 @@ def test_a_mistyped_run_root_is_not_created(data, tmp_path):
 def test_events_that_lost_their_end_are_named_and_the_audit_log_kept(tmp_path):
     """An event file cut short (or restored from an older copy) behind its audit log: the coordinator
     names the event file and what it lacks instead of calling the audit log edited, and leaves the log."""
-    paths = RunPaths(root=tmp_path)
-    _fake_fold(paths, 1)
-    _fake_fold(paths, 2)
-    Coordinator(paths).sync()
-    audit = paths.audit_log(2).read_bytes()
-    lines = paths.events(2).read_bytes().splitlines(keepends=True)
+    paths, audit, lines = _two_synced_folds(tmp_path)
     paths.events(2).write_bytes(b"".join(lines[:3]))
     result = Coordinator(paths).sync()
     assert len(result.errors) == 1 and f"{paths.events(2)}: holds 3 audited record(s)" in result.errors[0]

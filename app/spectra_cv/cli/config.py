@@ -23,18 +23,18 @@ def show(opts: RunOptions) -> None:
         spectra-cv config show --preset cpu_quick > my.toml     # a preset, every setting, to edit
         spectra-cv config show --config my.toml --epochs 5     # what `cv --config my.toml --epochs 5` runs
     """
-    from spectra_cv.config_files import RUN_KEYS, _toml_value, config_text
+    from spectra_cv.config_files import RUN_KEYS, config_text, toml_value
     from spectra_cv.train.presets import preset as preset_config
 
     preset, values, _ = opts.resolved()
     cfg, base = opts.config(), preset_config(preset)
-    sources = {name: f"from {where}" for name, (value, where) in values.items()
-               if not _same(value, _setting(base, name))}
+    sources = {name: f"from {where}" for name, (_, where) in values.items()
+               if _setting(cfg, name) != _setting(base, name)}  # both typed configs: 0.001 == 1e-3
     text = config_text(cfg, sources, header=(
         f"spectra-cv run config (resolved): preset {preset}, config hash {cfg.hash()[:12]}\n"
         "Values marked '# from …' are not the preset's; the others are."))
     run = {key: getattr(opts, key) for key in RUN_KEYS if getattr(opts, key) is not None}
-    text += "\n[run]\n" + "".join(f"{key} = {_toml_value(str(v) if key != 'infer_batch_size' else v)}\n"
+    text += "\n[run]\n" + "".join(f"{key} = {toml_value(str(v) if key != 'infer_batch_size' else v)}\n"
                                   for key, v in run.items())
     click.echo(text, nl=False)
 
@@ -44,6 +44,3 @@ def _setting(cfg: object, name: str) -> object:
 
     return getattr(getattr(cfg, flags()[name].section), name)
 
-
-def _same(a: object, b: object) -> bool:
-    return a == b and type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, float) and a == b)

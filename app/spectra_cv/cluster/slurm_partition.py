@@ -85,11 +85,12 @@ def request_problems(offer: Offer, cpus: int, gpus: int, mem: str | None) -> lis
     each with the option that fixes it."""
     where = f"partition {offer.partition}"
     problems = []
-    if gpus > offer.gpus:
-        problems.append(f"each fold asks for {gpus} GPU(s) but no node of {where} has "
-                        + (f"more than {offer.gpus}" if offer.gpus else "any")
-                        + (": pass --gpus-per-fold 0 (the folds run on the CPU) or choose a GPU partition "
-                           "(--partition …)" if not offer.gpus else f": pass --gpus-per-fold {offer.gpus} or fewer"))
+    if gpus > offer.gpus == 0:
+        problems.append(f"each fold asks for {gpus} GPU(s) but no node of {where} has any: pass --gpus-per-fold 0 "
+                        "(the folds run on the CPU) or choose a GPU partition (--partition …)")
+    elif gpus > offer.gpus:
+        problems.append(f"each fold asks for {gpus} GPU(s) but no node of {where} has more than {offer.gpus}: "
+                        f"pass --gpus-per-fold {offer.gpus} or fewer")
     if cpus > offer.cpus:
         problems.append(f"each fold asks for {cpus} CPUs but the nodes of {where} have at most {offer.cpus}: "
                         f"pass --cpus-per-fold {offer.cpus} or fewer")

@@ -262,16 +262,17 @@ def _aggregates(paths: RunPaths) -> tuple[dict[str, float], bool]:
 
     if not paths.summary_csv.is_file():
         return {}, False
+    import pandas as pd
+
     table = read_summary(paths.summary_csv)
     done = table[table["status"] == "completed"]
     out = {"folds_completed": float(len(done))}
-    for column in AGGREGATED:
-        values = [float(v) for v in done[column] if str(v) not in ("", "nan")] if column in done else []
-        if values:
-            out[f"cv_{column}"] = sum(values) / len(values)
+    for column in (c for c in AGGREGATED if c in done):
+        values = pd.to_numeric(done[column], errors="coerce").dropna()
+        if len(values):
+            out[f"cv_{column}"] = float(values.mean())
         if len(values) > 1:
-            mean = out[f"cv_{column}"]
-            out[f"cv_{column}_std"] = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+            out[f"cv_{column}_std"] = float(values.std(ddof=1))
     return out, bool((table["status"] == "running").any())
 
 
