@@ -147,7 +147,7 @@ build: volumes ## Build the image: make build [VARIANT=cpu] (CPU needs make base
 	  --build-arg CREATED=$(shell date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) .
 
 volumes: env ## Create the mounted folders (volumes/ or DATA_DIR, CHECKPOINTS_DIR, OUTPUTS_DIR), owned by the containers' uid
-	mkdir -p $(DATA_DIR) $(CHECKPOINTS_DIR) $(addprefix $(OUTPUTS_DIR)/,manifests logs denoised artifacts)
+	mkdir -p $(DATA_DIR) $(CHECKPOINTS_DIR) $(addprefix $(OUTPUTS_DIR)/,manifests logs denoised artifacts tracking)
 	@if [ "$(HOST_UID)" = 0 ]; then chown -R $(SPECTRA_CV_UID):$(SPECTRA_CV_GID) $(CHECKPOINTS_DIR) $(OUTPUTS_DIR); fi
 
 fold: volumes ## One fold in a container: make fold FOLD=3 [VARIANT=cpu] [GPUS=1]

@@ -10,7 +10,8 @@
 #   5. host checks: audit log lines, the fold's summary row, every denoised file, files owned by the user
 #   6. rerun = resume: the same command skips the fold, a changed config is refused (exit 3), FORCE=1
 #      retrains it beside the finished result and swaps it in
-#   7. the containers: non-root, no network, read-only root, no capabilities, NoNewPrivs, nosuid tmpfs
+#   7. tracking: `docker compose run --rm track` exports the runs from the image into outputs/tracking
+#   8. the containers: non-root, no network, read-only root, no capabilities, NoNewPrivs, nosuid tmpfs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS=0
@@ -136,6 +137,23 @@ as_user env EPOCHS=3 FORCE=1 docker compose run --rm fold --fold 3
 as_user docker compose stop coordinator
 check_fold 2
 grep -q "| Swapping the retrained fold_03 in" "$audit" || fail "the forced retrain was not swapped in"
+
+say "tracking: docker compose run --rm track (the image carries the tracking extra; only this service has a network)"
+as_user docker compose run --rm track | tee .docker-build/track.log
+grep -q "^mlflow: /work/tracking/mlflow" .docker-build/track.log || fail "track did not export to the MLflow store"
+"$PY" - "$out/tracking/mlflow/mlflow.db" <<'PYCHECK'
+import sys
+from mlflow.tracking import MlflowClient
+client = MlflowClient(tracking_uri=f"sqlite:///{sys.argv[1]}")
+runs = client.search_runs([client.get_experiment_by_name("spectra-cv").experiment_id])
+parents = [r for r in runs if r.data.tags.get("spectra_cv.kind") == "cross-validation"]
+assert len(parents) == 1, [r.data.tags for r in runs]
+children = [r for r in runs if r not in parents]
+assert len(children) == 2 and {r.data.tags.get("mlflow.parentRunId") for r in children} == {parents[0].info.run_id}
+print(f"MLflow store: one CV run, {len(children)} fold runs (fold 3 and its forced retrain) under it")
+PYCHECK
+nets=$(as_user docker compose run --rm --no-deps --entrypoint python track -c 'import os; print(",".join(sorted(os.listdir("/sys/class/net"))))' | tail -1)
+[ "$nets" != lo ] || fail "the track service has no network to reach a tracking server"
 
 say "containers: non-root, no network, read-only root, no capabilities, no new privileges, nosuid tmpfs"
 probe=$(as_user docker compose run --rm --no-deps --entrypoint python fold -c '

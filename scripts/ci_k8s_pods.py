@@ -89,6 +89,10 @@ def docker_run(pod: dict[str, Any], container: dict[str, Any], claims: dict[str,
         if "value" not in item:
             fail(f"{name}: env {item['name']} is not a plain value (valueFrom is not translated)")
         env[item["name"]] = str(item["value"])
+    for source in container.get("envFrom", []):
+        # an optional Secret (the tracking server's credentials) that this cluster-less check has none of
+        if not source.get("secretRef", {}).get("optional"):
+            fail(f"{name}: envFrom {source} is not an optional secretRef (not translated)")
     env.update(extra_env)
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]

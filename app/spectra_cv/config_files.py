@@ -41,7 +41,7 @@ else:  # pragma: no cover - Python 3.10
 SETTING_SECTIONS = ("model", "objective", "train")
 """The sections of training flags, as ``RunConfig`` names its parts."""
 RUN_KEYS = ("data_root", "metadata_dir", "run_root", "fold_config", "clean_manifest", "device",
-            "infer_batch_size", "tracking")
+            "infer_batch_size", "tracking", "tracking_uri")
 """What ``[run]`` may hold: the run options that are not settings (the first five are paths)."""
 PATH_KEYS = frozenset(RUN_KEYS[:5])
 TOP_KEYS = ("preset", "film_features", *SETTING_SECTIONS, "run")
@@ -174,7 +174,7 @@ def preset_text(name: str) -> str:
         "Copy it, edit it, run `spectra-cv cv --config my.toml` (or fold, slurm submit). A key left out keeps\n"
         "the preset's value; --epochs, --lr … and --set FLAG=VALUE on the command line override this file.\n"
         "Optional [run] table: data_root, metadata_dir, run_root, fold_config, clean_manifest (paths relative\n"
-        "to this file), device, infer_batch_size, tracking."))
+        "to this file), device, infer_batch_size, tracking, tracking_uri."))
 
 
 DEFAULT_PRESET = "recipe"

@@ -21,7 +21,11 @@ def configure(verbosity: int = 0) -> None:
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level)
-    if not any(getattr(h, "_spectra_cv", False) for h in logger.handlers):
+    ours = [h for h in logger.handlers if getattr(h, "_spectra_cv", False)]
+    for handler in ours:  # a command run again in-process (the API, a notebook) logs to today's stderr
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+    if not ours:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", "%Y-%m-%dT%H:%M:%S"))
         handler._spectra_cv = True  # type: ignore[attr-defined]

@@ -92,3 +92,13 @@ def test_a_fold_runs_from_a_config_file_with_the_hash_it_shows(data, tmp_path, m
     assert start["config"]["model"]["d_model"] == 8 and start["config"]["train"]["epochs"] == 1
     assert f"config hash {start['config_hash'][:12]}" in _show("--config", str(path))
     assert Path(tmp_path / "run" / "checkpoints" / "Track_H_fold_02" / "mamba_tiny_uv_best.pt").is_file()
+
+    # `final --config` with the same file: its [run] paths, and the folds' config checked against it
+    other = tmp_path / "other.toml"
+    other.write_text(path.read_text().replace("d_model = 8", "d_model = 16"))
+    refused = CliRunner().invoke(main, ["final", "--config", str(other)])
+    assert refused.exit_code == 3 and "model.d_model 8 → 16" in refused.output, refused.output
+    assert not (tmp_path / "run" / "checkpoints" / "final").exists()
+    out = CliRunner().invoke(main, ["final", "--config", str(path)])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "run" / "checkpoints" / "final").is_dir() and "denoised corpus" in out.output

@@ -61,6 +61,7 @@ OPTION_SETS = [
     {"folds": (2, 4, 5), "parallel": 1, "image": "registry.example:5000/spectra-cv:cuda", "namespace": "ml",
      "name_prefix": "run2-", "data_claim": "nfs-data", "run_root_claim": "cv-run.shared", "force": True},
     {"overlay": "cpu", "folds": (3,), "batch_size": 16, "device": "cpu"},
+    {"tracking": "mlflow", "tracking_uri": "https://mlflow.lab.example", "tracking_experiment": "uv-spectra"},
 ]
 
 
@@ -248,6 +249,39 @@ def test_fold_pod_env_is_read_by_the_fold_options(monkeypatch: pytest.MonkeyPatc
     assert opts.config().model.d_model == 8
 
 
+def test_tracking_settings_reach_the_fold_and_report_pods_as_their_options_read_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tracking-uri (implying MLflow) and --tracking-experiment become the variables `fold` and
+    `report` read; the server's credentials come from an optional Secret (the pods start without it)."""
+    result = cli("--overlay", "cpu", "--tracking-uri", "http://mlflow.lab:5000", "--tracking-experiment", "uv")
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.output) if d]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Job"}
+    for job_name, name in ((k8s.FOLDS_JOB, "fold"), (k8s.REPORT_JOB, "report")):
+        c = container(pods[job_name], name)
+        env = env_of(c)
+        assert (env["SPECTRA_CV_TRACKING"], env["MLFLOW_TRACKING_URI"], env["MLFLOW_EXPERIMENT_NAME"]) == (
+            "mlflow", "http://mlflow.lab:5000", "uv")
+        assert c["envFrom"] == [{"secretRef": {"name": "spectra-cv-tracking", "optional": True}}]
+    seen: list[RunOptions] = []
+
+    @click.command()
+    @run_options
+    def probe(opts: RunOptions) -> None:
+        seen.append(opts)
+
+    assert CliRunner().invoke(probe, [], env=env_of(container(pods[k8s.FOLDS_JOB], "fold"))).exit_code == 0
+    assert (seen[0].tracking, seen[0].tracking_uri) == ("mlflow", "http://mlflow.lab:5000")
+    # a server in the shell's environment alone renders nothing; with TensorBoard the URI is not passed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
+    for args, expected in (((), None), (("--tracking", "tensorboard"), "tensorboard")):
+        out = cli("--overlay", "cpu", *args)
+        fold_env = env_of(container(next(d for d in yaml.safe_load_all(out.output) if d and d["kind"] == "Job"
+                                         and d["metadata"]["name"] == k8s.FOLDS_JOB)["spec"]["template"]["spec"],
+                                    "fold"))
+        assert fold_env.get("SPECTRA_CV_TRACKING") == expected and "MLFLOW_TRACKING_URI" not in fold_env
+
+
 # --- the CLI --------------------------------------------------------------------------------------
 
 
@@ -279,6 +313,8 @@ def test_cli_writes_the_file_and_stdout(tmp_path: Path) -> None:
     (["--set", "no_such_flag=1"], "no_such_flag"),
     (["--device", "gpu"], "--device"),
     (["--overlay", "gpu"], "--overlay"),
+    (["--tracking", "tensorboard", "--tracking-uri", "http://lab:5000"], "--tracking-uri"),
+    (["--tracking-uri", "http://lab:5000", "--tracking-experiment", " "], "--tracking-experiment"),
 ])
 def test_bad_options_name_the_option(args: list[str], names: str) -> None:
     result = cli(*args)

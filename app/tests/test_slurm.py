@@ -343,3 +343,30 @@ def test_wait_says_why_a_task_is_pending(tmp_path, monkeypatch):
     echoed: list[str] = []
     sl.wait(sub, sl.Submitted(tmp_path, sl.Plan(submit=(1,), held_back={}), "101", None), echoed.append, 0.0)
     assert echoed == ["fold 1: pending, PartitionConfig (job 101_1)", "fold 1: running (job 101_1)"]
+
+
+def test_status_says_why_slurm_holds_a_submitted_fold_pending(data, tmp_path, fake_slurm):
+    """`status` on a run root with `slurm submit` records: each fold whose task Slurm still holds pending
+    is shown queued, with Slurm's reason; where squeue is not (the run root seen from elsewhere) nothing
+    is added, and a failing squeue is a warning, never the status's failure."""
+    run = tmp_path / "run"
+    path = f"{fake_slurm}:{os.environ['PATH']}"
+    out = _cli("slurm", "submit", "--folds", "1", "2", "--gpus-per-fold", "0", "--partition", "cpu",
+               "--cpus-per-fold", "2", *TINY, *_inputs(data), "--run-root", str(run), cwd=tmp_path, path=path)
+    assert out.returncode == 0, out.stderr
+    (record,) = [json.loads(p.read_text()) for p in (run / "slurm").glob("*/submission.json")]
+    name = record["job_name"]
+    (fake_slurm / "queue.txt").write_text(f"101|1|PENDING|{name}|Resources\n101|2|RUNNING|{name}|None\n"
+                                          f"102|N/A|PENDING|{name}-finish|Dependency\n")
+    out = _cli("status", "--run-root", str(run), "--folds", "1", "2", cwd=tmp_path, path=path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "fold 1  not started  queued in Slurm, pending: Resources (job 101_1)"
+    assert "queued" not in lines[1] and len(lines) == 2
+    (tmp_path / "no-slurm").mkdir()
+    bare = _cli("status", "--run-root", str(run), "--folds", "1", "2", cwd=tmp_path, path=str(tmp_path / "no-slurm"))
+    assert bare.returncode == 0 and "Slurm" not in bare.stdout + bare.stderr
+    (fake_slurm / "squeue").write_text("#!/bin/bash\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\nexit 1\n")
+    broken = _cli("status", "--run-root", str(run), "--folds", "1", cwd=tmp_path, path=path)
+    assert broken.returncode == 0 and "Slurm's queue is not shown" in broken.stderr
+    assert "Unable to contact" in broken.stderr and "queued" not in broken.stdout

@@ -318,6 +318,39 @@ def test_a_missing_library_is_a_project_error_that_names_the_extra(tmp_path, mon
     assert out.exit_code == 1 and "spectra-cv[tracking]" in out.output
 
 
+@pytest.mark.parametrize("args, env, expected", [
+    ([], {}, None),
+    (["--tracking-uri", "http://lab:5000"], {}, "mlflow"),  # the URI given: MLflow, without --tracking
+    ([], {"MLFLOW_TRACKING_URI": "http://lab:5000"}, None),  # a lab's environment alone starts no tracking
+    (["--tracking", "mlflow"], {"MLFLOW_TRACKING_URI": "http://lab:5000"}, "mlflow"),
+    (["--tracking", "tensorboard"], {"MLFLOW_TRACKING_URI": "http://lab:5000"}, "tensorboard"),
+    (["--tracking", "tensorboard", "--tracking-uri", "http://lab:5000"], {}, "usage"),
+])
+def test_a_tracking_uri_on_the_command_line_means_mlflow_and_never_tensorboard(args, env, expected):
+    import click
+
+    from spectra_cv.cli.options import tracking_backend, tracking_uri_option
+
+    @click.command()
+    @click.option("--tracking", type=click.Choice(BACKENDS), default=None)
+    @tracking_uri_option
+    def command(tracking, tracking_uri):
+        click.echo(f"backend={tracking_backend(tracking, tracking_uri)}")
+
+    out = CliRunner().invoke(command, args, env={"MLFLOW_TRACKING_URI": None, **env})
+    if expected == "usage":
+        assert out.exit_code == 2 and "--tracking-uri" in out.output and "--tracking mlflow" in out.output
+    else:
+        assert out.exit_code == 0 and out.output == f"backend={expected}\n", out.output
+
+
+def test_track_needs_a_backend_or_a_uri(tmp_path):
+    from spectra_cv.cli import main
+
+    out = CliRunner().invoke(main, ["track", "--run-root", str(tmp_path)], env={"MLFLOW_TRACKING_URI": None})
+    assert out.exit_code == 2 and "--tracking" in out.output
+
+
 def test_track_command_exports_the_folds_asked_for_and_refuses_one_not_started(tmp_path):
     pytest.importorskip("tensorboard")
     from spectra_cv.cli import main
@@ -378,6 +411,26 @@ def test_a_broken_tracking_store_is_a_warning_not_the_folds_failure(uninterrupte
     assert out.returncode == 0, out.stderr[-2000:]
     assert "[fold 1] skipped" in out.stdout
     assert "not exported to tensorboard" in out.stderr and "spectra-cv track --tracking tensorboard --folds 1" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_report_with_tracking_exports_the_run_and_a_broken_store_leaves_the_report_standing(uninterrupted, tmp_path):
+    """`report --tracking …` exports the folds and the CV run with the report's files; a store that
+    cannot be written is a warning naming the fix, and the report is written all the same (exit 0)."""
+    import shutil
+
+    from runs_support import spectra_cv
+
+    root = tmp_path / "run"
+    shutil.copytree(uninterrupted, root, ignore=shutil.ignore_patterns("*.lock"))
+    out = spectra_cv("report", "--run-root", ".", "--no-plots", "--tracking", "tensorboard", cwd=root)
+    assert "tensorboard: " in out.stdout and (root / "tracking" / "tensorboard" / "fold_01").is_dir()
+    shutil.rmtree(root / "tracking")
+    (root / "tracking").write_text("not a folder\n")
+    RunPaths(root=root).report_md.unlink()
+    out = spectra_cv("report", "--run-root", ".", "--no-plots", "--tracking", "tensorboard", cwd=root, check=False)
+    assert out.returncode == 0 and RunPaths(root=root).report_md.is_file(), out.stderr[-2000:]
+    assert "not exported to tensorboard" in out.stderr and "spectra-cv track --tracking tensorboard" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from spectra_cv.cli import CONTEXT_SETTINGS
-from spectra_cv.cli.options import DIR, FILE, GreedyCommand
+from spectra_cv.cli.options import DIR, FILE, GreedyCommand, tracking_backend, tracking_option, tracking_uri_option
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -41,6 +41,11 @@ def k8s() -> None:
               help="An existing ReadWriteMany claim for the run root /work [default: the rendered claim "
               "spectra-cv-run].")
 @click.option("--namespace", default=None, help="Namespace of every object [default: kubectl's].")
+@tracking_option
+@tracking_uri_option
+@click.option("--tracking-experiment", default=None, envvar="MLFLOW_EXPERIMENT_NAME", show_envvar=True,
+              help="MLflow experiment of the runs [default: spectra-cv]. The server's credentials come from the "
+                   "Secret spectra-cv-tracking when it exists (MLFLOW_TRACKING_TOKEN, or _USERNAME and _PASSWORD).")
 @click.option("--name-prefix", default="", help="Prepended to the Jobs' and rendered claims' names, e.g. run2-.")
 @click.option("--source", type=DIR, default=None,
               help="A manifests folder (base/ and overlays/) of your own [default: the manifests shipped with "
@@ -48,8 +53,9 @@ def k8s() -> None:
 @click.option("--output", "-o", type=FILE, default=None, help="Write the YAML here [default: stdout].")
 def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: int | None, preset: str | None,
            sets: tuple[str, ...], epochs: int | None, batch_size: int | None, device: str | None, force: bool,
-           data_claim: str | None, run_root_claim: str | None, namespace: str | None, name_prefix: str,
-           source: Path | None, output: Path | None) -> None:
+           data_claim: str | None, run_root_claim: str | None, namespace: str | None, tracking: str | None,
+           tracking_uri: str | None, tracking_experiment: str | None, name_prefix: str, source: Path | None,
+           output: Path | None) -> None:
     """Render the Jobs and claims as YAML for kubectl apply.
 
     The output's header gives the two-step kubectl commands (the folds, then the report).
@@ -58,10 +64,14 @@ def render(overlay: str, image: str | None, folds: tuple[int, ...], parallel: in
     from spectra_cv.cluster import k8s as k8s_mod
     from spectra_cv.train.flags import build_run_config, parse_sets
 
+    backend = tracking_backend(tracking, tracking_uri)
+    mlflow = backend == "mlflow"  # a URI or experiment in the shell's environment alone sets nothing
     settings = k8s_mod.RenderSettings(
         overlay=overlay, image=image, folds=tuple(folds) or k8s_mod.ALL_FOLDS, parallel=parallel, preset=preset,
         sets=tuple(sets), epochs=epochs, batch_size=batch_size, device=device, force=force, data_claim=data_claim,
-        run_root_claim=run_root_claim, namespace=namespace, name_prefix=name_prefix)
+        run_root_claim=run_root_claim, namespace=namespace, name_prefix=name_prefix,
+        tracking=backend, tracking_uri=tracking_uri if mlflow else None,
+        tracking_experiment=tracking_experiment if mlflow else None)
     values = parse_sets(sets)  # a bad --set fails here, not in five pods
     build_run_config(preset or "recipe", {**values, "epochs": epochs, "batch_size": batch_size})
     rendered = k8s_mod.render(source or k8s_mod.SOURCE, settings)

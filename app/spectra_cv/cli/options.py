@@ -14,16 +14,42 @@ from typing import Any
 
 import click
 
+from spectra_cv.tracking import BACKENDS
+
 FILE = click.Path(path_type=Path, dir_okay=False)
 """A file path option (not checked for existence: the commands say what is missing and how to fix it)."""
 DIR = click.Path(path_type=Path, file_okay=False)
 """A directory path option (same)."""
 
+tracking_option = click.option(
+    "--tracking", type=click.Choice(BACKENDS), default=None, envvar="SPECTRA_CV_TRACKING", show_envvar=True,
+    help="Export the runs to an MLflow store or TensorBoard files under <run-root>/tracking (MLflow: or to "
+         "--tracking-uri); fold, cv, slurm submit: each fold when it ends; report: the folds and the CV run "
+         "with the report and plots; track: now. Needs the tracking extra; a failed export is a warning.")
+"""``--tracking`` of ``fold``, ``cv``, ``slurm submit``, ``report`` and ``track`` (declared once)."""
+
 tracking_uri_option = click.option(
     "--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
     help="MLflow: log to this tracking server or store (http://host:5000, sqlite:///…, databricks …) instead "
-         "of the run root's own store; the experiment is MLFLOW_EXPERIMENT_NAME or spectra-cv.")
+         "of the run root's own store (given here, it implies --tracking mlflow); the experiment is "
+         "MLFLOW_EXPERIMENT_NAME or spectra-cv, credentials MLflow's own MLFLOW_TRACKING_TOKEN or "
+         "MLFLOW_TRACKING_USERNAME/PASSWORD.")
 """``--tracking-uri`` of ``fold``, ``cv`` and ``track`` (declared once)."""
+
+
+def tracking_backend(backend: str | None, uri: str | None) -> str | None:
+    """The tracking backend a command uses: ``--tracking-uri`` given on the command line (or in a config
+    file's ``[run]``) means MLflow even without ``--tracking``; with ``--tracking tensorboard`` it is a
+    usage error (TensorBoard writes files under the run root). ``MLFLOW_TRACKING_URI`` alone, as a lab's
+    environment may set it for every tool, only says where MLflow runs go: it starts no tracking."""
+    source = click.get_current_context().get_parameter_source("tracking_uri")
+    explicit = uri is not None and source is not click.core.ParameterSource.ENVIRONMENT
+    if explicit and backend == "tensorboard":
+        raise click.BadParameter(f"{uri} is an MLflow tracking URI; TensorBoard writes its files under the "
+                                 "run root: drop --tracking-uri, or use --tracking mlflow", param_hint="--tracking-uri")
+    if explicit and backend is None:
+        return "mlflow"
+    return backend
 
 
 class GreedyCommand(click.Command):

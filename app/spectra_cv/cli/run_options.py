@@ -17,8 +17,7 @@ from typing import Any
 import click
 
 from spectra_cv import paths as run_paths
-from spectra_cv.cli.options import DIR, FILE, tracking_uri_option
-from spectra_cv.tracking import BACKENDS as TRACKING_BACKENDS
+from spectra_cv.cli.options import DIR, FILE, tracking_backend, tracking_option, tracking_uri_option
 from spectra_cv.tracking import require as require_tracking
 from spectra_cv.train.config import device_name_problem
 
@@ -164,10 +163,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Denoising batch size."),
         click.option("--clean-manifest", type=FILE, default=None,
                      help="Synthetic data: clean truth (default: <data-root>/../clean/clean_manifest.csv if present)."),
-        click.option("--tracking", type=click.Choice(TRACKING_BACKENDS), default=None, envvar="SPECTRA_CV_TRACKING",
-                     show_envvar=True, help="Also export each fold, when it ends, as a run of an MLflow store or "
-                     "TensorBoard files under <run-root>/tracking (needs the tracking extra; `spectra-cv track` "
-                     "exports afterwards)."),
+        tracking_option,
     ]
     names = ("preset", "batch_size", "epochs", "patience", "lr", "lr_min", "seed", "time_budget_s", "sets",
              "data_root", "metadata_dir", "run_root", "fold_config", "device", "infer_batch_size", "clean_manifest",
@@ -176,6 +172,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(**kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in names}
         _apply_run_table(given)
+        given["tracking"] = tracking_backend(given["tracking"], given["tracking_uri"])
         problem = device_name_problem(given["device"])
         if problem is not None:
             raise click.BadParameter(problem.removeprefix("--device "), param_hint="--device")

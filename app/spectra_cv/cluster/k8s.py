@@ -37,6 +37,7 @@ REPORT_JOB = "spectra-cv-report"
 DATA_CLAIM = "spectra-cv-data"
 RUN_ROOT_CLAIM = "spectra-cv-run"
 FOLD_CONTAINER = "fold"
+REPORT_CONTAINER = "report"
 ALL_FOLDS = tuple(range(1, N_FOLDS + 1))
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 SUPPORTED_KEYS = frozenset({"apiVersion", "kind", "resources", "images", "patches"})
@@ -85,6 +86,12 @@ class RenderSettings:
     run_root_claim: str | None = None
     """An existing ReadWriteMany claim for the run root (its document is then left out)."""
     namespace: str | None = None
+    tracking: str | None = None
+    """SPECTRA_CV_TRACKING of the fold pods (each exports itself) and the report pod (the CV run)."""
+    tracking_uri: str | None = None
+    """MLFLOW_TRACKING_URI of those pods: the lab's tracking server."""
+    tracking_experiment: str | None = None
+    """MLFLOW_EXPERIMENT_NAME of those pods."""
     name_prefix: str = ""
     """Prepended to the names of the Jobs and of the claims rendered here (two runs side by side)."""
 
@@ -110,6 +117,9 @@ class RenderSettings:
                                   "space-separated from SPECTRA_CV_SET)")
         if self.image is not None and (not self.image or any(ch.isspace() for ch in self.image)):
             raise ConfigError(f"--image {self.image!r}: expected an image reference, e.g. registry/spectra-cv:cuda")
+        for flag, text in (("--tracking-uri", self.tracking_uri), ("--tracking-experiment", self.tracking_experiment)):
+            if text is not None and (not text.strip() or "\n" in text):
+                raise ConfigError(f"{flag} {text!r}: expected one line, e.g. http://mlflow.lab:5000")
         if self.device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
         for flag, name in (("--data-claim", self.data_claim), ("--run-root-claim", self.run_root_claim)):
@@ -288,6 +298,7 @@ def render(source: Path, settings: RenderSettings) -> Rendered:
     folds_job = _find(docs, "Job", FOLDS_JOB, source)
     _find(docs, "Job", REPORT_JOB, source)
     _fill_folds_job(folds_job, settings)
+    _fill_tracking(docs, settings)
     for container in containers(docs):
         if settings.image is not None:
             container["image"] = settings.image
@@ -339,6 +350,20 @@ def _fill_folds_job(job: dict[str, Any], settings: RenderSettings) -> None:
         set_env(fold, "SPECTRA_CV_FOLDS", " ".join(map(str, settings.folds)))
         fold["args"] = list(fold.get("command", [])) + list(fold.get("args", []))
         fold["command"] = ["/bin/sh", "-c", FOLD_MAP_SCRIPT, "sh"]
+
+
+TRACKING_CONTAINERS = (FOLD_CONTAINER, REPORT_CONTAINER)
+"""The containers that export runs: each fold when it ends, the report its CV run."""
+
+
+def _fill_tracking(docs: list[dict[str, Any]], settings: RenderSettings) -> None:
+    for container in containers(docs):
+        if container.get("name") not in TRACKING_CONTAINERS:
+            continue
+        for name, value in (("SPECTRA_CV_TRACKING", settings.tracking), ("MLFLOW_TRACKING_URI", settings.tracking_uri),
+                            ("MLFLOW_EXPERIMENT_NAME", settings.tracking_experiment)):
+            if value is not None:
+                set_env(container, name, value)
 
 
 def set_env(container: dict[str, Any], name: str, value: str) -> None:

@@ -299,7 +299,7 @@ def queue(name: str) -> list[Task]:
     return tasks
 
 
-def _indices(index: str) -> set[int]:
+def task_folds(index: str) -> set[int]:
     """``"3"`` → {3}; a pending array's ``"1,3-5%2"`` → {1, 3, 4, 5}."""
     out: set[int] = set()
     for part in index.split("%")[0].split(","):
@@ -311,13 +311,26 @@ def _indices(index: str) -> set[int]:
     return out
 
 
+def pending_folds(paths: RunPaths) -> dict[int, str]:
+    """Fold → why Slurm still holds its task pending (squeue's reason, with the task), for the tasks of
+    every ``slurm submit`` of this run root; {} when there were none. SlurmError when squeue fails."""
+    names = {str(record["job_name"]) for _, record in submissions(paths) if record.get("job_name")}
+    pending: dict[int, str] = {}
+    for name in sorted(names):
+        for task in queue(name):
+            if task.name == name and task.state == "PENDING":
+                for fold in task_folds(task.index):
+                    pending[fold] = f"{task.reason or 'no reason given'} (job {task.job}_{fold})"
+    return pending
+
+
 def active_folds(tasks: Sequence[Task], name: str) -> dict[int, str]:
     """Fold → ``jobid_task`` of this run root's fold tasks Slurm still lists (whatever their state: a
     listed task may still run, so its fold is not submitted twice)."""
     active: dict[int, str] = {}
     for task in tasks:
         if task.name == name:
-            for fold in _indices(task.index):
+            for fold in task_folds(task.index):
                 active[fold] = f"{task.job}_{fold}"
     return active
 

@@ -24,6 +24,7 @@ from typing import Any
 from spectra_cv import io as sio
 from spectra_cv import provenance
 from spectra_cv.audit import AuditLog
+from spectra_cv.configs import difference
 from spectra_cv.data import contract, loaders, rows
 from spectra_cv.denoise import denoise_manifest
 from spectra_cv.device import resolve_device
@@ -82,14 +83,20 @@ class FinalOutcome:
 
 
 def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str = "auto",
-              infer_batch_size: int = 64, allow_mixed_config: bool = False, force: bool = False) -> FinalOutcome:
+              infer_batch_size: int = 64, allow_mixed_config: bool = False, force: bool = False,
+              expected: RunConfig | None = None) -> FinalOutcome:
     """Train on every sample for the folds' median best epoch, then denoise the whole corpus.
 
     A killed run resumes from its ``last_state.pt``, unless the folds' config or the corpus changed
-    since (refused, ``ResumeRefused``); ``force`` trains afresh."""
+    since (refused, ``ResumeRefused``); ``force`` trains afresh. ``expected``: the config the folds
+    must have run (a config file's), else ``Refused`` naming what differs."""
 
     resolve_device(device)  # a GPU that is not there is refused before anything is written
     cv = cv_record(paths, allow_mixed_config)
+    if expected is not None and expected.hash() != cv.config_hash:
+        changes = difference(cv.config.to_dict(), expected.to_dict())
+        raise Refused(f"the folds ran another config than the config file ({changes}); nothing was done. Run `spectra-cv final` without --config to use "
+                      "the folds' config, or rerun the folds with this file (`spectra-cv cv --config …`)")
     manifest = data_root / contract.MANIFEST_FILE
     rows.check_manifest(loaders.read_manifest(manifest), data_root, str(manifest))  # before anything is written
     log_dir, ckpt_dir = paths.final_log_dir, paths.final_checkpoint_dir

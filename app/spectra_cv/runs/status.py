@@ -43,6 +43,8 @@ class FoldState:
     """Test PSNR of ridge+Wiener, the best linear baseline, when evaluated."""
     total_s: float | None = None
     error: str = ""
+    queued: str = ""
+    """Why Slurm holds the fold's task pending (its reason and task), when it does (state ``queued``)."""
 
     @property
     def finished(self) -> bool:
@@ -150,6 +152,8 @@ def format_state(s: FoldState) -> str:
             parts.append(f"in {format_duration(float(s.total_s))}")
     elif s.state == "failed" and s.error:
         parts.append(s.error)
+    if s.queued:
+        parts.append(f"queued in Slurm, pending: {s.queued}")
     return "  ".join(parts)
 
 
