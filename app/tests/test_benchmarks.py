@@ -61,7 +61,7 @@ def test_gpu_check_writes_every_section_in_a_cpu_dry_run(tmp_path):
 def test_quality_table_compares_the_model_with_the_best_linear_method_of_each_fold(uninterrupted):
     import json
 
-    from quality_real import fold_rows, summarise, table
+    from quality_real import fold_rows, paired, summarise, table
 
     from spectra_cv.paths import RunPaths
 
@@ -75,8 +75,16 @@ def test_quality_table_compares_the_model_with_the_best_linear_method_of_each_fo
     summary = summarise(rows)
     assert summary["model_psnr"]["std"] is None and summary["met"]["above_best_linear_in_every_fold"] == (
         rows[0]["margin_db"] > 0)
-    text = table(rows, summary)
-    assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "Targets: PSNR" in text
+    groups = paired(paths, (1,), rows)
+    per_group = test["model"]["per_group"]["psnr"]
+    theirs = test[groups["baseline"]]["per_group"]["psnr"]
+    won = sum(per_group[g] > theirs[g] for g in per_group)
+    assert (groups["groups"], groups["won"]) == (len(per_group), won)
+    assert groups["ci95_low_db"] <= groups["mean_db"] <= groups["ci95_high_db"]
+    assert groups["met"] == (won / len(per_group) >= 0.8)
+    text = table(rows, summary, groups)
+    assert f"| 1 | {rows[0]['model_psnr']:.2f} |" in text and "Targets: PSNR ≥ 55.8 dB" in text
+    assert f"ahead in {won} of {len(per_group)}" in text
 
 
 @pytest.mark.slow  # ~10 s, a benchmark's own check: run after the unit tests (make test-slow, in .ci/run)

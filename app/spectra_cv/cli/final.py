@@ -34,8 +34,8 @@ def final(data_root: Path | None, metadata_dir: Path | None, run_root: Path | No
     from spectra_cv import paths as run_paths
     from spectra_cv.runs.final import run_final
 
-    given = {"data_root": data_root, "metadata_dir": metadata_dir, "run_root": run_root, "device": device,
-             "infer_batch_size": infer_batch_size}
+    given: dict[str, Any] = {"data_root": data_root, "metadata_dir": metadata_dir, "run_root": run_root,
+                             "device": device, "infer_batch_size": infer_batch_size}
     expected = _from_config_file(config_file, given) if config_file is not None else None
     root = given["run_root"]
     paths = run_paths.RunPaths(root=root) if root is not None else run_paths.RunPaths.from_env()

@@ -95,7 +95,8 @@ def run_final(paths: RunPaths, data_root: Path, metadata_dir: Path, device: str 
     cv = cv_record(paths, allow_mixed_config)
     if expected is not None and expected.hash() != cv.config_hash:
         changes = difference(cv.config.to_dict(), expected.to_dict())
-        raise Refused(f"the folds ran another config than the config file ({changes}); nothing was done. Run `spectra-cv final` without --config to use "
+        raise Refused(f"the folds ran another config than the config file ({changes}); nothing was done. "
+                      "Run `spectra-cv final` without --config to use "
                       "the folds' config, or rerun the folds with this file (`spectra-cv cv --config …`)")
     manifest = data_root / contract.MANIFEST_FILE
     rows.check_manifest(loaders.read_manifest(manifest), data_root, str(manifest))  # before anything is written

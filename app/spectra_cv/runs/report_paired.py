@@ -75,6 +75,22 @@ def signed_rank(fold_differences: np.ndarray) -> tuple[float, float] | None:
     return float(result.statistic), float(result.pvalue)
 
 
+def verdict(paired: Paired) -> dict[str, float | int | str]:
+    """The paired verdict's figures (empty without groups): groups and groups won, the mean PSNR
+    difference with its 95 % bootstrap interval, the median, the worst group, and SAM's."""
+    table = paired.groups
+    if table.empty:
+        return {}
+    d = table["d_psnr"].to_numpy()
+    low, high = bootstrap_interval(d)
+    worst = table.loc[table["d_psnr"].idxmin()]
+    return {"groups": len(table), "folds": int(table["fold"].nunique()), "won": int((d > 0).sum()),
+            "won_share": float((d > 0).mean()), "mean_db": float(d.mean()), "ci95_low_db": low, "ci95_high_db": high,
+            "median_db": float(np.median(d)), "worst_group": str(worst["group"]), "worst_fold": int(worst["fold"]),
+            "worst_db": float(worst["d_psnr"]), "sam_won": int((table["d_sam"] < 0).sum()),
+            "sam_mean_deg": float(table["d_sam"].mean())}
+
+
 def paired_lines(paired: Paired, fold_differences: dict[int, float], baseline_name: str) -> list[str]:
     """The report section: the verdict over groups, the interval, the signed-rank test, per treatment."""
     table = paired.groups
@@ -84,20 +100,17 @@ def paired_lines(paired: Paired, fold_differences: dict[int, float], baseline_na
                   "per-group scores (rerun them to include them).", ""]
     if table.empty:
         return lines + ["No per-group scores to compare.", ""]
-    d = table["d_psnr"].to_numpy()
-    low, high = bootstrap_interval(d)
-    worst = table.loc[table["d_psnr"].idxmin()]
-    won, sam_won = int((d > 0).sum()), int((table["d_sam"] < 0).sum())
+    v = verdict(paired)
     lines += [
         f"Each (treatment, sample, angle) group is tested in exactly one fold; its mean test PSNR and SAM against "
-        f"the leave-one-out means, model minus {baseline_name}, over the {len(table)} groups of "
-        f"{table['fold'].nunique()} fold(s):", "",
-        f"- PSNR: the model is ahead in **{won} of {len(table)} groups ({won / len(table):.0%})**; mean difference "
-        f"{d.mean():+.2f} dB (95 % bootstrap interval over groups {low:+.2f} … {high:+.2f} dB), median "
-        f"{np.median(d):+.2f} dB; worst group `{worst['group']}` (fold {int(worst['fold'])}) "
-        f"{worst['d_psnr']:+.2f} dB.",
-        f"- SAM: lower (better) in {sam_won} of {len(table)} groups; mean difference "
-        f"{table['d_sam'].mean():+.4f}°.",
+        f"the leave-one-out means, model minus {baseline_name}, over the {v['groups']} groups of "
+        f"{v['folds']} fold(s):", "",
+        f"- PSNR: the model is ahead in **{v['won']} of {v['groups']} groups ({v['won_share']:.0%})**; mean "
+        f"difference {v['mean_db']:+.2f} dB (95 % bootstrap interval over groups {v['ci95_low_db']:+.2f} … "
+        f"{v['ci95_high_db']:+.2f} dB), median {v['median_db']:+.2f} dB; worst group `{v['worst_group']}` (fold "
+        f"{v['worst_fold']}) {v['worst_db']:+.2f} dB.",
+        f"- SAM: lower (better) in {v['sam_won']} of {v['groups']} groups; mean difference "
+        f"{v['sam_mean_deg']:+.4f}°.",
     ]
     test = signed_rank(np.array(list(fold_differences.values())))
     if test is None:
