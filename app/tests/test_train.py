@@ -113,7 +113,8 @@ def test_fit_writes_checkpoint_metrics_and_speed_log(tiny_run, tmp_path):
     assert lines[0].startswith("Training started") and lines[-1].startswith("Training stopped after 3 epochs")
 
 
-@pytest.mark.parametrize("changes", [{}, {"signal_jitter": 3e-4}], ids=["plain", "signal_jitter"])
+@pytest.mark.parametrize("changes", [{}, {"signal_jitter": 3e-4}, {"residual_transplant": 0.5, "select_sam_tie": 0.01}],
+                         ids=["plain", "signal_jitter", "residual_transplant"])
 def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch, changes):
     cfg = tiny_config(**changes)
     whole = run_training(cfg, inputs_for(tiny_run), TrainOutputs(checkpoint_dir=tmp_path / "a"))
@@ -176,6 +177,57 @@ def test_signal_jitter_moves_the_input_and_its_target_alike():
     with torch.no_grad():
         moved = model(split.inputs(idx, jitter), None)[:, 0]
     assert float(objective(moved, split.loo[idx])[0]) > 2 * plain  # input alone moved: the loss grows
+
+
+def test_made_pairs_carry_another_spectrums_residual_scaled_onto_the_group_mean():
+    """--residual_transplant: a made row's input is its group's LOO mean plus a donor's residual scaled by
+    the two means' ratio, its target that mean exactly; the other rows keep their input and target."""
+    rng = np.random.default_rng(0)
+    groups = [f"treatment_1/sample_{s}/6Oclock" for s in "AB" for _ in range(4)]
+    levels = np.repeat([[0.2], [0.4]], 4, axis=0)
+    split = _split(groups, (levels * (1 + 0.01 * rng.normal(size=(8, 16)))).astype(np.float32))
+    idx, target = torch.tensor([0, 5]), split.loo[torch.tensor([0, 5])]
+    rows, donors = torch.tensor([True, False]), torch.tensor([6, 1])
+    jitter = torch.full((2, 16), 0.001)
+    made_target, shift = loop_mod.made_pairs(split, idx, target, jitter, rows, donors)
+    inputs = split.inputs(idx, shift)[:, 0]
+    residual = (split.noisy[6] - split.loo[6]) * split.loo[0] / split.loo[6]
+    torch.testing.assert_close(inputs[0], split.loo[0] + residual + 0.001)
+    torch.testing.assert_close(made_target[0], split.loo[0])
+    torch.testing.assert_close(inputs[1], split.noisy[5] + 0.001)
+    torch.testing.assert_close(made_target[1], target[1])
+    assert float(residual.abs().mean()) < 0.01  # relative: a bright donor's noise shrunk onto a dark mean
+
+
+@pytest.mark.parametrize("history, scores, tie, kept", [
+    ([0.30, 0.29], {"sam": 0.2905, "psnr": 56.0}, 0.0, False),  # no tie: a higher SAM never replaces
+    ([0.30, 0.29], {"sam": 0.2905, "psnr": 56.0}, 0.001, True),  # within the tie, a higher PSNR does
+    ([0.30, 0.29], {"sam": 0.2905, "psnr": 54.0}, 0.001, False),  # … a lower one does not
+    ([0.30, 0.29], {"sam": 0.2920, "psnr": 56.0}, 0.001, False),  # outside the tie
+    ([0.30, 0.29], {"sam": 0.2850, "psnr": 54.0}, 0.001, True),  # the kept one falls out of the tie
+])
+def test_the_checkpoint_kept_breaks_sam_ties_by_psnr_only_when_asked(history, scores, tie, kept):
+    state = loop_mod.TrainState(best_sam=0.29, best_val={"sam": 0.29, "psnr": 55.0},
+                                history=[{"epoch": i + 1, "val_sam": v} for i, v in enumerate(history)])
+    assert loop_mod.keeps(scores, state, min(history), tie) is kept
+
+
+def test_settings_added_later_keep_the_hash_of_configs_that_do_not_use_them():
+    """A run recorded before --residual_transplant and --select_sam_tie existed keeps its hash (a rerun
+    is not refused as changed); turning one on changes it."""
+    config = cpu_quick()
+    recorded = config.to_dict()
+    for key in ("residual_transplant", "select_sam_tie"):
+        del recorded["train"][key]
+    from spectra_cv.train.config import config_hash
+    from spectra_cv.train.presets import HASH_EXCLUDED_TRAIN
+
+    old = dict(recorded, train={k: v for k, v in recorded["train"].items() if k not in HASH_EXCLUDED_TRAIN})
+    old.pop("preset")
+    assert config.hash() == config_hash(old)
+    assert RunConfig.from_dict(recorded).hash() == config.hash()
+    changed = dataclasses.replace(config, train=dataclasses.replace(config.train, residual_transplant=0.5))
+    assert changed.hash() != config.hash()
 
 
 def test_resume_with_other_config_is_refused_naming_the_setting(tiny_run, tmp_path):

@@ -64,6 +64,15 @@ class TrainConfig(Config):
     signal_jitter_relative: bool = False
     """The deviation is relative (multiplied by each spectrum's LOO mean, so dark spectra move less):
     ``signal_jitter`` is then a relative variance [--signal_jitter_relative]."""
+    residual_transplant: float = 0.0
+    """Share of the spectra of every batch replaced by a made pair: the input is the spectrum's group
+    leave-one-out mean (plus the smooth deviation) plus the residual (spectrum − its LOO mean) of
+    another spectrum of the split drawn at random, scaled by the ratio of the two LOO means; the
+    target is that mean (plus deviation) exactly. The real noise meets signals it never came with,
+    and the target carries no noise of its own. 0 disables [--residual_transplant]."""
+    select_sam_tie: float = 0.0
+    """Validation SAM (degrees) within this of the lowest seen counts as a tie when choosing the
+    checkpoint kept, broken by validation PSNR; 0: the lowest SAM alone [--select_sam_tie]."""
     early_stop_patience: int = 21
     """Validations without an improvement larger than sam_tolerance before stopping [--early_stop_patience]."""
     sam_tolerance: float = 0.0
@@ -116,6 +125,8 @@ class TrainConfig(Config):
             (self.time_budget_s >= 0, "--time_budget_s must be ≥ 0"),
             (self.signal_jitter >= 0, "--signal_jitter must be ≥ 0 (0 disables)"),
             (self.signal_jitter_length > 0, "--signal_jitter_length must be > 0 (grid samples)"),
+            (0.0 <= self.residual_transplant <= 1.0, "--residual_transplant must be in [0, 1] (0 disables)"),
+            (self.select_sam_tie >= 0, "--select_sam_tie must be ≥ 0 degrees (0: lowest SAM alone)"),
             (not self.noise2noise_pairwise or self.noise2noise, "--noise2noise_pairwise needs --noise2noise"),
             (0 <= self.seed < 2**63, "--seed must be an integer in [0, 2**63)"),
         ]

@@ -125,11 +125,14 @@ def train_step(
     draws: torch.Tensor | None = None,
     params: Sequence[torch.Tensor] | None = None,
     jitter: torch.Tensor | None = None,
+    transplant: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One optimiser step on rows ``idx``; returns the loss (0-d, detached, on the device) without
     waiting for the device. ``draws`` (from ``split.partner_draws``, one per row) pick the partner
     replicates of pairwise Noise2Noise; ``jitter`` (B, L) is a smooth deviation added to the inputs
-    and to their targets alike (``--signal_jitter``); ``epoch`` (1-based) gates the dip term's warm-up."""
+    and to their targets alike (``--signal_jitter``); ``transplant`` (rows (B,) bool, donors (B,) indices)
+    makes the chosen rows' pairs anew (``--residual_transplant``, see ``made_pairs``); ``epoch`` (1-based)
+    gates the dip term's warm-up."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     if cfg.noise2noise and cfg.noise2noise_pairwise:
@@ -143,9 +146,12 @@ def train_step(
     dip_target = split.loo[idx]
     if jitter is not None and cfg.signal_jitter_relative:
         jitter = jitter * dip_target  # relative: scaled by the spectrum's level
+    shift = jitter
+    if transplant is not None:
+        target, shift = made_pairs(split, idx, target, shift, *transplant)
     if jitter is not None:
         target, dip_target = target + jitter, dip_target + jitter
-    pred = predict(model, split, idx, device, cfg, shift=jitter)
+    pred = predict(model, split, idx, device, cfg, shift=shift)
     # Dips are detected and measured on the group's leave-one-out mean (a clean estimate that
     # excludes the input): on a single noisy partner replicate the dip term prefers noisy output.
     loss, _terms = objective(pred, target, epoch=epoch, dip_target=dip_target)
@@ -157,6 +163,32 @@ def train_step(
     if ema is not None:
         ema.update(model)
     return loss.detach()
+
+
+def keeps(scores: dict[str, float], state: TrainState, lowest: float, tie: float) -> bool:
+    """Whether this validation's model replaces the checkpoint kept. ``lowest``: the lowest validation
+    SAM before this one. Without ``tie``, a lower SAM than the kept one's; with it, any SAM within
+    ``tie`` of the lowest seen (this one included) and either a higher PSNR than the kept one's or a
+    kept one no longer within it (``--select_sam_tie``)."""
+    if tie <= 0:
+        return scores["sam"] < state.best_sam
+    floor = min(lowest, scores["sam"]) + tie
+    if scores["sam"] > floor:
+        return False
+    return state.best_sam > floor or scores["psnr"] > state.best_val.get("psnr", -math.inf)
+
+
+def made_pairs(split: DeviceSplit, idx: torch.Tensor, target: torch.Tensor, shift: torch.Tensor | None,
+               rows: torch.Tensor, donors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, input shift) with the ``rows`` of the batch made anew: input = LOO mean of the row's group
+    + the residual of spectrum ``donors`` (its reflectance − its LOO mean) × the ratio of the two LOO
+    means; target = that LOO mean. Other rows keep theirs. The smooth deviation (``shift`` on entry)
+    stays in the input shift; the caller adds it to the target, as for every row."""
+    clean, donor_mean = split.loo[idx], split.loo[donors]
+    residual = (split.noisy[donors] - donor_mean) * clean / donor_mean.clamp_min(1e-4)
+    made = rows.unsqueeze(1)
+    new_shift = torch.where(made, clean + residual - split.noisy[idx], torch.zeros_like(clean))
+    return torch.where(made, clean, target), new_shift if shift is None else new_shift + shift
 
 
 def train_epoch(
@@ -187,6 +219,10 @@ def train_epoch(
     if cfg.signal_jitter > 0:  # one (N, L) draw per epoch, copied once; shaped per batch on the device
         normals = torch.randn(n, split.noisy.shape[1], generator=generator, device=generator.device).to(device)
         factor = split.jitter_factor(cfg.signal_jitter, cfg.signal_jitter_length)
+    made = donors = None
+    if cfg.residual_transplant > 0:  # which rows are made anew this epoch, and from whose residual
+        made = (torch.rand(n, generator=generator, device=generator.device) < cfg.residual_transplant).to(device)
+        donors = torch.randint(0, n, (n,), generator=generator, device=generator.device).to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_loss = torch.zeros((), device=device)
@@ -197,7 +233,9 @@ def train_epoch(
         lr = lr_at(state.step, total_steps=total_steps, warmup_steps=warmup_steps, lr=cfg.lr, lr_min=cfg.lr_min)
         loss = train_step(model, ema, optimizer, split, objective, order[start:stop], cfg, device,
                           epoch=state.epoch + 1, lr=lr, draws=None if draws is None else draws[start:stop],
-                          params=params, jitter=None if normals is None else normals[start:stop] @ factor)
+                          params=params, jitter=None if normals is None else normals[start:stop] @ factor,
+                          transplant=None if made is None or donors is None else (made[order[start:stop]],
+                                                                                   donors[order[start:stop]]))
         newly_bad = (first_bad < 0) & ~torch.isfinite(loss)
         first_bad = torch.where(newly_bad, torch.full_like(first_bad, state.step), first_bad)
         bad_loss = torch.where(newly_bad, loss.float(), bad_loss)
@@ -346,8 +384,9 @@ def fit(
             eval_model = ema.module if ema is not None else model
             scores = validate(eval_model, val, objective, device, cfg)
             record.update({f"val_{k}": v for k, v in scores.items()})
-            improvement = state.best_sam - scores["sam"]
-            if improvement > 0:
+            lowest = min((r["val_sam"] for r in state.history if r.get("val_sam") is not None), default=math.inf)
+            improvement = lowest - scores["sam"]
+            if keeps(scores, state, lowest, cfg.select_sam_tie):
                 state.best_sam, state.best_epoch, state.best_val = scores["sam"], state.epoch, scores
                 _save(make_checkpoint(model, ema, state), best_path)
                 log.info("  Saved best checkpoint to %s", best_path)

@@ -57,6 +57,9 @@ fold 1's validation split (docs/model-levers.md)."""
 
 HASH_EXCLUDED_TRAIN = ("device", "checkpoint_blocks", "deterministic", "compile")
 """Train settings that decide where and how, not what, a run computes: outside the config hash."""
+HASH_OMITTED_WHEN_OFF: dict[str, Any] = {"residual_transplant": 0.0, "select_sam_tie": 0.0}
+"""Train settings added after runs were recorded: left out of the hash while off, so a config that
+does not use them keeps the hash it had before they existed (a rerun is not refused as changed)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +92,8 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of what must be equal across folds (the device is not part of it)."""
         data = self.to_dict()
-        data["train"] = {k: v for k, v in data["train"].items() if k not in HASH_EXCLUDED_TRAIN}
+        data["train"] = {k: v for k, v in data["train"].items() if k not in HASH_EXCLUDED_TRAIN
+                         and not (k in HASH_OMITTED_WHEN_OFF and v == HASH_OMITTED_WHEN_OFF[k])}
         data.pop("preset", None)
         return config_hash(data)
 
