@@ -1,7 +1,11 @@
 """The model against the best linear method on the five real folds: the quality table against the project's targets.
 
 Usage:  python app/benchmarks/quality_real.py DATA_DIR --run-root RUN [--preset cpu_quick] [--parallel 2]
-            [--folds 1 2 3 4 5] [--set FLAG=VALUE ...] [--output quality.json]
+            [--folds 1 2 3 4 5] [--set FLAG=VALUE ...] [--hold-out TREATMENT/SAMPLE ...] [--output quality.json]
+
+--hold-out: the leave-samples-out check. The samples named are kept out of every role of every fold (a
+folds.json written into RUN; the other samples rotate), and each fold scores its model and the
+baselines on them; the table adds the paired verdict on those never-seen samples.
 
 DATA_DIR holds spectra_for_fold/ and metadata/ (the Track H layout). Runs ``spectra-cv cv`` with the
 preset into RUN (a rerun resumes or skips what is done, like any ``cv``), then ``spectra-cv report``,
@@ -22,7 +26,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from spectra_cv.io import atomic_write_json
+from spectra_cv.io import atomic_write_json, atomic_write_text
 from spectra_cv.metrics.baselines import BASELINE_NAMES
 from spectra_cv.paths import RunPaths
 
@@ -83,7 +87,25 @@ def paired(paths: RunPaths, folds: tuple[int, ...], rows: list[dict]) -> dict:
     return {"baseline": best, **figures, "met": met}
 
 
-def table(rows: list[dict], summary: dict, groups: dict) -> str:
+def unseen(paths: RunPaths, folds: tuple[int, ...], baseline: str) -> dict:
+    """The paired verdict on the samples no fold saw (``--hold-out``): per group, the model − ``baseline``
+    PSNR averaged over the fold models that scored it; {} when none did."""
+    from spectra_cv.runs.report_paired import bootstrap_interval, paired_groups
+
+    records = {fold: json.loads(paths.metrics_json(fold).read_text()) for fold in folds}
+    table = paired_groups(records, baseline, split="unseen").groups
+    if table.empty:
+        return {}
+    per_group = table.groupby("group")[["model_psnr", "baseline_psnr", "d_psnr", "d_sam"]].mean()
+    d = per_group["d_psnr"].to_numpy()
+    low, high = bootstrap_interval(d)
+    return {"baseline": baseline, "groups": len(d), "won": int((d > 0).sum()), "mean_db": float(d.mean()),
+            "ci95_low_db": low, "ci95_high_db": high, "model_psnr": float(per_group["model_psnr"].mean()),
+            "baseline_psnr": float(per_group["baseline_psnr"].mean()), "sam_won": int((per_group["d_sam"] < 0).sum()),
+            "per_group_db": {g: float(v) for g, v in per_group["d_psnr"].items()}, "met": bool(d.mean() >= 0)}
+
+
+def table(rows: list[dict], summary: dict, groups: dict, never_seen: dict | None = None) -> str:
     lines = ["| fold | model PSNR dB | model SAM ° | best linear method | its PSNR dB | model − best dB |",
              "|---:|---:|---:|---|---:|---:|"]
     for r in rows:
@@ -105,6 +127,11 @@ def table(rows: list[dict], summary: dict, groups: dict) -> str:
                      f"{groups['ci95_low_db']:+.2f} … {groups['ci95_high_db']:+.2f}), median {groups['median_db']:+.2f}, "
                      f"worst {groups['worst_group']} (fold {groups['worst_fold']}) {groups['worst_db']:+.2f} dB; "
                      f"SAM lower in {groups['sam_won']}.")
+    if never_seen:
+        u = never_seen
+        lines.append(f"Samples never seen (leave-samples-out), model − {u['baseline']} per group: ahead in {u['won']} of "
+                     f"{u['groups']}, mean {u['mean_db']:+.2f} dB (95 % bootstrap {u['ci95_low_db']:+.2f} … "
+                     f"{u['ci95_high_db']:+.2f}); model {u['model_psnr']:.2f} dB against {u['baseline_psnr']:.2f}.")
     word = {True: "met", False: "not met"}
     lines.append(f"Targets: PSNR ≥ {TARGETS['psnr_mean_db']} dB ({word[met['psnr']]}), SAM ≤ {TARGETS['sam_deg_max']}° "
                  f"({word[met['sam']]}), above the best linear method in every fold "
@@ -121,9 +148,11 @@ def table(rows: list[dict], summary: dict, groups: dict) -> str:
 @click.option("--folds", type=click.IntRange(1, 5), multiple=True, default=(1, 2, 3, 4, 5), show_default=True)
 @click.option("--parallel", type=click.IntRange(1, 5), default=1, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="FLAG=VALUE", help="Passed to `spectra-cv cv --set`.")
+@click.option("--hold-out", "held_out", multiple=True, metavar="TREATMENT/SAMPLE",
+              help="Keep this sample out of every fold and score the fold models on it (repeatable).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(data_dir: Path, run_root: Path, preset: str, folds: tuple[int, ...], parallel: int,
-         sets: tuple[str, ...], output: Path | None) -> None:
+         sets: tuple[str, ...], held_out: tuple[str, ...], output: Path | None) -> None:
     """Run the preset's five folds on DATA_DIR into RUN_ROOT and print the quality table against the project's targets."""
     for needed in ("spectra_for_fold/manifest.csv", "metadata"):
         if not (data_dir / needed).exists():
@@ -134,6 +163,8 @@ def main(data_dir: Path, run_root: Path, preset: str, folds: tuple[int, ...], pa
                "--metadata-dir", str(data_dir.resolve() / "metadata"), "--run-root", "."]
     for item in sets:
         command += ["--set", item]
+    if held_out:
+        command += ["--fold-config", str(write_hold_out(data_dir, run_root, held_out))]
     click.echo("$ " + " ".join(command[2:]), err=True)
     if subprocess.run(command, cwd=run_root).returncode != 0:
         raise click.ClickException(f"`spectra-cv cv` failed; see {run_root}/logs/")
@@ -141,12 +172,31 @@ def main(data_dir: Path, run_root: Path, preset: str, folds: tuple[int, ...], pa
     rows = fold_rows(RunPaths(root=run_root), folds)
     summary = summarise(rows)
     groups = paired(RunPaths(root=run_root), folds, rows)
+    never_seen = unseen(RunPaths(root=run_root), folds, groups["baseline"])
     report = {"data_dir": str(data_dir), "run_root": str(run_root), "preset": preset, "sets": list(sets),
-              "per_fold": rows, "across_folds": summary, "paired_over_test_groups": groups}
+              "held_out": list(held_out), "per_fold": rows, "across_folds": summary,
+              "paired_over_test_groups": groups, "never_seen_samples": never_seen}
     if output is not None:
         atomic_write_json(output, report)
-    click.echo(table(rows, summary, groups))
+    click.echo(table(rows, summary, groups, never_seen))
     click.echo(json.dumps(report, indent=2))
+
+
+def write_hold_out(data_dir: Path, run_root: Path, held_out: tuple[str, ...]) -> Path:
+    """RUN/folds_hold_out.json: the folds with ``held_out`` kept out of every role."""
+    import pandas as pd
+
+    from spectra_cv.errors import FoldError
+    from spectra_cv.folds.manifests import leave_samples_out
+
+    manifest = pd.read_csv(data_dir / "spectra_for_fold" / "manifest.csv", dtype=str, keep_default_na=False)
+    try:
+        config = leave_samples_out(manifest, list(held_out))
+    except FoldError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hold-out") from exc
+    path = run_root / "folds_hold_out.json"
+    atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+    return path
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -213,7 +214,7 @@ def test_config_assignment_used_and_unlisted_treatments_excluded(manifest_path, 
     ("mutate", "pattern"),
     [
         (lambda c: c["folds"].pop("1") and c["folds"].update({"2": {}}), r"fold 1 is missing \(folds in the file: 2\)"),
-        (lambda c: c["folds"]["1"].pop("test"), "needs exactly the keys train, val, test"),
+        (lambda c: c["folds"]["1"].pop("test"), "needs the keys train, val, test"),
         (lambda c: c.update({"extra": 1}), "expected exactly"),
         (
             lambda c: c["folds"]["1"]["val"].update({"treatment_1": "sample_Z"}),
@@ -280,3 +281,58 @@ def test_script_runs_the_runbook_loop_line(manifest_path, tmp_path):
     assert "Generated manifests in " in proc.stdout and "manifests/fold_04 " in proc.stdout
     val = pd.read_csv(tmp_path / "manifests" / "fold_04" / "val_manifest.csv", dtype=str)
     assert set(val["sample"]) == {"sample_B", "sample_F"}  # t1 order[(4+2)%5]=B, t2 order[1]=F
+
+
+def test_leave_samples_out_config_keeps_the_held_out_samples_out_of_every_fold(manifest_df, tmp_path):
+    """The folds.json of a leave-samples-out check: the held-out samples hold no role in any fold and are
+    exactly each fold's unseen rows; the rest rotate (with all five kept it is the built-in rotation)."""
+    from spectra_cv.folds.manifests import control_rows, leave_samples_out, unseen_rows
+
+    path = tmp_path / "folds.json"
+    path.write_text(json.dumps(leave_samples_out(manifest_df, ["treatment_1/sample_H", "treatment_2/sample_D"])))
+    for k in range(1, 6):
+        a = load_fold_config(path, k, manifest_df)
+        held = {("treatment_1", "sample_H"), ("treatment_2", "sample_D")}
+        assert not held & set(a.role_of()) and len(a.roles["train"]["treatment_1"]) == 2
+        unseen = unseen_rows(manifest_df, a)
+        assert set(zip(unseen["treatment"], unseen["sample"])) == held and len(unseen) == 2 * len(ANGLES) * REPS
+        assert set(control_rows(manifest_df, a)["treatment"]) == {"treatment_6"}
+    path.write_text(json.dumps(leave_samples_out(manifest_df, [])))
+    for k in range(1, 6):
+        assert load_fold_config(path, k, manifest_df).roles == rotation_assignment(manifest_df, k).roles
+        assert unseen_rows(manifest_df, rotation_assignment(manifest_df, k)).empty
+
+
+@pytest.mark.parametrize("held, words", [
+    (["treatment_1/sample_Z"], "not in the manifest (treatment_1 has"),
+    (["treatment_1-sample_A"], "expected treatment/sample"),
+    (["treatment_6/sample_G"], "not in the cross-validation"),
+    (["treatment_1/sample_A", "treatment_1/sample_B", "treatment_1/sample_C"], "hold out at most 2"),
+])
+def test_leave_samples_out_names_a_sample_it_cannot_hold_out(manifest_df, held, words):
+    from spectra_cv.folds.manifests import leave_samples_out
+
+    with pytest.raises(FoldError, match=re.escape(words)):
+        leave_samples_out(manifest_df, held)
+
+
+def test_a_sample_kept_out_must_be_declared_unseen_and_hold_no_role(manifest_df, tmp_path):
+    """Leaving a sample out is said in the folds.json ("unseen"), never a silent drop: without it the
+    sample is an orphan (an error naming it); listed both in a role and as unseen, it is refused."""
+    from spectra_cv.folds.manifests import leave_samples_out
+
+    config = leave_samples_out(manifest_df, ["treatment_1/sample_H"])
+    entry = config["folds"]["1"]
+    assert entry["unseen"] == {"treatment_1": ["sample_H"]}
+    path = tmp_path / "folds.json"
+    undeclared = {k: v for k, v in entry.items() if k != "unseen"}
+    with pytest.raises(FoldError, match="treatment_1/sample_H .* has no role.*unseen"):
+        split_manifest(manifest_df, load_fold_config(write_config(path, undeclared), 1, manifest_df))
+    twice = dict(entry, unseen={"treatment_1": ["sample_H", entry["val"]["treatment_1"]]})
+    with pytest.raises(FoldError, match="is in both val and unseen"):
+        load_fold_config(write_config(path, twice), 1, manifest_df)
+    elsewhere = dict(entry, unseen={"treatment_6": ["sample_G"]})
+    with pytest.raises(FoldError, match="treatment_6 has no role in this fold"):
+        load_fold_config(write_config(path, elsewhere), 1, manifest_df)
+    assignment = load_fold_config(write_config(path, entry), 1, manifest_df)
+    assert assignment.to_json()["unseen"] == {"treatment_1": ["sample_H"]}

@@ -535,3 +535,27 @@ def test_names_that_are_not_utf8_pass_through_the_summary_and_audit_log_as_their
     assert b"/data/d\xe9ta" in paths.audit_log(1).read_bytes()
     assert b"/data/d\xe9ta" in paths.summary_csv.read_bytes()
     assert odd in set(read_summary(paths.summary_csv).astype(str).to_numpy().ravel())
+
+
+def test_a_fold_scores_the_samples_its_config_leaves_out_of_every_role(data, tmp_path):
+    """Leave-samples-out: with a folds.json that keeps one sample out of every role, the fold scores its
+    model and every baseline on that sample's spectra (``unseen``, per group too), and the report gives
+    them their own section and paired verdict; the test split is still the fold's own."""
+    from spectra_cv.folds.manifests import leave_samples_out
+
+    manifest = pd.read_csv(data / "spectra_for_fold" / "manifest.csv", dtype=str, keep_default_na=False)
+    treatment = sorted(manifest["treatment"].unique())[0]
+    sample = sorted(manifest.loc[manifest["treatment"] == treatment, "sample"].unique())[-1]
+    config = tmp_path / "folds.json"
+    config.write_text(json.dumps(leave_samples_out(manifest, [f"{treatment}/{sample}"])))
+    root = tmp_path / "run"
+    spectra_cv("fold", "--fold", "1", *fold_args(data, root), "--fold-config", str(config), cwd=root)
+    paths = RunPaths(root=root)
+    splits = json.loads(paths.metrics_json(1).read_text())["splits"]
+    held = manifest[(manifest["treatment"] == treatment) & (manifest["sample"] == sample)]
+    assert splits["unseen"]["model"]["loo"]["n_spectra"] == len(held)
+    assert set(splits["unseen"]["ridge_wiener"]["per_group"]["psnr"]) == set(held["group_id"])
+    assert not set(splits["test"]["model"]["per_group"]["psnr"]) & set(held["group_id"])
+    spectra_cv("report", "--run-root", ".", "--no-plots", cwd=root)
+    text = paths.report_md.read_text()
+    assert "## Samples never seen (leave-samples-out)" in text and "### Samples never seen: model −" in text

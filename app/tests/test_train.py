@@ -113,7 +113,7 @@ def test_fit_writes_checkpoint_metrics_and_speed_log(tiny_run, tmp_path):
     assert lines[0].startswith("Training started") and lines[-1].startswith("Training stopped after 3 epochs")
 
 
-@pytest.mark.parametrize("changes", [{}, {"signal_jitter": 3e-4}, {"residual_transplant": 0.5, "select_sam_tie": 0.01}],
+@pytest.mark.parametrize("changes", [{}, {"signal_jitter": 3e-4}, {"residual_transplant": 0.5, "signal_mix": 0.5, "select_sam_tie": 0.01}],
                          ids=["plain", "signal_jitter", "residual_transplant"])
 def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch, changes):
     cfg = tiny_config(**changes)
@@ -181,22 +181,32 @@ def test_signal_jitter_moves_the_input_and_its_target_alike():
 
 def test_made_pairs_carry_another_spectrums_residual_scaled_onto_the_group_mean():
     """--residual_transplant: a made row's input is its group's LOO mean plus a donor's residual scaled by
-    the two means' ratio, its target that mean exactly; the other rows keep their input and target."""
+    the two means' ratio, its target (and dip target) that mean exactly; the other rows keep their input
+    and target. --signal_mix: the mean is mixed with a mate's of the same treatment and angle."""
     rng = np.random.default_rng(0)
     groups = [f"treatment_1/sample_{s}/6Oclock" for s in "AB" for _ in range(4)]
     levels = np.repeat([[0.2], [0.4]], 4, axis=0)
     split = _split(groups, (levels * (1 + 0.01 * rng.normal(size=(8, 16)))).astype(np.float32))
     idx, target = torch.tensor([0, 5]), split.loo[torch.tensor([0, 5])]
-    rows, donors = torch.tensor([True, False]), torch.tensor([6, 1])
-    jitter = torch.full((2, 16), 0.001)
-    made_target, shift = loop_mod.made_pairs(split, idx, target, jitter, rows, donors)
+    made = loop_mod.MadePairs(rows=torch.tensor([True, False]), donors=torch.tensor([6, 1]))
+    made_target, dip_target, shift = loop_mod.made_pairs(split, idx, target, made)
     inputs = split.inputs(idx, shift)[:, 0]
     residual = (split.noisy[6] - split.loo[6]) * split.loo[0] / split.loo[6]
-    torch.testing.assert_close(inputs[0], split.loo[0] + residual + 0.001)
+    torch.testing.assert_close(inputs[0], split.loo[0] + residual)
     torch.testing.assert_close(made_target[0], split.loo[0])
-    torch.testing.assert_close(inputs[1], split.noisy[5] + 0.001)
+    torch.testing.assert_close(dip_target, split.loo[idx])
+    torch.testing.assert_close(inputs[1], split.noisy[5])
     torch.testing.assert_close(made_target[1], target[1])
     assert float(residual.abs().mean()) < 0.01  # relative: a bright donor's noise shrunk onto a dark mean
+
+    mates = split.mates(torch.arange(8).repeat(50), torch.randint(0, 2**62, (400,)))
+    assert set(mates.tolist()) == set(range(8))  # any spectrum of treatment_1 at 6 o'clock
+    mixed = loop_mod.MadePairs(rows=torch.tensor([True, True]), donors=torch.tensor([6, 1]),
+                               mates=torch.tensor([4, 0]), weights=torch.tensor([0.25, 0.0]))
+    mixed_target, mixed_dip, _ = loop_mod.made_pairs(split, idx, target, mixed)
+    torch.testing.assert_close(mixed_target[0], 0.75 * split.loo[0] + 0.25 * split.loo[4])
+    torch.testing.assert_close(mixed_dip, mixed_target)
+    torch.testing.assert_close(mixed_target[1], split.loo[5])
 
 
 @pytest.mark.parametrize("history, scores, tie, kept", [
@@ -217,7 +227,7 @@ def test_settings_added_later_keep_the_hash_of_configs_that_do_not_use_them():
     is not refused as changed); turning one on changes it."""
     config = cpu_quick()
     recorded = config.to_dict()
-    for key in ("residual_transplant", "select_sam_tie"):
+    for key in ("residual_transplant", "signal_mix", "select_sam_tie"):
         del recorded["train"][key]
     from spectra_cv.train.config import config_hash
     from spectra_cv.train.presets import HASH_EXCLUDED_TRAIN

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from spectra_cv.paths import fold_tag
 log = get_logger("folds")
 
 ROLES = ("train", "val", "test")
+UNSEEN = "unseen"
+"""The optional folds.json key of a fold's samples kept out of every role (a leave-samples-out check)."""
 N_FOLDS = contract.FOLD_SAMPLES_PER_TREATMENT
 RECORD_FILE = "fold.json"
 ROTATION_SOURCE = "the built-in rotation"
@@ -56,6 +58,8 @@ class FoldAssignment:
     """treatment → why it is not in CV (it joins the final all-data model)."""
     source: str
     """``the built-in rotation`` or the folds.json path the assignment came from."""
+    unseen: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """treatment → samples a folds.json keeps out of every role (``"unseen"``): scored, never trained on."""
 
     def role_of(self) -> dict[tuple[str, str], str]:
         """(treatment, sample) → role, for every sample in the fold."""
@@ -67,6 +71,7 @@ class FoldAssignment:
             "source": self.source,
             "assignment": {role: {t: list(s) for t, s in self.roles[role].items()} for role in ROLES},
             "excluded": dict(self.excluded),
+            **({"unseen": {t: list(s) for t, s in self.unseen.items()}} if self.unseen else {}),
         }
 
 
@@ -164,9 +169,9 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
         raise FoldError(f"{path}: fold {fold} {why} (folds in the file: {listed}); add it or pick another --fold")
     entry = config["folds"][matches[0]]
     where = f"{path} fold {fold}"
-    if not isinstance(entry, dict) or set(entry) != set(ROLES):
+    if not isinstance(entry, dict) or not set(ROLES) <= set(entry) <= {*ROLES, UNSEEN}:
         got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-        raise FoldError(f"{where}: needs exactly the keys train, val, test (got {got})")
+        raise FoldError(f"{where}: needs the keys train, val, test and may have {UNSEEN} (got {got})")
 
     problems: list[str] = []
     known = _samples_by_treatment(manifest_df)
@@ -178,6 +183,7 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
         for treatment, value in entry[role].items():
             roles[role][treatment] = _as_samples(value, f"{where} {role} {treatment}", problems)
     treatments = sorted(set().union(*(roles[r] for r in ROLES)), key=_natural_key)
+    unseen = _unseen_entry(entry.get(UNSEEN), where, treatments, problems)
     seen: dict[tuple[str, str], str] = {}
     for treatment in treatments:
         for role in ROLES:
@@ -186,8 +192,8 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
         if treatment not in known:
             problems.append(f"{where}: {treatment} is not in the manifest (treatments: {', '.join(known)})")
             continue
-        for role in ROLES:
-            for sample in roles[role].get(treatment, ()):
+        for role in (*ROLES, UNSEEN):
+            for sample in (unseen if role == UNSEEN else roles[role]).get(treatment, ()):
                 if sample not in known[treatment]:
                     problems.append(
                         f"{where} {role}: {treatment}/{sample} is not in the manifest "
@@ -204,7 +210,23 @@ def load_fold_config(path: str | Path, fold: int, manifest_df: pd.DataFrame) -> 
         raise FoldError(f"{len(problems)} problem(s) in the fold config:\n  " + "\n  ".join(problems[:_MAX_LISTED]))
     reason = f"is not in {path} fold {fold}; it joins the final all-data model"
     excluded = {t: reason for t in known if t not in treatments}
-    return FoldAssignment(fold=fold, roles=roles, excluded=excluded, source=str(path))
+    return FoldAssignment(fold=fold, roles=roles, excluded=excluded, source=str(path), unseen=unseen)
+
+
+def _unseen_entry(value: Any, where: str, treatments: list[str], problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """The fold's optional ``"unseen"`` object: treatment → samples kept out of every role."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where} {UNSEEN}: expected a {{treatment: samples}} object")
+        return {}
+    out = {}
+    for treatment, samples in value.items():
+        if treatment not in treatments:
+            problems.append(f"{where} {UNSEEN}: {treatment} has no role in this fold; only samples of the fold's "
+                            "treatments can be kept out of it")
+        out[treatment] = _as_samples(samples, f"{where} {UNSEEN} {treatment}", problems)
+    return out
 
 
 def check_manifest_rows(manifest_df: pd.DataFrame, manifest_path: str | Path, check_files: bool = True) -> None:
@@ -241,13 +263,16 @@ def split_manifest(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> dic
     keys = list(zip(manifest_df["treatment"], manifest_df["sample"], strict=True))
     role = pd.Series([role_of.get(key) for key in keys], index=manifest_df.index, dtype=object)
     cv_treatments = {t for r in ROLES for t in assignment.roles[r]}
-    orphan = role.isna() & manifest_df["treatment"].isin(cv_treatments)
+    kept_out = {(t, s) for t, samples in assignment.unseen.items() for s in samples}
+    declared = pd.Series([key in kept_out for key in keys], index=manifest_df.index, dtype=bool)
+    orphan = role.isna() & manifest_df["treatment"].isin(cv_treatments) & ~declared
     if orphan.any():
         groups = manifest_df.loc[orphan].groupby(["treatment", "sample"], sort=True).size()
         listed = ", ".join(f"{t}/{s} ({n} rows)" for (t, s), n in groups.items())
         raise FoldError(
             f"fold {assignment.fold}: {listed} has no role in the assignment ({assignment.source}); "
-            "give each sample of a CV treatment a role or remove its rows from the input manifest"
+            f"give each sample of a CV treatment a role, list it under \"{UNSEEN}\" to score it as never seen, or "
+            "remove its rows from the input manifest"
         )
     splits = {r: manifest_df.loc[role == r].reset_index(drop=True) for r in ROLES}
     empty = [r for r in ROLES if splits[r].empty]
@@ -300,6 +325,51 @@ def control_rows(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> pd.Da
     trains on them, so every fold can score its model on them as on new samples."""
     rows = manifest_df[manifest_df["treatment"].astype(str).isin(set(assignment.excluded))]
     return rows.reset_index(drop=True)
+
+
+def leave_samples_out(manifest_df: pd.DataFrame, held_out: list[str]) -> dict[str, Any]:
+    """A folds.json (as ``load_fold_config`` reads it) that keeps the ``held_out`` samples
+    (``treatment/sample``) out of every role of every fold, listed under ``"unseen"``: each fold then
+    scores its model on them. The other samples of each CV treatment rotate as the built-in rotation does, over
+    however many remain (≥ 3: two or more to train, one to validate, one to test); treatments with
+    another number of samples than the rotation's are left out, as the rotation leaves them."""
+    known = _samples_by_treatment(manifest_df)
+    problems = [f"--hold-out {item}: expected treatment/sample" for item in held_out if item.count("/") != 1]
+    pairs = [tuple(item.split("/")) for item in held_out if item.count("/") == 1]
+    problems += [f"--hold-out {t}/{s}: not in the manifest" + (f" ({t} has {', '.join(known[t])})" if t in known else "")
+                 for t, s in pairs if s not in known.get(t, [])]
+    cv = {t: order for t, order in known.items() if len(order) == N_FOLDS}
+    problems += [f"--hold-out {t}/{s}: {t} is not in the cross-validation (it has {len(known[t])} samples)"
+                 for t, s in pairs if t in known and t not in cv and s in known[t]]
+    kept = {t: [s for s in order if (t, s) not in pairs] for t, order in cv.items()}
+    problems += [f"{t}: only {len(order)} sample(s) left; hold out at most {N_FOLDS - 3} of its {N_FOLDS}"
+                 for t, order in kept.items() if len(order) < 3]
+    if problems:
+        raise FoldError("; ".join(problems))
+    unseen: dict[str, list[str]] = {}
+    for t, s in pairs:
+        unseen.setdefault(t, []).append(s)
+    folds: dict[str, Any] = {}
+    for k in range(1, N_FOLDS + 1):
+        entry: dict[str, dict[str, Any]] = {role: {} for role in ROLES}
+        if unseen:
+            entry[UNSEEN] = {t: list(samples) for t, samples in unseen.items()}
+        for treatment, order in kept.items():
+            n = len(order)
+            entry["train"][treatment] = [order[(k - 1 + i) % n] for i in range(n - 2)]
+            entry["val"][treatment] = order[(k - 1 + n - 2) % n]
+            entry["test"][treatment] = order[(k - 1 + n - 1) % n]
+        folds[str(k)] = entry
+    return {"folds": folds}
+
+
+def unseen_rows(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> pd.DataFrame:
+    """Rows of the samples the folds.json keeps out of every role of this fold (``"unseen"``: a
+    leave-samples-out check), in manifest order: the fold never sees them, so it scores its model on
+    them as on new samples of known treatments. Empty with the built-in rotation."""
+    kept_out = {(t, s) for t, samples in assignment.unseen.items() for s in samples}
+    keys = zip(manifest_df["treatment"].astype(str), manifest_df["sample"].astype(str))
+    return manifest_df[[key in kept_out for key in keys]].reset_index(drop=True)
 
 
 def split_fold(

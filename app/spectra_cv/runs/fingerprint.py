@@ -24,7 +24,7 @@ from typing import Any
 from spectra_cv import io as sio
 from spectra_cv.data import contract
 from spectra_cv.errors import DataContractError
-from spectra_cv.folds.manifests import control_rows, split_fold
+from spectra_cv.folds.manifests import control_rows, split_fold, unseen_rows
 
 SCHEMA = "spectra-cv/data-fingerprint/1"
 
@@ -117,6 +117,9 @@ def fold_inputs(fold: int, data_root: Path, metadata_dir: Path, fold_config: Pat
     manifest_df, assignment, splits = split_fold(fold, data_root / contract.MANIFEST_FILE, fold_config,
                                                  check_files=True)
     splits = {**splits, "control": control_rows(manifest_df, assignment)}  # scored, never trained on
+    unseen = unseen_rows(manifest_df, assignment)
+    if not unseen.empty:  # (only then: the fingerprint of a run without them stays what it was)
+        splits["unseen"] = unseen
     for role in splits:
         files[f"{role} manifest rows"] = _sha(splits[role].to_csv(index=False).encode("utf-8"))
     for role in splits:

@@ -46,7 +46,7 @@ from spectra_cv.evaluation import (
     read_denoised,
     score_table,
 )
-from spectra_cv.folds.manifests import check_fold, control_rows, generate, split_fold
+from spectra_cv.folds.manifests import check_fold, control_rows, generate, split_fold, unseen_rows
 from spectra_cv.log import get_logger, log_to_file
 from spectra_cv.metrics import FittedBaseline
 from spectra_cv.model.checkpoint import read_checkpoint
@@ -532,9 +532,8 @@ class _Pipeline:
                     clean = read_clean(clean_manifest, data.groups) if clean_manifest is not None else None
                     tables[split] = score_table(pred, data, train, grid, clean, baselines)
             with stages.timed("controls"):
-                control = self._score_controls(train, grid, baselines, clean_manifest)
-            if control is not None:
-                tables["control"] = control
+                for split, table in self._score_left_out(train, grid, baselines, clean_manifest).items():
+                    tables[split] = table
             sio.atomic_write_json(self.out.metrics_json,
                                   _finite({"fold": self.fold, "checkpoint_sha256": checkpoint_sha,
                                            "wavelength_nm": [round(float(x), 4) for x in grid], "splits": tables,
@@ -553,30 +552,47 @@ class _Pipeline:
             controls = (f"; control samples (never trained on): PSNR {psnr('model', 'control')} dB, SAM "
                         f"{format_metric(headline['control']['model'].get('sam_deg_mean'), '.3f', 'n/a')}° "
                         f"(ridge {psnr('ridge', 'control')} dB, ridge+Wiener {psnr('ridge_wiener', 'control')} dB)")
+        if "unseen" in headline:
+            controls += (f"; samples in no role (never seen): PSNR {psnr('model', 'unseen')} dB (ridge+Wiener "
+                         f"{psnr('ridge_wiener', 'unseen')} dB)")
         self.w.emit(
             ev.EVALUATED,
             f"Test metrics: PSNR {psnr('model')} ± {format_metric(model.get('psnr_std'), missing='n/a')} dB, SAM "
             f"{format_metric(model.get('sam_deg_mean'), '.3f', 'n/a')}° (Gaussian {psnr('gaussian')} dB, "
             f"ridge {psnr('ridge')} dB, ridge+Wiener {psnr('ridge_wiener')} dB){controls}",
             checkpoint_sha256=checkpoint_sha, test=test, val=headline["val"], control=headline.get("control"),
+            unseen=headline.get("unseen"),
             baseline_params=params,
         )
         return model
 
-    def _score_controls(self, train: Any, grid: Any, baselines: dict[str, Any],
-                        clean_manifest: Path | None) -> dict[str, Any] | None:
-        """The model and the baselines on the treatments left out of CV (the zero-dose control),
-        denoised in memory; None (logged) when the data have none."""
-
+    def _score_left_out(self, train: Any, grid: Any, baselines: dict[str, Any],
+                        clean_manifest: Path | None) -> dict[str, Any]:
+        """The model and the baselines on what the fold never sees, denoised in memory: ``control``, the
+        treatments left out of CV (the zero-dose control), and ``unseen``, samples of CV treatments a
+        folds.json leaves out of every role (a leave-samples-out check). Each only when the data have it."""
         manifest = self.s.data_root / contract.MANIFEST_FILE
         frame, assignment, _ = split_fold(self.fold, manifest, self.s.fold_config, check_files=False)
-        rows = control_rows(frame, assignment)
-        if rows.empty:
+        tables: dict[str, Any] = {}
+        control = control_rows(frame, assignment)
+        if control.empty:
             log.info("%s: no treatment is left out of CV, so there are no control samples to score", self.tag)
-            return None
-        label = f"{manifest} (rows of {', '.join(sorted(assignment.excluded))})"
-        log.info("%s: denoising and scoring the %d control spectra (%s)", self.tag, len(rows),
-                 ", ".join(sorted(assignment.excluded)))
+        else:
+            label = f"{manifest} (rows of {', '.join(sorted(assignment.excluded))})"
+            log.info("%s: denoising and scoring the %d control spectra (%s)", self.tag, len(control),
+                     ", ".join(sorted(assignment.excluded)))
+            tables["control"] = self._score_rows(control, label, train, grid, baselines, clean_manifest)
+        unseen = unseen_rows(frame, assignment)
+        if not unseen.empty:
+            samples = sorted(set(unseen["treatment"].astype(str) + "/" + unseen["sample"].astype(str)))
+            log.info("%s: denoising and scoring the %d spectra of samples in no role of this fold (%s)", self.tag,
+                     len(unseen), ", ".join(samples))
+            label = f"{manifest} (samples in no role: {', '.join(samples)})"
+            tables["unseen"] = self._score_rows(unseen, label, train, grid, baselines, clean_manifest)
+        return tables
+
+    def _score_rows(self, rows: Any, label: str, train: Any, grid: Any, baselines: dict[str, Any],
+                    clean_manifest: Path | None) -> dict[str, Any]:
         data = split_of(self.s.data_root, rows, grid, label)
         film = bool(self.s.config.film_features)
         pred = denoise_frame(

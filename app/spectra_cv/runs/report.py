@@ -44,7 +44,7 @@ from spectra_cv.runs.report_data import (
     read_learning_curves,
 )
 from spectra_cv.runs.report_facts import run_fact_lines
-from spectra_cv.runs.report_paired import paired_groups, paired_lines
+from spectra_cv.runs.report_paired import paired_groups, paired_lines, unseen_lines
 from spectra_cv.runs.report_plots import Examples
 from spectra_cv.runs.rerun import finished_run
 from spectra_cv.runs.summary import read_summary
@@ -56,9 +56,19 @@ METHODS = (MODEL, *BASELINE_NAMES)
 NAMES = {MODEL: "model", "identity": "identity (no denoising)", "savgol": "Savitzky–Golay",
          "gaussian": "Gaussian smoothing", "pca": "PCA projection", "ridge": "ridge regression",
          "wiener": "Wiener filter", "ridge_wiener": "mean of ridge and Wiener"}
-SPLITS = ("val", "test", "control")
+SPLITS = ("val", "test", "control", "unseen")
 CONTROL_METHODS = (MODEL, "ridge", "ridge_wiener")
-"""Methods shown for the control samples (the treatments left out of CV)."""
+"""Methods shown for the control samples (the treatments left out of CV) and the unseen samples."""
+LEFT_OUT = {
+    "control": ("Control samples (left out of CV, never trained on)",
+                "Each fold's model and its baselines on the treatments no fold trains on (the zero-dose control), "
+                "against their leave-one-out means: what a user meets applying the model to new controls."),
+    "unseen": ("Samples never seen (leave-samples-out)",
+               "Each fold's model and its baselines on samples of the CV treatments that the fold config leaves out "
+               "of every role of the fold (never trained on, never used to choose anything), against their "
+               "leave-one-out means: what a user meets applying the model to new samples of known treatments."),
+}
+"""The splits scored beside the folds: section title and what they say."""
 REFERENCES = ("loo", "clean")
 KEYS = ("fold", "split", "reference", "method")
 CSV_METRICS = ("n_spectra", "psnr_mean", "psnr_std", "psnr_dataset", "sam_deg_mean", "sam_deg_std", "rmse_mean",
@@ -173,19 +183,17 @@ def _test(lookup: dict, fold: object, method: str | None, metric: str, reference
     return _value(lookup, fold, "test", method, metric, reference)
 
 
-def _controls(lookup: dict, folds: tuple[int, ...]) -> list[str]:
-    """The control-sample section (empty when no fold scored any)."""
-    scored = [f for f in folds if math.isfinite(_value(lookup, f, "control", MODEL, "psnr_mean"))]
+def _left_out(lookup: dict, folds: tuple[int, ...], split: str) -> list[str]:
+    """The section of a split scored beside the folds (``LEFT_OUT``; empty when no fold scored it)."""
+    scored = [f for f in folds if math.isfinite(_value(lookup, f, split, MODEL, "psnr_mean"))]
     if not scored:
         return []
-    lines = ["## Control samples (left out of CV, never trained on)", "",
-             f"Each fold's model and its baselines on the treatments no fold trains on (the zero-dose control), "
-             f"against their leave-one-out means: what a user meets applying the model to new controls. Mean ± "
-             f"std over the {len(scored)} fold(s) that scored them.", "",
+    title, what = LEFT_OUT[split]
+    lines = [f"## {title}", "", f"{what} Mean ± std over the {len(scored)} fold(s) that scored them.", "",
              "| method | PSNR dB | SAM ° |", "|---|---:|---:|"]
     for method in CONTROL_METHODS:
-        cells = [f"{_fmt(_value(lookup, 'mean', 'control', method, key), spec)} ± "
-                 f"{_fmt(_value(lookup, 'std', 'control', method, key), spec)}"
+        cells = [f"{_fmt(_value(lookup, 'mean', split, method, key), spec)} ± "
+                 f"{_fmt(_value(lookup, 'std', split, method, key), spec)}"
                  for key, spec in (("psnr_mean", ".2f"), ("sam_deg_mean", ".3f"))]
         lines.append(f"| {NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -312,8 +320,12 @@ def _paired_section(records: dict[int, dict], frame: pd.DataFrame) -> list[str]:
     lookup = _lookup(frame)
     lead = best_baseline(lookup, _ordered({m: None for m in frame["method"]}))
     differences = {f: _test(lookup, f, MODEL, "psnr_mean") - _test(lookup, f, lead, "psnr_mean") for f in records}
-    return paired_lines(paired_groups(records, lead, MODEL),
-                        {f: d for f, d in differences.items() if math.isfinite(d)}, NAMES.get(lead, lead))
+    lines = paired_lines(paired_groups(records, lead, MODEL),
+                         {f: d for f, d in differences.items() if math.isfinite(d)}, NAMES.get(lead, lead))
+    unseen = paired_groups(records, lead, MODEL, split="unseen")
+    if not unseen.groups.empty:
+        lines += unseen_lines(unseen, NAMES.get(lead, lead))
+    return lines
 
 
 def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame, plots: list[str],
@@ -353,7 +365,7 @@ def render_markdown(paths: RunPaths, summary: pd.DataFrame, frame: pd.DataFrame,
             "## Per fold: the model against the best baseline (test PSNR)", "",
             "Model PSNR is mean ± std over the fold's test spectra; the best baseline is the one with the highest "
             "mean test PSNR in that fold.", "", *_per_fold(lookup, folds, methods), "", *(paired or []),
-            *_controls(lookup, folds)]
+            *_left_out(lookup, folds, "control"), *_left_out(lookup, folds, "unseen")]
     if all(math.isfinite(_test(lookup, f, MODEL, "psnr_mean", "clean")) for f in folds):
         out += ["## Against the clean truth (synthetic data)", "",
                 "**These are synthetic figures**: the data are generated, so each spectrum's noise-free truth is "

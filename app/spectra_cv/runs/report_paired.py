@@ -30,11 +30,13 @@ class Paired:
     """Completed folds whose metrics JSON predates per-group scores (left out)."""
 
 
-def paired_groups(records: dict[int, dict], baseline: str, model: str = "model") -> Paired:
-    """The per-group table of the model against ``baseline`` over every completed fold's test split."""
+def paired_groups(records: dict[int, dict], baseline: str, model: str = "model", split: str = "test") -> Paired:
+    """The per-group table of the model against ``baseline`` over every completed fold's ``split``."""
     rows, without = [], []
     for fold, record in sorted(records.items()):
-        test = record.get("splits", {}).get("test", {})
+        test = record.get("splits", {}).get(split, {})
+        if split != "test" and not test:
+            continue  # a fold that scored no such split
         mine, theirs = (test.get(model) or {}).get("per_group"), (test.get(baseline) or {}).get("per_group")
         if not (isinstance(mine, dict) and isinstance(theirs, dict)):
             without.append(fold)
@@ -120,6 +122,23 @@ def paired_lines(paired: Paired, fold_differences: dict[int, float], baseline_na
                      f"against zero: W = {test[0]:g}, two-sided p = {test[1]:.3g} (with five folds the smallest "
                      "p it can give is 0.0625: the folds are few, the groups above are the finer evidence).")
     return lines + ["", *per_treatment_lines(table, baseline_name), ""]
+
+
+def unseen_lines(paired: Paired, baseline_name: str) -> list[str]:
+    """The paired verdict on the samples no fold saw (leave-samples-out): each such group is scored by
+    every fold's model, so the folds' differences are averaged per group before they are counted."""
+    table = paired.groups
+    per_group = table.groupby("group", sort=True)[["d_psnr", "d_sam"]].mean()
+    d = per_group["d_psnr"].to_numpy()
+    low, high = bootstrap_interval(d)
+    worst = per_group["d_psnr"].idxmin()
+    won = int((d > 0).sum())
+    return [f"### Samples never seen: model − {baseline_name}, per group", "",
+            f"Over the {len(per_group)} group(s) of samples left out of every role (each scored by "
+            f"{table['fold'].nunique()} fold model(s), averaged): the model is ahead in **{won} of {len(per_group)}**; "
+            f"mean {d.mean():+.2f} dB (95 % bootstrap interval over groups {low:+.2f} … {high:+.2f} dB), worst "
+            f"`{worst}` {per_group.loc[worst, 'd_psnr']:+.2f} dB; SAM lower in "
+            f"{int((per_group['d_sam'] < 0).sum())}.", ""]
 
 
 def per_treatment_lines(table: pd.DataFrame, baseline_name: str) -> list[str]:

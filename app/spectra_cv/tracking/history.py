@@ -49,7 +49,7 @@ TRAIN_SUMMARY = {
     "parameters": "score/parameters",
     "seconds": "score/train_seconds",
 }
-SCORE_SPLITS = ("test", "val", "control")
+SCORE_SPLITS = ("test", "val", "control", "unseen")
 """The ``evaluated`` event's tables: ``<split> → <method> → <metric> → value``."""
 
 

@@ -70,9 +70,14 @@ class TrainConfig(Config):
     another spectrum of the split drawn at random, scaled by the ratio of the two LOO means; the
     target is that mean (plus deviation) exactly. The real noise meets signals it never came with,
     and the target carries no noise of its own. 0 disables [--residual_transplant]."""
+    signal_mix: float = 0.0
+    """With ``residual_transplant``: a made pair's signal mixes the group's LOO mean with that of a
+    spectrum of the same treatment and angle (another sample, mostly), its weight uniform in
+    [0, signal_mix]: signals between the samples seen. 0 disables [--signal_mix]."""
     select_sam_tie: float = 0.0
     """Validation SAM (degrees) within this of the lowest seen counts as a tie when choosing the
-    checkpoint kept, broken by validation PSNR; 0: the lowest SAM alone [--select_sam_tie]."""
+    checkpoint kept, broken by validation PSNR (a checkpoint kept so also resets the early-stopping
+    patience); 0: the lowest SAM alone [--select_sam_tie]."""
     early_stop_patience: int = 21
     """Validations without an improvement larger than sam_tolerance before stopping [--early_stop_patience]."""
     sam_tolerance: float = 0.0
@@ -126,6 +131,8 @@ class TrainConfig(Config):
             (self.signal_jitter >= 0, "--signal_jitter must be ≥ 0 (0 disables)"),
             (self.signal_jitter_length > 0, "--signal_jitter_length must be > 0 (grid samples)"),
             (0.0 <= self.residual_transplant <= 1.0, "--residual_transplant must be in [0, 1] (0 disables)"),
+            (0.0 <= self.signal_mix <= 1.0, "--signal_mix must be in [0, 1] (0 disables)"),
+            (self.signal_mix == 0 or self.residual_transplant > 0, "--signal_mix needs --residual_transplant > 0"),
             (self.select_sam_tie >= 0, "--select_sam_tie must be ≥ 0 degrees (0: lowest SAM alone)"),
             (not self.noise2noise_pairwise or self.noise2noise, "--noise2noise_pairwise needs --noise2noise"),
             (0 <= self.seed < 2**63, "--seed must be an integer in [0, 2**63)"),

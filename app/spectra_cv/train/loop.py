@@ -125,14 +125,14 @@ def train_step(
     draws: torch.Tensor | None = None,
     params: Sequence[torch.Tensor] | None = None,
     jitter: torch.Tensor | None = None,
-    transplant: tuple[torch.Tensor, torch.Tensor] | None = None,
+    made: MadePairs | None = None,
 ) -> torch.Tensor:
     """One optimiser step on rows ``idx``; returns the loss (0-d, detached, on the device) without
     waiting for the device. ``draws`` (from ``split.partner_draws``, one per row) pick the partner
     replicates of pairwise Noise2Noise; ``jitter`` (B, L) is a smooth deviation added to the inputs
-    and to their targets alike (``--signal_jitter``); ``transplant`` (rows (B,) bool, donors (B,) indices)
-    makes the chosen rows' pairs anew (``--residual_transplant``, see ``made_pairs``); ``epoch`` (1-based)
-    gates the dip term's warm-up."""
+    and to their targets alike (``--signal_jitter``); ``made`` makes the chosen rows' pairs anew
+    (``--residual_transplant``, ``--signal_mix``: see ``made_pairs``); ``epoch`` (1-based) gates the dip
+    term's warm-up."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     if cfg.noise2noise and cfg.noise2noise_pairwise:
@@ -144,13 +144,14 @@ def train_step(
     else:
         target = split.noisy[idx]
     dip_target = split.loo[idx]
+    shift = None
+    if made is not None:
+        target, dip_target, shift = made_pairs(split, idx, target, made)
     if jitter is not None and cfg.signal_jitter_relative:
         jitter = jitter * dip_target  # relative: scaled by the spectrum's level
-    shift = jitter
-    if transplant is not None:
-        target, shift = made_pairs(split, idx, target, shift, *transplant)
     if jitter is not None:
         target, dip_target = target + jitter, dip_target + jitter
+        shift = jitter if shift is None else shift + jitter
     pred = predict(model, split, idx, device, cfg, shift=shift)
     # Dips are detected and measured on the group's leave-one-out mean (a clean estimate that
     # excludes the input): on a single noisy partner replicate the dip term prefers noisy output.
@@ -178,17 +179,55 @@ def keeps(scores: dict[str, float], state: TrainState, lowest: float, tie: float
     return state.best_sam > floor or scores["psnr"] > state.best_val.get("psnr", -math.inf)
 
 
-def made_pairs(split: DeviceSplit, idx: torch.Tensor, target: torch.Tensor, shift: torch.Tensor | None,
-               rows: torch.Tensor, donors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target, input shift) with the ``rows`` of the batch made anew: input = LOO mean of the row's group
-    + the residual of spectrum ``donors`` (its reflectance − its LOO mean) × the ratio of the two LOO
-    means; target = that LOO mean. Other rows keep theirs. The smooth deviation (``shift`` on entry)
-    stays in the input shift; the caller adds it to the target, as for every row."""
-    clean, donor_mean = split.loo[idx], split.loo[donors]
-    residual = (split.noisy[donors] - donor_mean) * clean / donor_mean.clamp_min(1e-4)
-    made = rows.unsqueeze(1)
-    new_shift = torch.where(made, clean + residual - split.noisy[idx], torch.zeros_like(clean))
-    return torch.where(made, clean, target), new_shift if shift is None else new_shift + shift
+@dataclass(frozen=True)
+class MadePairs:
+    """Which rows of a batch are made anew, and from what (``--residual_transplant``, ``--signal_mix``)."""
+
+    rows: torch.Tensor
+    """(B,) bool: the rows made anew."""
+    donors: torch.Tensor
+    """(B,) indices: whose residual each made row carries."""
+    mates: torch.Tensor | None = None
+    """(B,) indices: a spectrum of the same treatment and angle whose LOO mean is mixed in."""
+    weights: torch.Tensor | None = None
+    """(B,) the mate's weight in the mix."""
+
+    def take(self, positions: torch.Tensor) -> MadePairs:
+        pick = (lambda t: None if t is None else t[positions])
+        return MadePairs(self.rows[positions], self.donors[positions], pick(self.mates), pick(self.weights))
+
+
+def made_pairs(split: DeviceSplit, idx: torch.Tensor, target: torch.Tensor,
+               made: MadePairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(target, dip target, input shift) with the made rows' pairs anew: their clean signal is the LOO
+    mean of the row's group (mixed with a mate's: (1 − w)·own + w·mate's, under ``--signal_mix``); their
+    input is that signal + the residual of spectrum ``donors`` (its reflectance − its LOO mean) × the
+    ratio of the signal to the donor's mean; their target is the signal exactly. Other rows keep theirs
+    (their shift is 0)."""
+    clean = split.loo[idx]
+    if made.mates is not None and made.weights is not None:
+        w = made.weights.unsqueeze(1)
+        clean = (1.0 - w) * clean + w * split.loo[made.mates]
+    donor_mean = split.loo[made.donors]
+    residual = (split.noisy[made.donors] - donor_mean) * clean / donor_mean.clamp_min(1e-4)
+    rows = made.rows.unsqueeze(1)
+    shift = torch.where(rows, clean + residual - split.noisy[idx], torch.zeros_like(clean))
+    return torch.where(rows, clean, target), torch.where(rows, clean, split.loo[idx]), shift
+
+
+def made_for_epoch(split: DeviceSplit, cfg: TrainConfig, generator: torch.Generator,
+                   device: torch.device) -> MadePairs | None:
+    """One epoch's draws of the made pairs, per spectrum of the split (None when both levers are off)."""
+    if cfg.residual_transplant <= 0:
+        return None
+    n, where = len(split), generator.device
+    rows = torch.rand(n, generator=generator, device=where) < cfg.residual_transplant
+    donors = torch.randint(0, n, (n,), generator=generator, device=where)
+    mates = weights = None
+    if cfg.signal_mix > 0:
+        mates = split.mates(torch.arange(n, device=device), split.partner_draws(n, generator))
+        weights = (torch.rand(n, generator=generator, device=where) * cfg.signal_mix).to(device)
+    return MadePairs(rows.to(device), donors.to(device), mates, weights)
 
 
 def train_epoch(
@@ -219,10 +258,7 @@ def train_epoch(
     if cfg.signal_jitter > 0:  # one (N, L) draw per epoch, copied once; shaped per batch on the device
         normals = torch.randn(n, split.noisy.shape[1], generator=generator, device=generator.device).to(device)
         factor = split.jitter_factor(cfg.signal_jitter, cfg.signal_jitter_length)
-    made = donors = None
-    if cfg.residual_transplant > 0:  # which rows are made anew this epoch, and from whose residual
-        made = (torch.rand(n, generator=generator, device=generator.device) < cfg.residual_transplant).to(device)
-        donors = torch.randint(0, n, (n,), generator=generator, device=generator.device).to(device)
+    made = made_for_epoch(split, cfg, generator, device)  # which rows are made anew, and from what
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     bad_loss = torch.zeros((), device=device)
@@ -234,8 +270,7 @@ def train_epoch(
         loss = train_step(model, ema, optimizer, split, objective, order[start:stop], cfg, device,
                           epoch=state.epoch + 1, lr=lr, draws=None if draws is None else draws[start:stop],
                           params=params, jitter=None if normals is None else normals[start:stop] @ factor,
-                          transplant=None if made is None or donors is None else (made[order[start:stop]],
-                                                                                   donors[order[start:stop]]))
+                          made=None if made is None else made.take(order[start:stop]))
         newly_bad = (first_bad < 0) & ~torch.isfinite(loss)
         first_bad = torch.where(newly_bad, torch.full_like(first_bad, state.step), first_bad)
         bad_loss = torch.where(newly_bad, loss.float(), bad_loss)
@@ -386,11 +421,13 @@ def fit(
             record.update({f"val_{k}": v for k, v in scores.items()})
             lowest = min((r["val_sam"] for r in state.history if r.get("val_sam") is not None), default=math.inf)
             improvement = lowest - scores["sam"]
-            if keeps(scores, state, lowest, cfg.select_sam_tie):
+            kept = keeps(scores, state, lowest, cfg.select_sam_tie)
+            if kept:
                 state.best_sam, state.best_epoch, state.best_val = scores["sam"], state.epoch, scores
                 _save(make_checkpoint(model, ema, state), best_path)
                 log.info("  Saved best checkpoint to %s", best_path)
-            if improvement > cfg.sam_tolerance:
+            # patience: a lower SAM, or (ties broken by PSNR) any checkpoint kept, is progress
+            if improvement > cfg.sam_tolerance or (kept and cfg.select_sam_tie > 0):
                 state.bad_validations = 0
             else:
                 state.bad_validations += 1

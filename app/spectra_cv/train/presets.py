@@ -57,7 +57,7 @@ fold 1's validation split (docs/model-levers.md)."""
 
 HASH_EXCLUDED_TRAIN = ("device", "checkpoint_blocks", "deterministic", "compile")
 """Train settings that decide where and how, not what, a run computes: outside the config hash."""
-HASH_OMITTED_WHEN_OFF: dict[str, Any] = {"residual_transplant": 0.0, "select_sam_tie": 0.0}
+HASH_OMITTED_WHEN_OFF: dict[str, Any] = {"residual_transplant": 0.0, "signal_mix": 0.0, "select_sam_tie": 0.0}
 """Train settings added after runs were recorded: left out of the hash while off, so a config that
 does not use them keeps the hash it had before they existed (a rerun is not refused as changed)."""
 

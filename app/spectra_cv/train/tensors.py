@@ -98,6 +98,14 @@ class DeviceSplit:
         size = self._size.double().unsqueeze(1)
         self.loo = ((sums[self.group] - self.noisy.double()) / (size - 1.0)).float()  # (N, L)
         self._jitter_factors: dict[tuple[float, float], torch.Tensor] = {}
+        families = np.array(["/".join((g.split("/")[0], g.split("/")[-1])) for g in names])[inverse]
+        _, family = np.unique(families, return_inverse=True)
+        fam_counts = np.bincount(family)
+        fam_order = np.argsort(family, kind="stable")
+        fam_offsets = np.concatenate([[0], np.cumsum(fam_counts)[:-1]])
+        self._fam_order = torch.as_tensor(fam_order, dtype=torch.long, device=device)
+        self._fam_offset = torch.as_tensor(fam_offsets[family], dtype=torch.long, device=device)
+        self._fam_size = torch.as_tensor(fam_counts[family], dtype=torch.long, device=device)
 
     def __len__(self) -> int:
         return int(self.noisy.shape[0])
@@ -121,6 +129,11 @@ class DeviceSplit:
         """``count`` random 62-bit integers from ``generator`` (CPU), on the device in one copy:
         the raw draws ``partners`` turns into partner indices (one per spectrum of an epoch)."""
         return torch.randint(0, 2**62, (count,), generator=generator, device=generator.device).to(self.device)
+
+    def mates(self, idx: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Index of a spectrum of the same treatment and angle as each of ``idx`` (any sample of it,
+        uniform; ``draws`` from ``partner_draws``): whose group mean ``--signal_mix`` mixes in."""
+        return self._fam_order[self._fam_offset[idx] + draws % self._fam_size[idx]]
 
     def partners(self, idx: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         """Index of another replicate of each spectrum's group, uniform over the group (never itself).
