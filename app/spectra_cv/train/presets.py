@@ -53,6 +53,10 @@ PRIOR = "ridge_wiener"
 SIGNAL_JITTER: dict[str, Any] = {"signal_jitter": 3e-3, "signal_jitter_relative": True, "signal_jitter_length": 80.0}
 """The presets' smooth relative deviation of inputs and targets (5.5 % rms, ℓ = 40 nm): chosen on
 fold 1's validation split (docs/model-levers.md)."""
+MADE_PAIRS: dict[str, Any] = {"residual_transplant": 0.5, "signal_mix": 0.5, "select_sam_tie": 0.001}
+"""Half of every batch made anew (a group's mean mixed with another sample's, carrying another
+spectrum's real residual) and SAM ties within 0.001° broken by PSNR: chosen on fold 1's validation
+split, two seeds (docs/model-levers.md)."""
 
 
 HASH_EXCLUDED_TRAIN = ("device", "checkpoint_blocks", "deterministic", "compile")
@@ -117,7 +121,7 @@ def recipe() -> RunConfig:
         objective=ObjectiveConfig(dip_weight=BALANCED_DIP_WEIGHT),
         train=TrainConfig(
             epochs=200, batch_size=600, lr=3e-4, lr_min=3e-5, weight_decay=1e-4, early_stop_patience=21,
-            ema=True, ema_decay=0.999, amp=True, amp_dtype="bf16", **SIGNAL_JITTER,
+            ema=True, ema_decay=0.999, amp=True, amp_dtype="bf16", **SIGNAL_JITTER, **MADE_PAIRS,
             checkpoint_blocks=True,  # batch 600 fits in 80 GB with the PyTorch scan too (make bench)
         ),
         film_features=features,
@@ -141,7 +145,7 @@ def cpu_quick() -> RunConfig:
         train=TrainConfig(
             epochs=60, batch_size=64, lr=1e-3, lr_min=5e-5, warmup_epochs=1.0, weight_decay=1e-4,
             noise2noise_pairwise=False, early_stop_patience=10, ema=True, ema_decay=0.995, time_budget_s=840.0,
-            **SIGNAL_JITTER,
+            **SIGNAL_JITTER, **MADE_PAIRS,
         ),
         film_features=features,
         preset="cpu_quick",
