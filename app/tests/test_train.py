@@ -225,9 +225,11 @@ def test_the_checkpoint_kept_breaks_sam_ties_by_psnr_only_when_asked(history, sc
 def test_settings_added_later_keep_the_hash_of_configs_that_do_not_use_them():
     """A run recorded before --residual_transplant and --select_sam_tie existed keeps its hash (a rerun
     is not refused as changed); turning one on changes it."""
-    config = cpu_quick()
+    preset = cpu_quick()
+    off = {"residual_transplant": 0.0, "signal_mix": 0.0, "select_sam_tie": 0.0}
+    config = dataclasses.replace(preset, train=dataclasses.replace(preset.train, **off))
     recorded = config.to_dict()
-    for key in ("residual_transplant", "signal_mix", "select_sam_tie"):
+    for key in off:
         del recorded["train"][key]
     from spectra_cv.train.config import config_hash
     from spectra_cv.train.presets import HASH_EXCLUDED_TRAIN

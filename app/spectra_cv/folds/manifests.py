@@ -336,7 +336,8 @@ def leave_samples_out(manifest_df: pd.DataFrame, held_out: list[str]) -> dict[st
     known = _samples_by_treatment(manifest_df)
     problems = [f"--hold-out {item}: expected treatment/sample" for item in held_out if item.count("/") != 1]
     pairs = [tuple(item.split("/")) for item in held_out if item.count("/") == 1]
-    problems += [f"--hold-out {t}/{s}: not in the manifest" + (f" ({t} has {', '.join(known[t])})" if t in known else "")
+    problems += [f"--hold-out {t}/{s}: not in the manifest"
+                 + (f" ({t} has {', '.join(known[t])})" if t in known else "")
                  for t, s in pairs if s not in known.get(t, [])]
     cv = {t: order for t, order in known.items() if len(order) == N_FOLDS}
     problems += [f"--hold-out {t}/{s}: {t} is not in the cross-validation (it has {len(known[t])} samples)"
@@ -368,7 +369,7 @@ def unseen_rows(manifest_df: pd.DataFrame, assignment: FoldAssignment) -> pd.Dat
     leave-samples-out check), in manifest order: the fold never sees them, so it scores its model on
     them as on new samples of known treatments. Empty with the built-in rotation."""
     kept_out = {(t, s) for t, samples in assignment.unseen.items() for s in samples}
-    keys = zip(manifest_df["treatment"].astype(str), manifest_df["sample"].astype(str))
+    keys = zip(manifest_df["treatment"].astype(str), manifest_df["sample"].astype(str), strict=True)
     return manifest_df[[key in kept_out for key in keys]].reset_index(drop=True)
 
 

@@ -193,8 +193,10 @@ class MadePairs:
     """(B,) the mate's weight in the mix."""
 
     def take(self, positions: torch.Tensor) -> MadePairs:
-        pick = (lambda t: None if t is None else t[positions])
-        return MadePairs(self.rows[positions], self.donors[positions], pick(self.mates), pick(self.weights))
+        """The draws of the spectra at ``positions`` (one batch)."""
+        mates = None if self.mates is None else self.mates[positions]
+        weights = None if self.weights is None else self.weights[positions]
+        return MadePairs(self.rows[positions], self.donors[positions], mates, weights)
 
 
 def made_pairs(split: DeviceSplit, idx: torch.Tensor, target: torch.Tensor,
