@@ -88,21 +88,13 @@ def paired(paths: RunPaths, folds: tuple[int, ...], rows: list[dict]) -> dict:
 
 
 def unseen(paths: RunPaths, folds: tuple[int, ...], baseline: str) -> dict:
-    """The paired verdict on the samples no fold saw (``--hold-out``): per group, the model − ``baseline``
-    PSNR averaged over the fold models that scored it; {} when none did."""
-    from spectra_cv.runs.report_paired import bootstrap_interval, paired_groups
+    """The paired verdict on the samples no fold saw (``--hold-out``), as the report gives it
+    (``report_paired.unseen_verdict``); {} when no fold scored any."""
+    from spectra_cv.runs.report_paired import paired_groups, unseen_verdict
 
     records = {fold: json.loads(paths.metrics_json(fold).read_text()) for fold in folds}
-    table = paired_groups(records, baseline, split="unseen").groups
-    if table.empty:
-        return {}
-    per_group = table.groupby("group")[["model_psnr", "baseline_psnr", "d_psnr", "d_sam"]].mean()
-    d = per_group["d_psnr"].to_numpy()
-    low, high = bootstrap_interval(d)
-    return {"baseline": baseline, "groups": len(d), "won": int((d > 0).sum()), "mean_db": float(d.mean()),
-            "ci95_low_db": low, "ci95_high_db": high, "model_psnr": float(per_group["model_psnr"].mean()),
-            "baseline_psnr": float(per_group["baseline_psnr"].mean()), "sam_won": int((per_group["d_sam"] < 0).sum()),
-            "per_group_db": {g: float(v) for g, v in per_group["d_psnr"].items()}, "met": bool(d.mean() >= 0)}
+    figures = unseen_verdict(paired_groups(records, baseline, split="unseen"))
+    return {"baseline": baseline, **figures, "met": figures["mean_db"] >= 0} if figures else {}
 
 
 def table(rows: list[dict], summary: dict, groups: dict, never_seen: dict | None = None) -> str:

@@ -537,6 +537,7 @@ def test_names_that_are_not_utf8_pass_through_the_summary_and_audit_log_as_their
     assert odd in set(read_summary(paths.summary_csv).astype(str).to_numpy().ravel())
 
 
+@pytest.mark.slow  # ~11 s: a fold of its own (make test-slow, in .ci/run)
 def test_a_fold_scores_the_samples_its_config_leaves_out_of_every_role(data, tmp_path):
     """Leave-samples-out: with a folds.json that keeps one sample out of every role, the fold scores its
     model and every baseline on that sample's spectra (``unseen``, per group too), and the report gives

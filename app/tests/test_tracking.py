@@ -414,6 +414,7 @@ def test_a_broken_tracking_store_is_a_warning_not_the_folds_failure(uninterrupte
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow  # ~6 s: two reports in their own processes (make test-slow, in .ci/run)
 def test_report_with_tracking_exports_the_run_and_a_broken_store_leaves_the_report_standing(uninterrupted, tmp_path):
     """`report --tracking …` exports the folds and the CV run with the report's files; a store that
     cannot be written is a warning naming the fix, and the report is written all the same (exit 0)."""

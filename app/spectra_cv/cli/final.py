@@ -49,7 +49,8 @@ def final(data_root: Path | None, metadata_dir: Path | None, run_root: Path | No
 
 def _from_config_file(path: Path, given: dict[str, Any]) -> Any:
     """The config ``path`` describes (the folds must have run it), after filling ``given`` from its
-    ``[run]`` table where the command line (or an option's variable) left a value unset."""
+    ``[run]`` table by the rule `fold` and `cv` follow (``fill_from_run_table``)."""
+    from spectra_cv.cli.run_options import fill_from_run_table
     from spectra_cv.config_files import read_config_file, resolve_settings
     from spectra_cv.errors import ConfigError
     from spectra_cv.train.flags import build_run_config
@@ -60,8 +61,5 @@ def _from_config_file(path: Path, given: dict[str, Any]) -> Any:
         expected = build_run_config(preset, {k: v for k, (v, _) in values.items()}, film_features=features)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from exc
-    source = click.get_current_context().get_parameter_source
-    for key in given:
-        if key in table and source(key) in (click.core.ParameterSource.DEFAULT, None):
-            given[key] = table[key]
+    fill_from_run_table(given, table)
     return expected

@@ -112,10 +112,19 @@ def _apply_run_table(given: dict[str, Any]) -> None:
         table = read_config_file(given["config_file"]).run
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from exc
+    fill_from_run_table(given, table)
+
+
+def fill_from_run_table(given: dict[str, Any], table: dict[str, Any]) -> None:
+    """The one precedence rule of a config file's ``[run]`` values: each fills an option of ``given``
+    the command line left at its default, unless the option's environment variable is set (the data
+    and run paths read theirs when unset)."""
     source = click.get_current_context().get_parameter_source
     env = {"data_root": run_paths.ENV_DATA_ROOT, "metadata_dir": run_paths.ENV_METADATA_DIR,
            "run_root": run_paths.ENV_RUN_ROOT}
     for key, value in table.items():
+        if key not in given:
+            continue
         if key in env:
             if given[key] is None and not os.environ.get(env[key]):
                 given[key] = value

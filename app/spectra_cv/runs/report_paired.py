@@ -12,6 +12,7 @@ folds' mean differences (SciPy; exact for few folds, two-sided), and the same pe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,21 +125,34 @@ def paired_lines(paired: Paired, fold_differences: dict[int, float], baseline_na
     return lines + ["", *per_treatment_lines(table, baseline_name), ""]
 
 
-def unseen_lines(paired: Paired, baseline_name: str) -> list[str]:
-    """The paired verdict on the samples no fold saw (leave-samples-out): each such group is scored by
-    every fold's model, so the folds' differences are averaged per group before they are counted."""
+def unseen_verdict(paired: Paired) -> dict[str, Any]:
+    """The paired verdict on the samples no fold saw (leave-samples-out), {} without any: each such
+    group is scored by every fold's model, so the folds' differences are averaged per group before
+    they are counted (groups, won, mean with its 95 % bootstrap interval, worst, SAM, per group)."""
     table = paired.groups
-    per_group = table.groupby("group", sort=True)[["d_psnr", "d_sam"]].mean()
+    if table.empty:
+        return {}
+    per_group = table.groupby("group", sort=True)[["model_psnr", "baseline_psnr", "d_psnr", "d_sam"]].mean()
     d = per_group["d_psnr"].to_numpy()
     low, high = bootstrap_interval(d)
-    worst = per_group["d_psnr"].idxmin()
-    won = int((d > 0).sum())
+    worst = str(per_group["d_psnr"].idxmin())
+    return {"groups": len(d), "folds": int(table["fold"].nunique()), "won": int((d > 0).sum()),
+            "mean_db": float(d.mean()), "ci95_low_db": low, "ci95_high_db": high, "worst_group": worst,
+            "worst_db": float(per_group.loc[worst, "d_psnr"]), "sam_won": int((per_group["d_sam"] < 0).sum()),
+            "model_psnr": float(per_group["model_psnr"].mean()),
+            "baseline_psnr": float(per_group["baseline_psnr"].mean()),
+            "per_group_db": {str(g): float(v) for g, v in per_group["d_psnr"].items()}}
+
+
+def unseen_lines(paired: Paired, baseline_name: str) -> list[str]:
+    """The report's lines of ``unseen_verdict``."""
+    v = unseen_verdict(paired)
     return [f"### Samples never seen: model − {baseline_name}, per group", "",
-            f"Over the {len(per_group)} group(s) of samples left out of every role (each scored by "
-            f"{table['fold'].nunique()} fold model(s), averaged): the model is ahead in **{won} of {len(per_group)}**; "
-            f"mean {d.mean():+.2f} dB (95 % bootstrap interval over groups {low:+.2f} … {high:+.2f} dB), worst "
-            f"`{worst}` {per_group.loc[worst, 'd_psnr']:+.2f} dB; SAM lower in "
-            f"{int((per_group['d_sam'] < 0).sum())}.", ""]
+            f"Over the {v['groups']} group(s) of samples left out of every role (each scored by "
+            f"{v['folds']} fold model(s), averaged): the model is ahead in **{v['won']} of {v['groups']}**; "
+            f"mean {v['mean_db']:+.2f} dB (95 % bootstrap interval over groups {v['ci95_low_db']:+.2f} … "
+            f"{v['ci95_high_db']:+.2f} dB), worst `{v['worst_group']}` {v['worst_db']:+.2f} dB; SAM lower in "
+            f"{v['sam_won']}.", ""]
 
 
 def per_treatment_lines(table: pd.DataFrame, baseline_name: str) -> list[str]:
