@@ -59,8 +59,11 @@ def synthetic_split(device: torch.device, cfg: RunConfig, spectra: int = 4500) -
     rank = frame[train_mask].groupby("group_id").cumcount().to_numpy()
     idx = np.flatnonzero(train_mask)[np.argsort(rank, kind="stable")][:spectra]
     rows = frame.iloc[idx].reset_index(drop=True)
-    stats = compute_dose_stats(rows, data.dose_features, cfg.film_features)
-    cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
+    if cfg.film_features:
+        stats = compute_dose_stats(rows, data.dose_features, cfg.film_features)
+        cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
+    else:  # an unconditioned model (cpu_quick): no dose columns, as `spectra-cv train` builds it
+        cond = np.zeros((len(rows), 0), dtype=np.float32)
     arrays = SplitArrays(
         relative_paths=tuple(rows["relative_path"]), noisy=np.clip(data.spectra[idx], 0, 1).astype(np.float32),
         groups=tuple(rows["group_id"]),
@@ -127,7 +130,7 @@ def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_s
         _sync(device)
         t0 = time.perf_counter()
         for s in range(0, n_eval, 500):
-            model(split.inputs(idx[s:s + 500]), split.cond[idx[s:s + 500]])
+            model(split.inputs(idx[s:s + 500]), split.cond[idx[s:s + 500]] if split.cond.shape[1] else None)
         _sync(device)
         denoise_s = time.perf_counter() - t0
     return {

@@ -76,6 +76,10 @@ class ModelPass:
 def _conditioning(ckpt: dict, manifest: pd.DataFrame, dose_features_csv: Path | None,
                   dose_stats_json: Path | None, film_features: tuple[str, ...] | None) -> np.ndarray | None:
     features = tuple(ckpt.get("film_features") or ())
+    if film_features and not features:
+        log.warning("the checkpoint was trained without dose conditioning (no FiLM): --film-features %s "
+                    "and the dose files are not used", " ".join(film_features))
+        return None
     if film_features and tuple(film_features) != features:
         raise ConfigError(
             f"--film-features {list(film_features)} differ from the checkpoint's {list(features)}; "

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from spectra_cv.cli import main
-from spectra_cv.data import synth
+from spectra_cv.data import contract, synth
 from spectra_cv.denoise import RECORD_FILE, denoise_manifest, is_complete, output_path
 from spectra_cv.errors import ConfigError, DataContractError, ModelOutputError
 from spectra_cv.folds import generate
@@ -26,23 +26,31 @@ from spectra_cv.train.run import TrainInputs, TrainOutputs, run_training
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("den")
-    synth.write_synthetic(root / "data", synth.tiny(seed=5))
-    generate(1, root / "data" / "spectra_for_fold" / "manifest.csv", root / "manifests")
+def _train_tiny(root: Path, film: bool) -> Path:
+    """A one-epoch cpu_quick model on tiny data: dose-conditioned (FiLM, as the recipe) or not (as cpu_quick)."""
     base = cpu_quick()
+    features = contract.CV_FILM_FEATURES if film else ()
     cfg = dataclasses.replace(
-        base, model=dataclasses.replace(base.model, d_model=8, n_layers=1, d_state=4, film_hidden_dim=8),
-        train=dataclasses.replace(base.train, epochs=1, batch_size=64, time_budget_s=0.0))
+        base, model=dataclasses.replace(base.model, d_model=8, n_layers=1, d_state=4, film_hidden_dim=8, film=film,
+                                        cond_dim=max(1, len(features))),
+        train=dataclasses.replace(base.train, epochs=1, batch_size=64, time_budget_s=0.0), film_features=features)
     data = root / "data"
     fold = root / "manifests" / "fold_01"
     result = run_training(cfg, TrainInputs(
         train_dir=data / "spectra_for_fold", val_dir=data / "spectra_for_fold",
         train_manifest=fold / "train_manifest.csv", val_manifest=fold / "val_manifest.csv",
         dose_features_csv=data / "metadata" / "dose_features.csv",
-        dose_stats_json=data / "metadata" / "dose_stats.json"), TrainOutputs(checkpoint_dir=root / "ck"))
-    return root, result.best_path
+        dose_stats_json=data / "metadata" / "dose_stats.json"),
+        TrainOutputs(checkpoint_dir=root / ("ck" if film else "ck_nf")))
+    return result.best_path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("den")
+    synth.write_synthetic(root / "data", synth.tiny(seed=5))
+    generate(1, root / "data" / "spectra_for_fold" / "manifest.csv", root / "manifests")
+    return root, _train_tiny(root, film=True)
 
 
 def _kwargs(root: Path, ckpt: Path, manifest: Path, out: Path, **extra):
@@ -116,8 +124,13 @@ def test_conditioning_mismatches_are_refused(trained, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_runbook_denoise_script_verbatim(trained, tmp_path):
+@pytest.mark.parametrize("film", [True, False], ids=["conditioned", "unconditioned"])
+def test_runbook_denoise_script_verbatim(trained, tmp_path, film):
+    """The runbook's command names the recipe's eight dose features: a conditioned checkpoint uses them, one
+    trained without conditioning (cpu_quick) says it does not and denoises all the same."""
     root, ckpt = trained
+    if not film:
+        ckpt = _train_tiny(root, film=False)
     data = root / "data"
     features = ["cos_theta", "UVA_total", "UVB_total", "UVA_over_UVB", "P_UVA_mW_cm2", "P_UVB_mW_cm2", "UVA_norm", "UVB_norm"]
     args = ["--manifest", str(root / "manifests" / "fold_01" / "val_manifest.csv"),
@@ -130,6 +143,7 @@ def test_runbook_denoise_script_verbatim(trained, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "run_denoise_from_manifest.py"), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert ("trained without dose conditioning" in done.stderr) is (not film)
     assert "Saved denoised spectra for 40 entries" in done.stdout
     assert len(list((tmp_path / "denoised").rglob("*_denoised.npy"))) == 40
 
