@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -60,6 +61,8 @@ def test_layout_loads_and_passes_the_contract_check(tiny_dir):
     assert first.dtype == np.float32 and first.shape == (601,)
     assert report.cv_treatments == tuple(f"treatment_{k}" for k in range(1, 6))
     assert "treatment_6" in report.excluded_treatments
+    physics = json.loads((tiny_dir / synth.CONFIG_FILE).read_text())["physics"]  # every constant it drew from
+    assert physics["smooth_deviation"] == synth.SMOOTH_DEVIATION and physics["fixed_pattern"] == synth.FIXED_PATTERN
 
 
 def test_manifest_structure_matches_the_real_data():

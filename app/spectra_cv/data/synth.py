@@ -450,7 +450,8 @@ def write_synthetic(out: str | Path, config: SynthConfig, force: bool = False) -
         io.atomic_write_json(stage / CONFIG_FILE, {
             "config": {**asdict(config), "treatments": list(config.treatments), "angles": list(config.angles)},
             "physics": {"baseline": BASELINE, "dips_centre_sigma_depth": [list(d) for d in DIPS],
-                        "scytonemin_dose_depth": SCYTONEMIN_DOSE_DEPTH, "noise": NOISE, "max_clean": MAX_CLEAN},
+                        "scytonemin_dose_depth": SCYTONEMIN_DOSE_DEPTH, "noise": NOISE, "max_clean": MAX_CLEAN,
+                        "smooth_deviation": SMOOTH_DEVIATION, "fixed_pattern": FIXED_PATTERN},
             "layout": {"data_root": "spectra_for_fold", "metadata_dir": "metadata",
                        "clean_manifest": f"{CLEAN_DIR}/{CLEAN_MANIFEST}"},
         }, durable=False)
