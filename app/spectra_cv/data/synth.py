@@ -317,7 +317,8 @@ def group_mean_tails(means: np.ndarray, components: int = 6) -> tuple[float, int
 
 
 def smooth_deviations(seed: int, keys: list[tuple[int, int]], length: int) -> dict[tuple[int, int], np.ndarray]:
-    """One smooth deviation (L,) per (treatment, sample) key, each from its own streams (shape, amplitude)."""
+    """One smooth deviation (L,) per (treatment, sample) key: its shape from its own stream, its size from
+    ``deviation_amplitudes``."""
     d = SMOOTH_DEVIATION
     factor = smooth_factor(length, d["length_samples"], d["variance"])
     amplitudes = deviation_amplitudes(seed)
