@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,21 @@ def test_other_non_finite_features_of_the_control_are_errors():
     assert len(problems) == 4 and all("UVA_norm is NaN" in p for p in problems)
 
 
+@pytest.mark.parametrize("label, cos", [("12Oclock", 1.0), ("0Oclock", 1.0), ("6Oclock", -1.0), (" 6 ", -1.0),
+                                        ("06h", -1.0), ("3Oclock", 0.0), ("1Oclock", 0.866025403784)])
+def test_clock_hour_labels_give_the_cosine_of_their_position(label, cos):
+    assert contract.angle_to_cos(label) == pytest.approx(cos, abs=1e-12)
+
+
+@pytest.mark.parametrize("label, reason", [("45deg", "is not a clock hour"), ("6 deg", "is not a clock hour"),
+                                           ("30°", "is not a clock hour"), ("13Oclock", "is not a clock hour"),
+                                           ("Oclock6", "has no leading clock hour"), ("", "has no leading clock hour")])
+def test_labels_in_degrees_or_past_twelve_are_refused_not_wrapped(label, reason):
+    """The original read `45deg` as hour 45 ≡ 9 o'clock (cos θ = 0) without a word."""
+    with pytest.raises(ValueError, match=re.escape(f"angle {label!r} {reason}")):
+        contract.angle_to_cos(label)
+
+
 def test_unknown_feature_missing_column_bad_angle_and_duplicates():
     manifest, dose = make_tables()
     manifest.loc[3, "angle"] = "sideways"
@@ -150,7 +166,7 @@ def test_unknown_feature_missing_column_bad_angle_and_duplicates():
         f"dose_features.csv rows 1, 13: duplicate relative_path {dose['relative_path'].iat[0]}; "
         "keep one row per spectrum"
     )
-    assert "manifest row 4: angle 'sideways' (1 row(s)) has no leading clock hour" in problems[1]
+    assert "manifest row 4 (1 row(s) with this label): angle 'sideways' has no leading clock hour" in problems[1]
     assert problems[2] == "dose_features.csv: no column UVB_norm, needed for FiLM feature UVB_norm; add it"
     assert problems[3].startswith("FiLM feature 'brightness': unknown FiLM feature 'brightness'")
     assert len(problems) == 4

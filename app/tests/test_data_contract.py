@@ -265,6 +265,21 @@ def _all_zero(root, meta):
     return [f"manifest.csv row {row_of(root, rel)}: {rel}: all zero (a dark frame or an empty export)"]
 
 
+def _all_negative(root, meta):
+    """Every value in [−0.1, 0): within the tolerance, so not a scale problem, but all zero once a fold
+    clips it; `data check` must refuse it as the fold does."""
+    rel = "treatment_1/sample_H/12Oclock/rep_002.npy"
+    np.save(root / rel, np.linspace(-0.09, -0.01, L).astype(np.float32))
+    return [f"manifest.csv row {row_of(root, rel)}: {rel}: every value is ≤ 0 (down to -0.09), so it is all zero "
+            "once negatives are clipped to 0 on load"]
+
+
+def _constant_once_clipped(root, meta):
+    rel = "treatment_1/sample_H/6Oclock/rep_000.npy"
+    np.save(root / rel, np.linspace(1.01, 1.05, L).astype(np.float32))
+    return [f"manifest.csv row {row_of(root, rel)}: {rel}: constant at 1 once clipped to [0, 1] on load"]
+
+
 def _constant(root, meta):
     rel = "treatment_1/sample_H/12Oclock/rep_001.npy"
     np.save(root / rel, np.full(L, 0.42, dtype=np.float32))
@@ -282,7 +297,7 @@ def _bad_angle_label(root, meta):
     for path in csv_paths(root, meta):
         path.write_text(_relabel(path.read_text(), old, new))
     first = row_of(root, f"{new}/rep_000.npy")
-    return [f"manifest.csv row {first}: angle 'Oclock6' ({REPS} row(s)) has no leading clock hour"]
+    return [f"manifest.csv row {first} ({REPS} row(s) with this label): angle 'Oclock6' has no leading clock hour"]
 
 
 def _relabel(text: str, old: str, new: str) -> str:
@@ -318,6 +333,8 @@ BREAKERS = {
     "sampling weight row missing": _sampling_weight_row_missing,
     "percent scale": _percent_scale,
     "all zero": _all_zero,
+    "all negative": _all_negative,
+    "constant once clipped": _constant_once_clipped,
     "constant": _constant,
     "group_id mismatch": _group_id_mismatch,
     "bad angle label": _bad_angle_label,
@@ -467,13 +484,18 @@ def test_a_fold_refuses_unusable_spectra_and_keeps_the_warnings(dataset):
         read_split(root, root / contract.MANIFEST_FILE, grid)
 
 
-def test_spectra_that_no_manifest_row_lists_are_a_warning(dataset):
+@pytest.mark.parametrize("suffix", [".npy", ".CSV", ".npz", ".txt"])
+def test_spectra_that_no_manifest_row_lists_are_a_warning(dataset, suffix):
     """A manifest cut short (or not updated) loses spectra without any row being wrong: `data check`
-    warns, naming the manifest, how many files and the first, and still passes."""
+    warns, naming the manifest, how many files and the first, and still passes — whatever type of
+    spectrum file was left out."""
     root, meta = dataset
     manifest = root / "manifest.csv"
     lines = manifest.read_text().splitlines(keepends=True)
     dropped = lines[-1].split(",")[0]
+    if suffix != ".npy":
+        (root / dropped).rename(root / Path(dropped).with_suffix(suffix))
+        dropped = Path(dropped).with_suffix(suffix).as_posix()
     manifest.write_text("".join(lines[:-1]))
     report = check.check_dataset(root, meta)
     assert report.ok, report.problems

@@ -203,3 +203,23 @@ def test_cli_stats_in_place_and_fold_train_split(synth_dir, tmp_path):
 def test_cli_stats_missing_fold_manifest_names_the_fix(synth_dir):
     result = CliRunner().invoke(main, [*_args(synth_dir), "--output-dir", "x", "--fold", "2"])
     assert result.exit_code == 1 and "fold_02" in result.output and "manifests" in result.output
+
+
+@pytest.mark.parametrize("feature, refused", [("UVA_over_UVB", False), ("UVA_norm", True)])
+def test_only_the_ratio_of_a_zero_dose_row_may_be_undefined_as_data_check_rules(feature, refused):
+    """`data stats` and `data check` read an empty dose value of the control alike: its UVA/UVB
+    ratio (0/0) may be empty, any other feature may not."""
+    from spectra_cv.data import conditioning
+
+    dose = _dose_frame()
+    control = dose.index[dose["UVB_total_mWh_cm2"] == 0][0]
+    dose.loc[control, feature] = np.nan
+    rel = dose["relative_path"].tolist()
+    manifest = dose[["relative_path", "angle"]].reset_index(drop=True)
+    problems, _ = conditioning.check_conditioning(manifest, dose.reset_index(drop=True), [feature])
+    assert bool(problems) == refused, problems
+    if refused:
+        with pytest.raises(DataContractError, match=f"{rel[control]!r} has no finite {feature}"):
+            stats.dose_stats(dose, rel, [feature])
+    else:
+        stats.dose_stats(dose, rel, [feature])

@@ -32,6 +32,7 @@ from spectra_cv.data.contract import (
     REQUIRED_MANIFEST_COLUMNS,
     SAMPLING_WEIGHTS_FILE,
     SEQUENCE_LENGTH,
+    SPECTRUM_SUFFIXES,
 )
 from spectra_cv.data.degenerate import degenerate
 from spectra_cv.errors import DataContractError
@@ -155,11 +156,13 @@ def _check_spectra(root: Path, manifest: pd.DataFrame, grid: np.ndarray, name: s
 
 
 def _unlisted_spectra(root: Path, manifest: pd.DataFrame) -> list[str]:
-    """A warning when spectrum files lie under ``root`` that no manifest row lists: a manifest cut short
-    (or not updated) loses them without an error, while leaving spectra out on purpose is allowed."""
+    """A warning when spectrum files (of any type a row may name) lie under ``root`` that no manifest
+    row lists: a manifest cut short (or not updated) loses them without an error, while leaving
+    spectra out on purpose is allowed."""
     listed = set(manifest["relative_path"].astype(str))
-    unlisted = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.npy")
-                      if p.parent != root and p.relative_to(root).as_posix() not in listed)
+    unlisted = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                      if p.suffix.lower() in SPECTRUM_SUFFIXES and p.parent != root and p.is_file()
+                      and p.relative_to(root).as_posix() not in listed)
     if not unlisted:
         return []
     return [f"{root / MANIFEST_FILE}: {len(unlisted)} spectrum file(s) under the data root are in no row "

@@ -32,12 +32,9 @@ import numpy as np
 import pandas as pd
 
 from spectra_cv.data import contract
+from spectra_cv.data.contract import DOSE_TOTAL_COLUMNS, RATIO_FEATURE
 from spectra_cv.errors import DataContractError
 
-RATIO_FEATURE = "uva_over_uvb"
-"""The one feature that may be undefined (for a zero-dose control row)."""
-DOSE_TOTAL_COLUMNS = ("UVA_total_mWh_cm2", "UVB_total_mWh_cm2")
-"""Both zero ⇔ the row is a zero-dose control."""
 NORM_EPS = 1e-6
 """Normalisation is (raw − mean) / (std + NORM_EPS), as in the original."""
 MIN_STD = 1e-6
@@ -153,12 +150,9 @@ def _angle_cos(manifest_df: pd.DataFrame, manifest_name: str, problems: list[str
     for k, label in enumerate(labels):
         try:
             table[k] = contract.angle_to_cos(label)
-        except ValueError:
+        except ValueError as exc:
             rows = np.flatnonzero(inverse == k)
-            problems.append(
-                f"{manifest_name} row {rows[0] + 1}: angle {label!r} ({rows.size} row(s)) has no leading "
-                "clock hour; use labels like '6Oclock' or '12Oclock'"
-            )
+            problems.append(f"{manifest_name} row {rows[0] + 1} ({rows.size} row(s) with this label): {exc}")
     return table[inverse]
 
 

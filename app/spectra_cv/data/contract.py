@@ -76,27 +76,41 @@ FILM_FEATURE_COLUMNS: dict[str, str | None] = {
 }
 """FiLM feature name (matched case-insensitively) → dose_features.csv column."""
 
+DOSE_TOTAL_COLUMNS = ("UVA_total_mWh_cm2", "UVB_total_mWh_cm2")
+"""Both zero ⇔ the row is a zero-dose control."""
+RATIO_FEATURE = "uva_over_uvb"
+"""The one FiLM feature (lower case) a zero-dose control row may leave undefined: its UVA/UVB is 0/0."""
+
 FOLD_SAMPLES_PER_TREATMENT = 5
 """Treatments with exactly this many samples join CV; others (the control) are left out, loudly."""
 MIN_REPLICATES_PER_GROUP = 2
 """Noise2Noise needs at least two replicates per (treatment, sample, angle) group."""
 
-HOUR_RE = re.compile(r"^\s*(\d+)")
+HOUR_RE = re.compile(r"^\s*(\d+)\s*(.*)$", re.DOTALL)
+CLOCK_HOURS = 12
+"""An angle label's leading integer is a clock hour, 0–12 (0 and 12 are the same position)."""
+DEGREE_UNITS = ("deg", "°")
+"""Suffixes that say a label is an angle in degrees, which is refused rather than read as hours."""
 
 
 def angle_to_cos(angle: str) -> float:
     """cos θ of an angle label given as a clock hour: ``6Oclock`` → −1, ``12Oclock`` → +1.
 
-    The leading integer is the hour h; cos θ = cos(2πh/12). A label without a leading hour is
-    an error (the original silently returned 0.0).
+    The leading integer is the hour h (0–12; what follows it is free, e.g. ``Oclock`` or ``h``);
+    cos θ = cos(2πh/12). A label without a leading hour is an error (the original silently returned
+    0.0), and so is one that reads as degrees (``45deg``, ``30°``) or an hour past 12: the original
+    took ``45deg`` for 9 o'clock.
     """
     match = HOUR_RE.match(str(angle))
     if match is None:
+        raise ValueError(f"angle {angle!r} has no leading clock hour; use labels like '6Oclock' or '12Oclock'")
+    hour, rest = int(match.group(1)), match.group(2).strip().lower()
+    if hour > CLOCK_HOURS or rest.startswith(DEGREE_UNITS):
         raise ValueError(
-            f"angle label {angle!r} has no leading clock hour; expected e.g. '6Oclock' or '12Oclock'"
+            f"angle {angle!r} is not a clock hour (0–12); convert angles to clock positions, e.g. "
+            "'6Oclock' or '12Oclock'"
         )
-    hour = int(match.group(1)) % 12
-    value = math.cos(2.0 * math.pi * hour / 12.0)
+    value = math.cos(2.0 * math.pi * (hour % CLOCK_HOURS) / CLOCK_HOURS)
     return float(round(value, 12))
 
 

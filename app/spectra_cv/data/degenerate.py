@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spectra_cv.data.contract import CLIP_RANGE
+
 FLAT_TOLERANCE = 1e-7
 """A spectrum whose values span less than this (relative to its largest magnitude, at least 1) is constant."""
 SATURATION_RUN = 8
@@ -52,10 +54,24 @@ def _longest_run_at_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return longest, start
 
 
+def _zero_reason(raw: np.ndarray) -> str:
+    """Why a spectrum reads as all zero: it is, or every value is ≤ 0 and loading clips them to 0."""
+    if not raw.any():
+        return "all zero (a dark frame or an empty export)"
+    return (f"every value is ≤ 0 (down to {raw.min():.3g}), so it is all zero once negatives are clipped to 0 "
+            "on load (a dark-subtraction offset?)")
+
+
+def _clipped_note(raw: np.ndarray, seen: np.ndarray) -> str:
+    """Say so when a spectrum is constant only once clipped to [0, 1]."""
+    return "" if np.array_equal(raw, seen) else " once clipped to [0, 1] on load"
+
+
 def degenerate(values: np.ndarray, relative_paths: Sequence[str], label: str, grid: np.ndarray,
                rows: Sequence[int] | None = None, unclipped: bool = False) -> Findings:
     """Errors and warnings for the spectra ``values`` (N, L) of ``relative_paths``; ``rows``: their
-    0-based manifest rows (default 0…N−1); ``unclipped``: values as read, before clipping to [0, 1]."""
+    0-based manifest rows (default 0…N−1); ``unclipped``: values as read, before clipping to [0, 1] (the
+    errors are then judged on the clipped values a fold reads, so ``data check`` refuses what a fold would)."""
     found = Findings()
     if values.size == 0:
         return found
@@ -64,21 +80,21 @@ def degenerate(values: np.ndarray, relative_paths: Sequence[str], label: str, gr
     def name(i: int | np.integer) -> str:
         return f"{label} row {where[int(i)] + 1}: {relative_paths[int(i)]}"
 
-    span = values.max(axis=1) - values.min(axis=1)
-    scale = np.maximum(1.0, np.abs(values).max(axis=1))
-    zero = ~values.any(axis=1)
+    seen = np.clip(values, *CLIP_RANGE) if unclipped else values  # what a fold reads
+    span = seen.max(axis=1) - seen.min(axis=1)
+    scale = np.maximum(1.0, np.abs(seen).max(axis=1))
+    zero = ~seen.any(axis=1)
     flat = (span <= FLAT_TOLERANCE * scale) & ~zero
     for i in np.flatnonzero(zero):
-        found.errors.append(f"{name(i)}: all zero (a dark frame or an empty export); re-export the spectrum or "
-                            "drop the row")
+        found.errors.append(f"{name(i)}: {_zero_reason(values[i])}; re-export the spectrum or drop the row")
     for i in np.flatnonzero(flat):
-        found.errors.append(f"{name(i)}: constant at {values[i, 0]:.4g} (no spectrum was recorded); re-export "
-                            "the spectrum or drop the row")
+        found.errors.append(f"{name(i)}: constant at {seen[i, 0]:.4g}{_clipped_note(values[i], seen[i])} (no "
+                            "spectrum was recorded); re-export the spectrum or drop the row")
     usable = ~(zero | flat)
-    longest, start = _longest_run_at_max(values)
+    longest, start = _longest_run_at_max(seen)
     for i in np.flatnonzero(usable & (longest >= SATURATION_RUN)):
         found.warnings.append(
-            f"{name(i)}: {longest[i]} consecutive samples at its maximum {values[i].max():.4g} from "
+            f"{name(i)}: {longest[i]} consecutive samples at its maximum {seen[i].max():.4g} from "
             f"{grid[start[i]]:g} nm (a saturated detector?); the denoiser cannot restore a clipped peak")
     if unclipped:
         share = (values < 0).mean(axis=1)

@@ -31,7 +31,8 @@ class SpectrumError(DataContractError):
 
 
 def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_LENGTH) -> np.ndarray:
-    """The wavelength grid ``<root>/wavelength_grid.npy`` as float64 (L,), strictly increasing."""
+    """The wavelength grid ``<root>/wavelength_grid.npy`` as float64 (L,), strictly increasing, in nm
+    and covering the region of interest (``contract.ROI_NM``) that the metrics and the objective use."""
     path = Path(root) / contract.GRID_FILE
     if not path.is_file():
         raise DataContractError(
@@ -69,6 +70,13 @@ def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_
         raise DataContractError(
             f"{path}: wavelengths not strictly increasing at index {i + 1} "
             f"({grid[i]:g} nm then {grid[i + 1]:g} nm); the grid must ascend, e.g. 300.0, 300.5, … 600.0"
+        )
+    lo, hi = contract.ROI_NM
+    if grid[0] > lo or grid[-1] < hi:
+        raise DataContractError(
+            f"{path}: wavelengths span {grid[0]:g}…{grid[-1]:g}, which does not cover the region of interest "
+            f"{lo:g}–{hi:g} nm (a grid in µm or Å?); write the wavelengths in nm, e.g. "
+            f"np.linspace({contract.GRID_START_NM:g}, {contract.GRID_STOP_NM:g}, {contract.SEQUENCE_LENGTH})"
         )
     return grid
 

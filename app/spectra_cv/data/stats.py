@@ -166,8 +166,9 @@ def film_features(
     """Raw FiLM features of ``relative_paths``: float64 (N, F), NaN where a value is undefined.
 
     ``cos_theta`` comes from the ``angle`` column (else the spectrum's parent directory name).
-    A missing, non-numeric or infinite value is an error naming the row, except an empty/NaN value
-    in a zero-dose row (both totals 0), which stays NaN: the control's undefined UVA/UVB ratio.
+    A missing, non-numeric or infinite value is an error naming the row, except an empty/NaN
+    ``UVA_over_UVB`` in a zero-dose row (both totals 0), which stays NaN: the control's undefined
+    ratio (the rule ``data check`` applies, ``conditioning``).
     """
     rows = _rows(dose_features, relative_paths)
     out = np.empty((len(rows), len(features)), dtype=np.float64)
@@ -189,14 +190,13 @@ def film_features(
             _require(rows, (column,), f"FiLM feature {name!r}")
             out[:, j] = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(out)
-    if bad.any():  # only a zero-dose row may leave a value undefined (its UVA/UVB ratio is 0/0)
-        totals = [c for c in ("UVA_total_mWh_cm2", "UVB_total_mWh_cm2") if c in rows.columns]
+    if bad.any():  # only a zero-dose row may leave its UVA/UVB ratio undefined (0/0), as data check rules
         zero_dose = np.ones(len(rows), dtype=bool)
-        for c in totals:
-            zero_dose &= pd.to_numeric(rows[c], errors="coerce").to_numpy(dtype=np.float64) == 0
-        if len(totals) < 2:
-            zero_dose[:] = False
-        bad &= ~(np.isnan(out) & zero_dose[:, None])
+        for c in contract.DOSE_TOTAL_COLUMNS:
+            values = pd.to_numeric(rows[c], errors="coerce") if c in rows.columns else pd.Series(np.nan, rows.index)
+            zero_dose &= values.to_numpy(dtype=np.float64) == 0
+        is_ratio = np.array([f.lower() == contract.RATIO_FEATURE for f in features])
+        bad &= ~(np.isnan(out) & zero_dose[:, None] & is_ratio[None, :])
     if bad.any():
         i, j = np.argwhere(bad)[0]
         source = dose_features.attrs.get("source", contract.DOSE_FEATURES_FILE)
