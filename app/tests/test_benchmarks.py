@@ -133,3 +133,29 @@ def test_the_fault_drill_runs_and_judges_its_cases(tmp_path):
     assert all(c["outcome"] == "ok" for c in cases)
     said = {c["case"]: c["said"] for c in cases}
     assert "fold_summary.csv" in said["summary/garbage/report"] and said["summary/garbage/report"].startswith("Error")
+
+
+def test_reference_floor_reports_each_fold_split_below_what_a_denoiser_scores(tmp_path):
+    """app/benchmarks/reference_floor.py on a synthetic dataset in the user's layout: a floor for each
+    fold and split asked for, well beyond what the noisy input scores (12 replicates: the reference
+    averages 11, so its noise is ~1/√11 of a spectrum's: ~10 dB and a third of the angle)."""
+    import json
+
+    from click.testing import CliRunner
+    from reference_floor import main as floor_main
+
+    from spectra_cv.data import contract, loaders, synth
+    from spectra_cv.metrics import loo_means, psnr, sam_deg
+
+    synth.write_synthetic(tmp_path / "data", dataclasses.replace(synth.tiny(seed=2), replicates=12))
+    out = CliRunner().invoke(floor_main, [str(tmp_path / "data"), "--folds", "1", "--folds", "4",
+                                          "--output", str(tmp_path / "floor.json")])
+    assert out.exit_code == 0, out.output
+    result = json.loads((tmp_path / "floor.json").read_text())
+    assert sorted(result["folds"]) == ["1", "4"] and set(result["folds"]["1"]) == {"val", "test"}
+    root = tmp_path / "data" / "spectra_for_fold"
+    manifest = loaders.read_manifest(root / contract.MANIFEST_FILE)
+    x = loaders.load_spectra(root, manifest["relative_path"].tolist(), loaders.read_grid(root)).astype(float)
+    refs = loo_means(x, manifest["group_id"].tolist())  # the noisy input itself scores far from the floor
+    floor = result["folds"]["1"]["test"]
+    assert 0 < floor["sam_deg_mean"] < sam_deg(x, refs).mean() / 2 and floor["psnr_mean"] > psnr(x, refs).mean() + 6

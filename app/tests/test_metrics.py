@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from spectra_cv.errors import DataContractError
@@ -169,3 +172,30 @@ def test_dips_of_a_reference_found_once_score_every_prediction_as_found_each_tim
     assert metric_dips.dip_reference(ref32, GRID).matches(ref32, GRID, DipMetricConfig())
     assert not found.matches(ref32, GRID, DipMetricConfig())  # rounded values are another reference
     assert score(pred, ref, GRID, dips_of_ref=found) == score(pred, ref, GRID)
+
+
+@pytest.mark.parametrize("noise_scale", [0.5, 1.0, 2.0])
+def test_reference_floor_matches_what_the_true_spectra_score_against_the_references(noise_scale):
+    """The synthetic data know each group's clean spectrum: the floor estimated from the noisy
+    replicates alone must match the clean spectra's own scores against the leave-one-out means."""
+    from spectra_cv.data import synth
+    from spectra_cv.metrics.spectral import reference_floor
+
+    data = synth.generate(dataclasses.replace(synth.tiny(seed=3), replicates=30, noise_scale=noise_scale))
+    groups = data.manifest["group_id"].to_numpy()
+    clean = data.clean[np.repeat(np.arange(len(data.groups)), 30)]  # manifest order: groups × replicates
+    refs = loo_means(data.spectra, groups)
+    truth_sam, truth_psnr = sam_deg(clean, refs), psnr(clean, refs)
+    floor = reference_floor(data.spectra, groups)
+    assert floor["sam_deg"].mean() == pytest.approx(truth_sam.mean(), rel=0.02)
+    assert floor["psnr"].mean() == pytest.approx(truth_psnr.mean(), abs=0.1)
+    by_group = pd.DataFrame({"g": groups, "floor": floor["sam_deg"], "truth": truth_sam}).groupby("g").mean()
+    assert np.corrcoef(by_group["floor"], by_group["truth"])[0, 1] > 0.9  # dark groups high, bright low
+
+
+def test_reference_floor_is_undefined_for_groups_too_small_to_halve():
+    from spectra_cv.metrics.spectral import reference_floor
+
+    x = np.random.default_rng(0).normal(0.5, 0.01, size=(7, 20))
+    floor = reference_floor(x, ["a"] * 4 + ["b"] * 3)
+    assert np.isfinite(floor["sam_deg"][:4]).all() and np.isnan(floor["sam_deg"][4:]).all()

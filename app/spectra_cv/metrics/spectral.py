@@ -108,6 +108,41 @@ def loo_means(spectra: np.ndarray, group_ids: Sequence | np.ndarray) -> np.ndarr
     return (sums[inverse] - x) / (counts[inverse] - 1)[:, None]
 
 
+REFERENCE_FLOOR_SPLITS = 16
+"""Random half-splits of each group averaged by ``reference_floor``."""
+
+
+def reference_floor(spectra: np.ndarray, group_ids: Sequence | np.ndarray, splits: int = REFERENCE_FLOOR_SPLITS,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """What a perfect denoiser would score against the leave-one-out references, per spectrum (N,).
+
+    A reference is the mean of the other n − 1 replicates of a group, so it carries their noise,
+    variance σ²/(n − 1) per point, and even the true spectrum is that far from it. The noise is
+    measured, not modelled: split the group at random into two halves of h spectra; their means
+    differ by noise of variance 2σ²/h, so the squared error between them times h / (2(n − 1)) is
+    the reference's, and their spectral angle (proportional to the noise's size at these small
+    angles) times the square root of that factor. Averaged over ``splits`` random splits. Keys
+    ``psnr`` (dB, from that MSE) and ``sam_deg``; NaN for a group of fewer than 4 spectra.
+    No library estimates this (it is specific to leave-one-out references), hence written here.
+    """
+    x = np.asarray(spectra, dtype=np.float64)
+    labels, inverse = np.unique(np.asarray(group_ids), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    mse, sam = np.full(labels.size, np.nan), np.full(labels.size, np.nan)
+    for g in range(labels.size):
+        members = np.flatnonzero(inverse == g)
+        n, h = members.size, members.size // 2
+        if n < 4:
+            continue
+        halves = [rng.permutation(members) for _ in range(splits)]
+        a = np.stack([x[m[:h]].mean(axis=0) for m in halves])  # (splits, L)
+        b = np.stack([x[m[h:2 * h]].mean(axis=0) for m in halves])
+        factor = h / (2.0 * (n - 1))
+        mse[g] = float(np.mean((a - b) ** 2)) * factor
+        sam[g] = float(np.mean(sam_deg(a, b))) * np.sqrt(factor)
+    return {"psnr": psnr_from_mse(mse[inverse]), "sam_deg": sam[inverse]}
+
+
 def per_spectrum_metrics(pred: np.ndarray, ref: np.ndarray, wavelength: np.ndarray,
                          roi: tuple[float, float] = ROI_NM,
                          dip_config: DipMetricConfig | None = DEFAULT_DIP_CONFIG,
