@@ -473,6 +473,11 @@ def test_the_paired_comparison_over_test_groups_is_recomputable_from_the_fold_re
     assert f"worst group `{group}` (fold {fold}) {d.min():+.2f} dB" in section
     assert "Wilcoxon signed-rank test of the 3 folds' mean test PSNR differences" in section
     assert "| treatment | groups | won |" in section and "| treatment_1 |" in section
+    for angle in sorted({g.split("/")[-1] for _, g in names}):  # per angle: groups and groups won
+        at = np.array([g.split("/")[-1] == angle for _, g in names])
+        assert f"| {angle} | {at.sum()} | {int((d[at] > 0).sum())} | " in section
+    bands = section.split("(easiest first)")[1].split("\n\n")[1].splitlines()[2:]
+    assert len(bands) == min(5, len(d)) and sum(int(row.split("|")[2]) for row in bands) == len(d)
 
 
 def test_the_interval_and_the_signed_rank_test():

@@ -6,7 +6,8 @@ the groups of all completed folds are independent units of one comparison. From 
 differences (model − baseline) this module gives the share of groups won, the median and the worst
 group, the mean with a 95 % bootstrap interval over groups (percentile method, 10,000 resamples of
 the groups, seed 0: the same files give the same interval), a Wilcoxon signed-rank test over the
-folds' mean differences (SciPy; exact for few folds, two-sided), and the same per treatment.
+folds' mean differences (SciPy; exact for few folds, two-sided), and the same per treatment, per
+angle and per band of the baseline's SAM.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def paired_lines(paired: Paired, fold_differences: dict[int, float], baseline_na
         lines.append(f"- Wilcoxon signed-rank test of the {len(fold_differences)} folds' mean test PSNR differences "
                      f"against zero: W = {test[0]:g}, two-sided p = {test[1]:.3g} (with five folds the smallest "
                      "p it can give is 0.0625: the folds are few, the groups above are the finer evidence).")
-    return lines + ["", *per_treatment_lines(table, baseline_name), ""]
+    return lines + ["", *per_treatment_lines(table, baseline_name)]
 
 
 def unseen_verdict(paired: Paired) -> dict[str, Any]:
@@ -155,13 +156,31 @@ def unseen_lines(paired: Paired, baseline_name: str) -> list[str]:
             f"{v['sam_won']}.", ""]
 
 
+DIFFICULTY_BANDS = 5
+"""The groups are also split into this many bands of the baseline's SAM (easiest first)."""
+
+
 def per_treatment_lines(table: pd.DataFrame, baseline_name: str) -> list[str]:
-    """Per treatment: groups, groups won, mean PSNR of both, mean differences of PSNR and SAM."""
-    lines = ["### Per treatment", "",
-             f"| treatment | groups | won | model PSNR dB | {baseline_name} PSNR dB | Δ PSNR dB | Δ SAM ° |",
+    """The differences broken down per treatment, per angle and per band of how hard a group is for
+    the baseline (its SAM): groups, groups won, mean PSNR of both, mean differences of PSNR and SAM —
+    so a gain carried by a few bright groups, or missing at one angle, shows."""
+    angle = table["group"].str.split("/").str[-1]
+    bands = min(DIFFICULTY_BANDS, len(table))
+    band = pd.qcut(table["baseline_sam"].rank(method="first"), bands, labels=False) + 1
+    limits = table.groupby(band)["baseline_sam"].agg(["min", "max"])
+    difficulty = band.map(lambda b: f"{b} of {bands}: {limits.loc[b, 'min']:.3f}–{limits.loc[b, 'max']:.3f}°")
+    return [*_breakdown(table, table["treatment"], "Per treatment", "treatment", baseline_name),
+            *_breakdown(table, angle, "Per angle", "angle", baseline_name),
+            *_breakdown(table, difficulty, f"Per band of {baseline_name}'s SAM (easiest first)",
+                        f"band: {baseline_name} SAM", baseline_name)]
+
+
+def _breakdown(table: pd.DataFrame, key: pd.Series, title: str, column: str, baseline_name: str) -> list[str]:
+    lines = [f"### {title}", "",
+             f"| {column} | groups | won | model PSNR dB | {baseline_name} PSNR dB | Δ PSNR dB | Δ SAM ° |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for treatment, part in table.groupby("treatment", sort=True):
-        lines.append(f"| {treatment} | {len(part)} | {int((part['d_psnr'] > 0).sum())} | "
+    for value, part in table.groupby(key, sort=True):
+        lines.append(f"| {value} | {len(part)} | {int((part['d_psnr'] > 0).sum())} | "
                      f"{part['model_psnr'].mean():.2f} | {part['baseline_psnr'].mean():.2f} | "
                      f"{part['d_psnr'].mean():+.2f} | {part['d_sam'].mean():+.4f} |")
-    return lines
+    return [*lines, ""]
