@@ -7,8 +7,9 @@
 # under a time budget, scored beside ridge. OUT defaults to bench/gpu; extra arguments go to
 # app/benchmarks/gpu_check.py (--budget-s, --batch-size, --smoke-on-cpu).
 #
-# On the lent device machine (the real data does not travel unless carried):
-#   here:   mkdir -p .gpudata && cp -r ../shared/data/trackh .gpudata/ && echo /.gpudata/ >> .git/info/exclude
+# On a remote GPU machine that gets a copy of the working tree (the real data does not travel unless
+# carried; TRACKH_DIR is your copy of the dataset in the user's layout):
+#   here:   mkdir -p .gpudata && cp -r "$TRACKH_DIR" .gpudata/trackh && echo /.gpudata/ >> .git/info/exclude
 #   run:    scripts/gpu_check.sh --real-data .gpudata/trackh        (carry: .gpudata)
 set -euo pipefail
 cd "$(dirname "$0")/.."
