@@ -5,7 +5,8 @@ Usage:  python app/benchmarks/reference_floor.py DATA_DIR [--folds 1 2 3 4 5] [-
 DATA_DIR holds manifest.csv (or has it under spectra_for_fold/). Every metric compares a denoised
 spectrum with the mean of the *other* replicates of its group, which still carries their noise, so
 even the true spectrum scores a finite PSNR and a non-zero spectral angle against it. For each
-fold's validation and test split (the built-in rotation) this prints that floor
+fold's validation and test split (the built-in rotation; the spectra read, checked and grouped as
+a fold reads them) this prints that floor
 (``metrics.spectral.reference_floor``: measured from random half-splits of each group, checked
 against the clean truth of synthetic data by the tests), averaged over the spectra as the fold's
 metrics are, and the groups' spread. A target below the floor cannot be reached by any denoiser;
@@ -22,6 +23,7 @@ import click
 import numpy as np
 
 from spectra_cv.data import contract, loaders
+from spectra_cv.data.splits import split_of
 from spectra_cv.folds.manifests import rotation_assignment, split_manifest
 from spectra_cv.io import atomic_write_json
 from spectra_cv.metrics.spectral import reference_floor
@@ -42,7 +44,7 @@ def split_floor(spectra: np.ndarray, group_ids: list[str]) -> dict:
     ids = np.asarray(group_ids)
     by_group = {g: round(float(floor["sam_deg"][ids == g][0]), 4) for g in sorted(set(group_ids))}
     return {"n_spectra": len(group_ids), "psnr_mean": round(float(np.mean(floor["psnr"])), 3),
-            "sam_deg_mean": round(float(np.mean(floor["sam_deg"])), 4),
+            "sam_deg_mean": round(float(np.mean(floor["sam_deg"])), 4),  # every group has ≥ 2 (split_of)
             "sam_deg_lowest_group": "{} {}".format(*min(by_group.items(), key=lambda kv: kv[1])),
             "sam_deg_highest_group": "{} {}".format(*max(by_group.items(), key=lambda kv: kv[1]))}
 
@@ -58,10 +60,8 @@ def main(data_dir: Path, folds: tuple[int, ...], output: Path | None) -> None:
     result: dict = {"data": str(data_dir), "folds": {}}
     for fold in folds:
         splits = split_manifest(manifest, rotation_assignment(manifest, fold))
-        result["folds"][fold] = {
-            name: split_floor(loaders.load_spectra(root, splits[name]["relative_path"].tolist(), grid),
-                              splits[name]["group_id"].astype(str).tolist())
-            for name in SPLITS}
+        read = {name: split_of(root, splits[name], grid, f"fold {fold} {name}") for name in SPLITS}
+        result["folds"][fold] = {name: split_floor(read[name].noisy, list(read[name].groups)) for name in SPLITS}
     for name in SPLITS:
         values = [result["folds"][f][name] for f in folds]
         result[f"{name}_mean_over_folds"] = {

@@ -22,9 +22,10 @@ import torch
 
 from spectra_cv import faults
 from spectra_cv import io as sio
-from spectra_cv.data import contract, loaders, rows
+from spectra_cv.data import loaders, rows
 from spectra_cv.data.conditioning import (
     DoseStats,
+    angle_cosines,
     conditioning_matrix,
     read_dose_features,
     read_dose_stats,
@@ -130,6 +131,7 @@ def denoise_frame(
     if batch_size < 1:
         raise ConfigError("--batch-size must be ≥ 1")
     rows.check_manifest(frame, root_dir, label)  # the row contract, before anything is read or written
+    cos = angle_cosines(frame, label)  # an input channel: a bad label is refused before anything is read
     rel = frame["relative_path"].astype(str).tolist()
     grid = loaders.read_grid(root_dir, cfg.sequence_length)
     stored_grid = ckpt.get("wavelength")
@@ -137,7 +139,6 @@ def denoise_frame(
         raise ConfigError(f"{root_dir}: wavelength grid differs from the one the checkpoint was trained on")
     cond = _conditioning(ckpt, frame, dose_features_csv, dose_stats_json, film_features)
     noisy = loaders.load_spectra(root_dir, rel, grid, clip=True)
-    cos = np.array([contract.angle_to_cos(a) for a in frame["angle"].astype(str)], dtype=np.float32)
     lam = torch.as_tensor(2.0 * (grid - grid[0]) / (grid[-1] - grid[0]) - 1.0, dtype=torch.float32, device=dev)
     x_all = torch.as_tensor(noisy, device=dev)
     cos_all = torch.as_tensor(cos, device=dev)

@@ -149,7 +149,8 @@ def test_clock_hour_labels_give_the_cosine_of_their_position(label, cos):
 
 
 @pytest.mark.parametrize("label, reason", [("45deg", "is not a clock hour"), ("6 deg", "is not a clock hour"),
-                                           ("30°", "is not a clock hour"), ("13Oclock", "is not a clock hour"),
+                                           ("30°", "is not a clock hour"), ("10º", "is not a clock hour"),
+                                           ("13Oclock", "is not a clock hour"),
                                            ("Oclock6", "has no leading clock hour"), ("", "has no leading clock hour")])
 def test_labels_in_degrees_or_past_twelve_are_refused_not_wrapped(label, reason):
     """The original read `45deg` as hour 45 ≡ 9 o'clock (cos θ = 0) without a word."""

@@ -462,6 +462,29 @@ def test_saturated_or_mostly_negative_spectra_are_warnings_named_by_row(dataset)
     assert out.exit_code == 0 and "2 warning(s)" in out.output and "12 consecutive samples" in out.output
 
 
+@pytest.mark.parametrize("features", [contract.CV_FILM_FEATURES, (), ("UVA_total",)])
+def test_a_bad_angle_label_is_refused_by_check_and_fold_whatever_the_film_features(dataset, features):
+    """cos θ is an input channel of every model (FiLM or none), so `data check` refuses a label in
+    degrees even when cos_theta is no FiLM feature, and a fold reading it says the same, not a
+    bare ValueError."""
+    from spectra_cv.data import loaders
+    from spectra_cv.data.splits import read_split
+    from spectra_cv.errors import DataContractError
+
+    root, meta = dataset
+    old, new = "treatment_9/sample_G/6Oclock", "treatment_9/sample_G/45deg"
+    (root / old).rename(root / new)
+    for path in csv_paths(root, meta):
+        path.write_text(_relabel(path.read_text(), old, new).replace(",Oclock6,", ",45deg,"))
+    report = check.check_dataset(root, meta, film_features=features)
+    first = row_of(root, f"{new}/rep_000.npy")
+    angle = [p for p in report.problems if "angle '" in p]  # (other features also differ from dose_stats.json)
+    assert angle == [f"manifest.csv row {first} ({REPS} row(s) with this label): angle '45deg' is not a clock hour "
+                     "(0–12); convert angles to clock positions, e.g. '6Oclock' or '12Oclock'"]
+    with pytest.raises(DataContractError, match="angle '45deg' is not a clock hour"):
+        read_split(root, root / contract.MANIFEST_FILE, loaders.read_grid(root))
+
+
 def test_a_fold_refuses_unusable_spectra_and_keeps_the_warnings(dataset):
     """Every split read (training, scoring) refuses all-zero spectra naming the row, and keeps the
     warnings the fold writes to its metrics JSON for the report."""

@@ -41,8 +41,9 @@ def test_read_grid_returns_float64_grid(root):
         (np.r_[GRID[:50], GRID[49], GRID[51:]], "not strictly increasing at index 50 (324.5 nm then 324.5 nm)"),
         (np.r_[np.nan, GRID[1:]], "non-finite wavelength at index 0"),
         (GRID / 1000.0, "wavelengths span 0.3…0.6, which does not cover the region of interest 320–500 nm (a grid in µm"),
-        (GRID * 10.0, "wavelengths span 3000…6000, which does not cover the region of interest 320–500 nm"),
-        (np.linspace(400.0, 700.0, L), "wavelengths span 400…700, which does not cover"),
+        (GRID * 10.0, "wavelengths span 3000…6000, which does not cover the region of interest 320–500 nm (a grid in Å"),
+        (np.linspace(400.0, 700.0, L), "wavelengths span 400…700, which does not cover the region of interest "
+                                       "320–500 nm; write the wavelengths in nm"),
     ],
 )
 def test_read_grid_rejects_bad_grids(root, array, fragment):

@@ -205,15 +205,16 @@ def test_cli_stats_missing_fold_manifest_names_the_fix(synth_dir):
     assert result.exit_code == 1 and "fold_02" in result.output and "manifests" in result.output
 
 
-@pytest.mark.parametrize("feature, refused", [("UVA_over_UVB", False), ("UVA_norm", True)])
-def test_only_the_ratio_of_a_zero_dose_row_may_be_undefined_as_data_check_rules(feature, refused):
+@pytest.mark.parametrize("feature, value, refused", [("UVA_over_UVB", np.nan, False), ("UVA_norm", np.nan, True),
+                                                     ("UVA_over_UVB", np.inf, True)])
+def test_only_the_ratio_of_a_zero_dose_row_may_be_undefined_as_data_check_rules(feature, value, refused):
     """`data stats` and `data check` read an empty dose value of the control alike: its UVA/UVB
-    ratio (0/0) may be empty, any other feature may not."""
+    ratio (0/0) may be empty, any other feature may not, and no value may be infinite."""
     from spectra_cv.data import conditioning
 
     dose = _dose_frame()
     control = dose.index[dose["UVB_total_mWh_cm2"] == 0][0]
-    dose.loc[control, feature] = np.nan
+    dose.loc[control, feature] = value
     rel = dose["relative_path"].tolist()
     manifest = dose[["relative_path", "angle"]].reset_index(drop=True)
     problems, _ = conditioning.check_conditioning(manifest, dose.reset_index(drop=True), [feature])

@@ -171,12 +171,16 @@ def _unlisted_spectra(root: Path, manifest: pd.DataFrame) -> list[str]:
 
 
 def _check_groups(manifest: pd.DataFrame, name: str, out: _Problems) -> tuple[TreatmentSummary, ...]:
-    """Identity columns filled and consistent, ≥ 2 replicates per group; the per-treatment summary."""
+    """Identity columns filled and consistent, angle labels clock hours, ≥ 2 replicates per group; the
+    per-treatment summary."""
     frame = manifest.reset_index(drop=True)
     keys = ["treatment", "sample", "angle"]
     for col in keys:
         for i in np.flatnonzero(frame[col].astype(str).str.strip().eq("").to_numpy()):
             out.add(f"{name} row {i + 1}: empty {col}; fill it or delete the row")
+    angle_problems: list[str] = []
+    conditioning.angle_cos(frame, name, angle_problems)  # cos θ is every model's input, FiLM or not
+    out.extend(angle_problems)
     expected = frame["treatment"].astype(str) + "/" + frame["sample"].astype(str) + "/" + frame["angle"].astype(str)
     if "group_id" in frame.columns:
         for i in np.flatnonzero((frame["group_id"].astype(str) != expected).to_numpy()):

@@ -142,8 +142,10 @@ class _Gathered:
     problems: list[str]
 
 
-def _angle_cos(manifest_df: pd.DataFrame, manifest_name: str, problems: list[str]) -> np.ndarray:
-    """cos θ per manifest row (N,) from the ``angle`` column; NaN (and a problem) for a bad label."""
+def angle_cos(manifest_df: pd.DataFrame, manifest_name: str, problems: list[str]) -> np.ndarray:
+    """cos θ per manifest row (N,) from the ``angle`` column; NaN (and a problem naming the first row)
+    for a bad label. cos θ is an input channel of every model, so ``data check`` applies this whatever
+    the FiLM features."""
     angles = manifest_df["angle"].astype(str).to_numpy()
     labels, inverse = np.unique(angles, return_inverse=True)
     table = np.full(labels.shape, np.nan)
@@ -154,6 +156,16 @@ def _angle_cos(manifest_df: pd.DataFrame, manifest_name: str, problems: list[str
             rows = np.flatnonzero(inverse == k)
             problems.append(f"{manifest_name} row {rows[0] + 1} ({rows.size} row(s) with this label): {exc}")
     return table[inverse]
+
+
+def angle_cosines(frame: pd.DataFrame, label: str) -> np.ndarray:
+    """float32 cos θ (N,) of the rows ``frame`` (``label`` names them); a bad label is a
+    ``DataContractError`` naming its first row, never a bare ValueError."""
+    problems: list[str] = []
+    cos = angle_cos(frame.reset_index(drop=True), label, problems)
+    if problems:
+        raise DataContractError(_summary(problems), problems)
+    return cos.astype(np.float32)
 
 
 def _dose_positions(
@@ -216,7 +228,7 @@ def _gather(
             if "angle" not in manifest_df.columns:
                 problems.append(f"{manifest_name}: no angle column, needed for FiLM feature {feature}")
             else:
-                raw[:, j] = _angle_cos(manifest_df, manifest_name, problems)
+                raw[:, j] = angle_cos(manifest_df, manifest_name, problems)
             continue
         if column not in dose_df.columns:
             problems.append(f"{dose_name}: no column {column}, needed for FiLM feature {feature}; add it")
@@ -224,7 +236,7 @@ def _gather(
         values = pd.to_numeric(dose_df[column], errors="coerce").to_numpy(dtype=np.float64)
         bad = used[~np.isfinite(values[used])]
         is_ratio = feature.lower() == RATIO_FEATURE
-        allowed = zero_dose[bad] if (is_ratio and totals_known) else np.zeros(bad.size, dtype=bool)
+        allowed = zero_dose[bad] & np.isnan(values[bad]) if (is_ratio and totals_known) else np.zeros(bad.size, bool)
         for r in bad[~allowed]:
             hint = (
                 f" (only a zero-dose control row, {' = '.join(DOSE_TOTAL_COLUMNS)} = 0, may leave it undefined)"

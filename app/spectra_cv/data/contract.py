@@ -89,8 +89,9 @@ MIN_REPLICATES_PER_GROUP = 2
 HOUR_RE = re.compile(r"^\s*(\d+)\s*(.*)$", re.DOTALL)
 CLOCK_HOURS = 12
 """An angle label's leading integer is a clock hour, 0–12 (0 and 12 are the same position)."""
-DEGREE_UNITS = ("deg", "°")
-"""Suffixes that say a label is an angle in degrees, which is refused rather than read as hours."""
+DEGREE_UNITS = ("deg", "°", "º", "˚")
+"""Suffixes that say a label is an angle in degrees (the degree sign and its look-alikes, the ordinal
+º and the ring ˚), which is refused rather than read as hours."""
 
 
 def angle_to_cos(angle: str) -> float:

@@ -73,10 +73,11 @@ def read_grid(root: str | Path, expected_length: int | None = contract.SEQUENCE_
         )
     lo, hi = contract.ROI_NM
     if grid[0] > lo or grid[-1] < hi:
+        unit = " (a grid in µm?)" if grid[-1] < lo / 10 else " (a grid in Å?)" if grid[0] > hi * 2 else ""
         raise DataContractError(
             f"{path}: wavelengths span {grid[0]:g}…{grid[-1]:g}, which does not cover the region of interest "
-            f"{lo:g}–{hi:g} nm (a grid in µm or Å?); write the wavelengths in nm, e.g. "
-            f"np.linspace({contract.GRID_START_NM:g}, {contract.GRID_STOP_NM:g}, {contract.SEQUENCE_LENGTH})"
+            f"{lo:g}–{hi:g} nm{unit}; write the wavelengths in nm, e.g. "
+            f"np.linspace({contract.GRID_START_NM:g}, {contract.GRID_STOP_NM:g}, {grid.shape[0]})"
         )
     return grid
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectra_cv.data import contract, loaders, rows
+from spectra_cv.data import loaders, rows
+from spectra_cv.data.conditioning import angle_cosines
 from spectra_cv.data.degenerate import degenerate
 from spectra_cv.errors import DataContractError
 from spectra_cv.log import get_logger
@@ -40,7 +41,7 @@ def split_of(root: str | Path, frame: pd.DataFrame, grid: np.ndarray, label: str
     checked; all-zero or constant spectra are refused (``data.degenerate``), the warnings kept and logged."""
     rows.check_manifest(frame, root, label)
     rel = tuple(frame["relative_path"].astype(str))
-    cos = np.array([contract.angle_to_cos(a) for a in frame["angle"].astype(str)], dtype=np.float32)
+    cos = angle_cosines(frame, label)
     noisy = loaders.load_spectra(root, list(rel), grid, clip=True)
     found = degenerate(noisy, rel, label, grid)
     if found.errors:

@@ -202,7 +202,7 @@ def film_features(
         source = dose_features.attrs.get("source", contract.DOSE_FEATURES_FILE)
         raise DataContractError(
             f"{source}: {relative_paths[i]!r} has no finite {features[j]} ({int(bad.sum())} such values); "
-            "only a zero-dose row may leave a value empty — fix the dose value"
+            "only a zero-dose control row may leave its UVA_over_UVB empty — fix the dose value"
         )
     return out
 

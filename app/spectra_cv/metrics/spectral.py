@@ -121,8 +121,9 @@ def reference_floor(spectra: np.ndarray, group_ids: Sequence | np.ndarray, split
     measured, not modelled: split the group at random into two halves of h spectra; their means
     differ by noise of variance 2σ²/h, so the squared error between them times h / (2(n − 1)) is
     the reference's, and their spectral angle (proportional to the noise's size at these small
-    angles) times the square root of that factor. Averaged over ``splits`` random splits. Keys
-    ``psnr`` (dB, from that MSE) and ``sam_deg``; NaN for a group of fewer than 4 spectra.
+    angles) times the square root of that factor (an odd group leaves one spectrum out of each
+    split). Averaged over ``splits`` random splits. Keys ``psnr`` (dB, from that MSE) and
+    ``sam_deg``; NaN for a group of one spectrum (which has no reference).
     No library estimates this (it is specific to leave-one-out references), hence written here.
     """
     x = np.asarray(spectra, dtype=np.float64)
@@ -132,7 +133,7 @@ def reference_floor(spectra: np.ndarray, group_ids: Sequence | np.ndarray, split
     for g in range(labels.size):
         members = np.flatnonzero(inverse == g)
         n, h = members.size, members.size // 2
-        if n < 4:
+        if n < 2:
             continue
         halves = [rng.permutation(members) for _ in range(splits)]
         a = np.stack([x[m[:h]].mean(axis=0) for m in halves])  # (splits, L)

@@ -168,19 +168,22 @@ def per_treatment_lines(table: pd.DataFrame, baseline_name: str) -> list[str]:
     bands = min(DIFFICULTY_BANDS, len(table))
     band = pd.qcut(table["baseline_sam"].rank(method="first"), bands, labels=False) + 1
     limits = table.groupby(band)["baseline_sam"].agg(["min", "max"])
-    difficulty = band.map(lambda b: f"{b} of {bands}: {limits.loc[b, 'min']:.3f}–{limits.loc[b, 'max']:.3f}°")
+    names = {b: f"{b} of {bands}: {limits.loc[b, 'min']:.3f}–{limits.loc[b, 'max']:.3f}°" for b in limits.index}
     return [*_breakdown(table, table["treatment"], "Per treatment", "treatment", baseline_name),
             *_breakdown(table, angle, "Per angle", "angle", baseline_name),
-            *_breakdown(table, difficulty, f"Per band of {baseline_name}'s SAM (easiest first)",
-                        f"band: {baseline_name} SAM", baseline_name)]
+            *_breakdown(table, band, f"Per band of {baseline_name}'s SAM (easiest first)",
+                        f"band: {baseline_name} SAM", baseline_name, names)]
 
 
-def _breakdown(table: pd.DataFrame, key: pd.Series, title: str, column: str, baseline_name: str) -> list[str]:
+def _breakdown(table: pd.DataFrame, key: pd.Series, title: str, column: str, baseline_name: str,
+               names: dict | None = None) -> list[str]:
+    """One table of the groups of ``table`` split by ``key`` (sorted by it; ``names`` shows a key
+    otherwise)."""
     lines = [f"### {title}", "",
              f"| {column} | groups | won | model PSNR dB | {baseline_name} PSNR dB | Δ PSNR dB | Δ SAM ° |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for value, part in table.groupby(key, sort=True):
-        lines.append(f"| {value} | {len(part)} | {int((part['d_psnr'] > 0).sum())} | "
+        lines.append(f"| {(names or {}).get(value, value)} | {len(part)} | {int((part['d_psnr'] > 0).sum())} | "
                      f"{part['model_psnr'].mean():.2f} | {part['baseline_psnr'].mean():.2f} | "
                      f"{part['d_psnr'].mean():+.2f} | {part['d_sam'].mean():+.4f} |")
     return [*lines, ""]
