@@ -50,7 +50,8 @@ def fold_roles(manifest, fold: int) -> dict[str, list[str]]:
     return roles
 
 
-def _data_root(path: Path) -> Path:
+def data_root(path: Path) -> Path:
+    """DATA_DIR itself when it holds the manifest, else its spectra_for_fold/ (the Track H layout)."""
     if (path / contract.MANIFEST_FILE).is_file():
         return path
     if (path / "spectra_for_fold" / contract.MANIFEST_FILE).is_file():
@@ -88,7 +89,7 @@ def run_fold(root: Path, grid: np.ndarray, manifest, fold: int) -> dict:
 def main(data_dir: Path, folds: tuple[int, ...], output: Path | None) -> None:
     """Fit the baselines on each fold's train split of DATA_DIR and evaluate them on its test split."""
     started = time.perf_counter()
-    root = _data_root(data_dir)
+    root = data_root(data_dir)
     grid = loaders.read_grid(root)
     manifest = loaders.read_manifest(root / contract.MANIFEST_FILE)
     per_fold = [run_fold(root, grid, manifest, fold) for fold in folds]

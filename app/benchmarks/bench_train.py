@@ -20,17 +20,17 @@ import numpy as np
 import torch
 
 from spectra_cv.data import synth
-from spectra_cv.data.conditioning import compute_dose_stats, conditioning_matrix
+from spectra_cv.data.conditioning import compute_dose_stats, conditioning_matrix, no_conditioning
 from spectra_cv.io import atomic_write_json
 from spectra_cv.model.mamba_uv import MambaUV
 from spectra_cv.model.zoo import count_parameters
 from spectra_cv.objective import Objective
-from spectra_cv.train.tensors import DeviceSplit, SplitArrays
 from spectra_cv.train import numerics
 from spectra_cv.train.loop import autocast, lr_at, train_step
 from spectra_cv.train.presets import RunConfig, cpu_quick, recipe
 from spectra_cv.train.prior import install_prior
 from spectra_cv.train.schedule import Ema, adamw
+from spectra_cv.train.tensors import DeviceSplit, SplitArrays
 
 
 def _sync(device: torch.device) -> None:
@@ -63,7 +63,7 @@ def synthetic_split(device: torch.device, cfg: RunConfig, spectra: int = 4500) -
         stats = compute_dose_stats(rows, data.dose_features, cfg.film_features)
         cond = conditioning_matrix(rows, data.dose_features, cfg.film_features, stats)
     else:  # an unconditioned model (cpu_quick): no dose columns, as `spectra-cv train` builds it
-        cond = np.zeros((len(rows), 0), dtype=np.float32)
+        cond = no_conditioning(len(rows))
     arrays = SplitArrays(
         relative_paths=tuple(rows["relative_path"]), noisy=np.clip(data.spectra[idx], 0, 1).astype(np.float32),
         groups=tuple(rows["group_id"]),
@@ -130,7 +130,7 @@ def train_throughput(cfg: RunConfig, device: torch.device, seconds: float, max_s
         _sync(device)
         t0 = time.perf_counter()
         for s in range(0, n_eval, 500):
-            model(split.inputs(idx[s:s + 500]), split.cond[idx[s:s + 500]] if split.cond.shape[1] else None)
+            model(split.inputs(idx[s:s + 500]), split.cond_of(idx[s:s + 500]))
         _sync(device)
         denoise_s = time.perf_counter() - t0
     return {

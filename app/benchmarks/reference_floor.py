@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from baselines_real import data_root  # the same folder of scripts: run as `python app/benchmarks/...`
 
 from spectra_cv.data import contract, loaders
 from spectra_cv.data.splits import split_of
@@ -29,13 +30,6 @@ from spectra_cv.io import atomic_write_json
 from spectra_cv.metrics.spectral import reference_floor
 
 SPLITS = ("val", "test")
-
-
-def _data_root(path: Path) -> Path:
-    for root in (path, path / "spectra_for_fold"):
-        if (root / contract.MANIFEST_FILE).is_file():
-            return root
-    raise click.ClickException(f"{path}: no {contract.MANIFEST_FILE} here or under spectra_for_fold/")
 
 
 def split_floor(spectra: np.ndarray, group_ids: list[str]) -> dict:
@@ -54,7 +48,7 @@ def split_floor(spectra: np.ndarray, group_ids: list[str]) -> dict:
 @click.option("--folds", type=click.IntRange(1, 5), multiple=True, default=(1, 2, 3, 4, 5), show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(data_dir: Path, folds: tuple[int, ...], output: Path | None) -> None:
-    root = _data_root(data_dir)
+    root = data_root(data_dir)
     grid = loaders.read_grid(root)
     manifest = loaders.read_manifest(root / contract.MANIFEST_FILE)
     result: dict = {"data": str(data_dir), "folds": {}}

@@ -311,6 +311,11 @@ def compute_dose_stats(
     return DoseStats(features=tuple(features), mean=tuple(map(float, mean)), std=tuple(map(float, std)))
 
 
+def no_conditioning(n: int) -> np.ndarray:
+    """The conditioning of ``n`` rows for a model without dose conditioning (no FiLM): float32 (n, 0)."""
+    return np.zeros((n, 0), dtype=np.float32)
+
+
 def conditioning_matrix(
     manifest_df: pd.DataFrame,
     dose_features_df: pd.DataFrame,

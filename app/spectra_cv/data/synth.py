@@ -230,15 +230,21 @@ def _angle_key(angle: str) -> int:
     return zlib.crc32(angle.encode("utf-8"))
 
 
+def _strata(rng: np.random.Generator, n: int, columns: int) -> np.ndarray:
+    """Latin-hypercube quantiles (n, columns) in (0, 1): each column puts one draw in each of n equal
+    strata, in a random order (written here: a few lines, and scipy.stats.qmc.LatinHypercube draws
+    other numbers, which would change every generated dataset)."""
+    strata = np.stack([rng.permutation(n) for _ in range(columns)], axis=1)  # (n, columns)
+    return (strata + rng.random((n, columns))) / n
+
+
 def sample_factors(seed: int, treatment: int, n_samples: int) -> np.ndarray:
     """Baseline factors of a treatment's samples: (n_samples, 5) standard-normal scores, clipped to ±2.
 
     Latin-hypercube over the treatment's samples (one stratum per sample and factor, randomly
     paired), so 27 samples cover the spread evenly and the dataset statistics vary little by seed.
     """
-    rng = _rng(seed, treatment, 1_000)
-    strata = np.stack([rng.permutation(n_samples) for _ in range(5)], axis=1)  # (S, 5)
-    q = (strata + rng.random((n_samples, 5))) / n_samples  # (S, 5) in (0, 1)
+    q = _strata(_rng(seed, treatment, 1_000), n_samples, 5)  # (S, 5) in (0, 1)
     inv = NormalDist().inv_cdf
     return np.clip(np.vectorize(inv)(np.clip(q, 1e-9, 1 - 1e-9)), -2.0, 2.0)
 
@@ -334,8 +340,7 @@ def deviation_amplitudes(seed: int) -> dict[tuple[int, int], float]:
     group means do, instead of a tail that comes and goes with the seed."""
     d = SMOOTH_DEVIATION
     keys = [(t, s) for t, letters in SAMPLES.items() for s in range(len(letters))]
-    rng = _rng(seed, 5_000)
-    q = (rng.permutation(len(keys)) + rng.random(len(keys))) / len(keys)  # (27,) in (0, 1)
+    q = _strata(_rng(seed, 5_000), len(keys), 1)[:, 0]  # (27,) in (0, 1)
     amplitude = d["tail_scale"] * np.sqrt(d["tail_dof"] / chi2.ppf(1.0 - q, d["tail_dof"]))
     return {key: float(min(a, d["tail_max"])) for key, a in zip(keys, amplitude, strict=True)}
 

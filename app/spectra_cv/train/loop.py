@@ -56,9 +56,8 @@ class FitResult:
 def predict(model: nn.Module, split: DeviceSplit, idx: torch.Tensor, device: torch.device, cfg: TrainConfig,
             shift: torch.Tensor | None = None) -> torch.Tensor:
     """Model output (B, L) in float32 for rows ``idx`` of ``split`` (their reflectance + ``shift``, if given)."""
-    cond = split.cond[idx] if split.cond.shape[1] > 0 else None
     with autocast(device, cfg.amp, cfg.amp_dtype):
-        out = model(split.inputs(idx, shift), cond)
+        out = model(split.inputs(idx, shift), split.cond_of(idx))
     return out[:, 0, :].float()
 
 

@@ -24,6 +24,7 @@ from spectra_cv.data.conditioning import (
     DoseStats,
     compute_dose_stats,
     conditioning_matrix,
+    no_conditioning,
     read_dose_features,
     read_dose_stats,
 )
@@ -179,8 +180,7 @@ def run_training(
         train_cond = conditioning_matrix(train_df, dose_df, features, stats)
         val_cond = conditioning_matrix(val_df, dose_df, features, stats)
     else:
-        train_cond = np.zeros((len(train_df), 0), dtype=np.float32)
-        val_cond = np.zeros((len(val_df), 0), dtype=np.float32)
+        train_cond, val_cond = no_conditioning(len(train_df)), no_conditioning(len(val_df))
 
     weights = None
     if inputs.lambda_weights is not None:

@@ -110,6 +110,10 @@ class DeviceSplit:
     def __len__(self) -> int:
         return int(self.noisy.shape[0])
 
+    def cond_of(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """The model's ``cond`` for rows ``idx``: (B, F), or None for a model without dose conditioning."""
+        return self.cond[idx] if self.cond.shape[1] > 0 else None
+
     def inputs(self, idx: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
         """Model input (B, 3, L): reflectance (+ ``shift`` (B, L) when given), λ normalised to [−1, 1],
         cos θ repeated along λ."""
